@@ -1,0 +1,49 @@
+use crate::MemoryId;
+
+/// Result with the core [`Error`].
+pub type Result<T, E = Error> = std::result::Result<T, E>;
+
+/// Everything that can go wrong behind the [`crate::Storage`] trait and the
+/// domain validation. Messages are one line, lower case, no trailing period.
+#[derive(Debug, thiserror::Error)]
+pub enum Error {
+    /// The caller gave input that breaks a rule or a limit; nothing was changed.
+    #[error("invalid input: {0}")]
+    InvalidInput(String),
+    /// No memory has this id.
+    #[error("memory not found: {0}")]
+    NotFound(MemoryId),
+    /// A memory with this id already exists.
+    #[error("memory already exists: {0}")]
+    AlreadyExists(MemoryId),
+    /// Every pooled connection stayed busy for the whole wait timeout.
+    #[error("timed out after {waited_ms} ms waiting for a {role} connection (pool of {pool_size})")]
+    PoolTimeout {
+        /// `reader` or `writer`.
+        role: &'static str,
+        /// The configured wait timeout.
+        waited_ms: u64,
+        /// Connections in that pool.
+        pool_size: usize,
+    },
+    /// The database was written by a newer Mnemosyne; it is left untouched.
+    #[error(
+        "database schema version {found} is newer than this build supports ({supported}); upgrade mnemosyne to open it"
+    )]
+    SchemaTooNew {
+        /// Version found in the file.
+        found: u32,
+        /// Highest version this build knows.
+        supported: u32,
+    },
+    /// The backend failed (I/O, corruption, a remote server); the message says which.
+    #[error("storage error: {0}")]
+    Storage(String),
+}
+
+impl Error {
+    /// Shorthand for [`Error::InvalidInput`].
+    pub fn invalid(message: impl Into<String>) -> Self {
+        Self::InvalidInput(message.into())
+    }
+}

@@ -1,0 +1,26 @@
+//! Domain types, limits, errors and the storage trait of Mnemosyne.
+//!
+//! This crate knows nothing about SQL, files, sockets or a runtime: it is the
+//! vocabulary the other crates share. Every bound lives in [`Limits`].
+#![deny(missing_docs)]
+
+mod error;
+mod ids;
+mod limits;
+mod memory;
+mod namespace;
+mod storage;
+#[cfg(feature = "workload")]
+pub mod workload;
+
+pub use error::{Error, Result};
+pub use ids::MemoryId;
+pub use limits::{Limits, LimitsError, RECALL_RESULTS_HARD_CAP};
+pub use memory::{
+    Importance, Link, LinkType, Memory, MemoryPatch, MemoryType, NewMemory, validate_tags,
+};
+pub use namespace::Namespace;
+pub use storage::{
+    BatchOutcome, KeywordHit, KeywordQuery, LinkOutcome, ListQuery, ListSort, OnConflict,
+    PoolStatus, Storage,
+};

@@ -1,0 +1,269 @@
+use serde::{Deserialize, Serialize};
+
+/// `recall_results_max` can never be configured above this.
+pub const RECALL_RESULTS_HARD_CAP: u32 = 1_000;
+
+/// Prefix of the environment variables that override a limit:
+/// `MNEMOSYNE_POOL_READERS_MAX=8` sets `pool_readers_max`.
+pub const ENV_PREFIX: &str = "MNEMOSYNE_";
+
+/// A limits file or variable that cannot be used.
+#[derive(Debug, thiserror::Error)]
+pub enum LimitsError {
+    /// The TOML text does not describe limits (unknown key, wrong type).
+    #[error("invalid limits: {0}")]
+    Parse(String),
+    /// An environment variable holds something that is not a whole number.
+    #[error("invalid value {value:?} in {variable}: expected a whole number")]
+    EnvValue {
+        /// The variable name.
+        variable: String,
+        /// What it held.
+        value: String,
+    },
+    /// A limit is out of its allowed range.
+    #[error("invalid limit {name} = {value}: {rule}")]
+    OutOfRange {
+        /// Limit name.
+        name: &'static str,
+        /// Its value.
+        value: u64,
+        /// What it must be.
+        rule: &'static str,
+    },
+}
+
+/// Every bound of the system, in one place, with its unit in its name.
+///
+/// Passed explicitly to every component; no component relies on a library
+/// default. Loaded from the `[limits]` table of the config file, then from
+/// `MNEMOSYNE_<NAME>` environment variables.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct Limits {
+    /// Reader connections in the pool (the writer is separate and single).
+    pub pool_readers_max: u32,
+    /// How long a caller waits for a pooled connection before `PoolTimeout`.
+    pub pool_wait_timeout_ms: u64,
+    /// How long SQLite retries a locked database before giving up.
+    pub sqlite_busy_timeout_ms: u64,
+    /// Active (not finished) work items; more is `WorkQueueFull`.
+    pub work_items_max: u32,
+    /// Finished work items kept in memory; older ones live on disk only.
+    pub work_completed_retained_max: u32,
+    /// Capacity of the event bus; slow subscribers skip ahead.
+    pub events_capacity: u32,
+    /// Weight cap of the embedding cache, in bytes.
+    pub embedding_cache_bytes_max: u64,
+    /// CRDT operations between two compactions of a document.
+    pub crdt_compact_every_ops: u32,
+    /// Seconds between two compactions of a document.
+    pub crdt_compact_every_s: u64,
+    /// Undo steps kept per actor and document.
+    pub crdt_undo_depth: u32,
+    /// Largest memory content, in bytes of UTF-8.
+    pub memory_content_bytes_max: u32,
+    /// Largest memory summary, in bytes of UTF-8.
+    pub memory_summary_bytes_max: u32,
+    /// Tags on one memory.
+    pub memory_tags_max: u32,
+    /// Longest tag, in bytes.
+    pub tag_bytes_max: u32,
+    /// Outgoing links of one memory.
+    pub memory_links_max: u32,
+    /// Results of one recall (never above [`RECALL_RESULTS_HARD_CAP`]).
+    pub recall_results_max: u32,
+    /// Longest recall query, in bytes.
+    pub recall_query_bytes_max: u32,
+    /// Rows of one list or export page.
+    pub list_page_rows_max: u32,
+    /// Memories written per import transaction.
+    pub import_batch_rows: u32,
+    /// Largest HTTP request body, in bytes.
+    pub request_body_bytes_max: u64,
+    /// Time given to background tasks to stop before they are aborted.
+    pub shutdown_timeout_s: u64,
+    /// Seconds between two resource monitor samples.
+    pub monitor_interval_s: u64,
+    /// Seconds between two server heartbeats.
+    pub heartbeat_interval_s: u64,
+    /// Seconds a work claim lasts without a heartbeat.
+    pub work_lease_s: u64,
+}
+
+impl Default for Limits {
+    fn default() -> Self {
+        Self {
+            pool_readers_max: 4,
+            pool_wait_timeout_ms: 5_000,
+            sqlite_busy_timeout_ms: 5_000,
+            work_items_max: 10_000,
+            work_completed_retained_max: 1_000,
+            events_capacity: 1_000,
+            embedding_cache_bytes_max: 64 * 1024 * 1024,
+            crdt_compact_every_ops: 1_000,
+            crdt_compact_every_s: 600,
+            crdt_undo_depth: 100,
+            memory_content_bytes_max: 64 * 1024,
+            memory_summary_bytes_max: 1_024,
+            memory_tags_max: 32,
+            tag_bytes_max: 64,
+            memory_links_max: 64,
+            recall_results_max: 100,
+            recall_query_bytes_max: 4_096,
+            list_page_rows_max: 1_000,
+            import_batch_rows: 1_000,
+            request_body_bytes_max: 1024 * 1024,
+            shutdown_timeout_s: 30,
+            monitor_interval_s: 30,
+            heartbeat_interval_s: 10,
+            work_lease_s: 300,
+        }
+    }
+}
+
+impl Limits {
+    /// Limits from a TOML table such as the `[limits]` table of the config
+    /// file; keys not given keep their default, unknown keys are an error.
+    pub fn from_toml_str(text: &str) -> Result<Self, LimitsError> {
+        let limits: Self = toml::from_str(text).map_err(|e| LimitsError::Parse(one_line(&e)))?;
+        limits.validate()?;
+        Ok(limits)
+    }
+
+    /// Applies `MNEMOSYNE_<NAME>` overrides from `vars` (pass
+    /// `std::env::vars()`); variables that name no limit are ignored.
+    pub fn with_env_overrides(
+        self,
+        vars: impl IntoIterator<Item = (String, String)>,
+    ) -> Result<Self, LimitsError> {
+        let mut table = toml::Table::try_from(&self).map_err(|e| LimitsError::Parse(e.to_string()))?;
+        let mut changed = false;
+        for (variable, value) in vars {
+            let Some(name) = variable.strip_prefix(ENV_PREFIX) else { continue };
+            let key = name.to_ascii_lowercase();
+            let Some(slot) = table.get_mut(&key) else { continue };
+            let parsed: i64 = value.trim().parse().map_err(|_| LimitsError::EnvValue {
+                variable: variable.clone(),
+                value: value.clone(),
+            })?;
+            if parsed < 0 {
+                return Err(LimitsError::EnvValue { variable, value });
+            }
+            *slot = toml::Value::Integer(parsed);
+            changed = true;
+        }
+        if !changed {
+            return Ok(self);
+        }
+        let limits: Self =
+            table.try_into().map_err(|e: toml::de::Error| LimitsError::Parse(one_line(&e)))?;
+        limits.validate()?;
+        Ok(limits)
+    }
+
+    /// Checks that every limit is usable: positive where zero would wedge the
+    /// system, and `recall_results_max` within its hard cap.
+    pub fn validate(&self) -> Result<(), LimitsError> {
+        let positive: [(&'static str, u64); 14] = [
+            ("pool_readers_max", self.pool_readers_max.into()),
+            ("pool_wait_timeout_ms", self.pool_wait_timeout_ms),
+            ("work_items_max", self.work_items_max.into()),
+            ("events_capacity", self.events_capacity.into()),
+            ("crdt_compact_every_ops", self.crdt_compact_every_ops.into()),
+            ("memory_content_bytes_max", self.memory_content_bytes_max.into()),
+            ("memory_summary_bytes_max", self.memory_summary_bytes_max.into()),
+            ("tag_bytes_max", self.tag_bytes_max.into()),
+            ("recall_results_max", self.recall_results_max.into()),
+            ("recall_query_bytes_max", self.recall_query_bytes_max.into()),
+            ("list_page_rows_max", self.list_page_rows_max.into()),
+            ("import_batch_rows", self.import_batch_rows.into()),
+            ("request_body_bytes_max", self.request_body_bytes_max),
+            ("work_lease_s", self.work_lease_s),
+        ];
+        for (name, value) in positive {
+            if value == 0 {
+                return Err(LimitsError::OutOfRange { name, value, rule: "must be at least 1" });
+            }
+        }
+        if self.recall_results_max > RECALL_RESULTS_HARD_CAP {
+            return Err(LimitsError::OutOfRange {
+                name: "recall_results_max",
+                value: self.recall_results_max.into(),
+                rule: "must be at most 1000",
+            });
+        }
+        Ok(())
+    }
+}
+
+fn one_line(error: &toml::de::Error) -> String {
+    error.message().replace('\n', " ")
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn env(pairs: &[(&str, &str)]) -> Vec<(String, String)> {
+        pairs.iter().map(|(k, v)| (k.to_string(), v.to_string())).collect()
+    }
+
+    #[test]
+    fn defaults_match_the_design() {
+        let limits = Limits::default();
+        assert_eq!(limits.pool_readers_max, 4);
+        assert_eq!(limits.pool_wait_timeout_ms, 5_000);
+        assert_eq!(limits.work_items_max, 10_000);
+        assert_eq!(limits.memory_content_bytes_max, 65_536);
+        assert_eq!(limits.embedding_cache_bytes_max, 67_108_864);
+        limits.validate().unwrap();
+    }
+
+    #[test]
+    fn toml_overrides_some_keys_and_keeps_the_rest() {
+        let limits = Limits::from_toml_str("pool_readers_max = 2\nwork_lease_s = 60\n").unwrap();
+        assert_eq!(limits.pool_readers_max, 2);
+        assert_eq!(limits.work_lease_s, 60);
+        assert_eq!(limits.events_capacity, 1_000);
+    }
+
+    #[test]
+    fn toml_rejects_unknown_keys_and_bad_ranges() {
+        let err = Limits::from_toml_str("pool_readers_maxx = 2").unwrap_err();
+        assert!(err.to_string().contains("pool_readers_maxx"), "{err}");
+        let err = Limits::from_toml_str("recall_results_max = 1001").unwrap_err();
+        assert!(err.to_string().contains("recall_results_max"), "{err}");
+        let err = Limits::from_toml_str("pool_readers_max = 0").unwrap_err();
+        assert!(err.to_string().contains("at least 1"), "{err}");
+    }
+
+    #[test]
+    fn env_overrides_named_limits_only() {
+        let limits = Limits::default()
+            .with_env_overrides(env(&[
+                ("MNEMOSYNE_POOL_READERS_MAX", "8"),
+                ("MNEMOSYNE_DB", "/tmp/x.db"),
+                ("HOME", "/root"),
+            ]))
+            .unwrap();
+        assert_eq!(limits.pool_readers_max, 8);
+        assert_eq!(limits.pool_wait_timeout_ms, 5_000);
+    }
+
+    #[test]
+    fn env_rejects_non_numbers_naming_the_variable() {
+        let err = Limits::default()
+            .with_env_overrides(env(&[("MNEMOSYNE_WORK_ITEMS_MAX", "lots")]))
+            .unwrap_err();
+        assert!(err.to_string().contains("MNEMOSYNE_WORK_ITEMS_MAX"), "{err}");
+        let err = Limits::default()
+            .with_env_overrides(env(&[("MNEMOSYNE_WORK_ITEMS_MAX", "-1")]))
+            .unwrap_err();
+        assert!(err.to_string().contains("MNEMOSYNE_WORK_ITEMS_MAX"), "{err}");
+        let err = Limits::default()
+            .with_env_overrides(env(&[("MNEMOSYNE_RECALL_RESULTS_MAX", "5000")]))
+            .unwrap_err();
+        assert!(err.to_string().contains("at most 1000"), "{err}");
+    }
+}

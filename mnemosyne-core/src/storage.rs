@@ -1,0 +1,179 @@
+use std::fmt::Debug;
+
+use async_trait::async_trait;
+use chrono::{DateTime, Utc};
+use serde::{Deserialize, Serialize};
+
+use crate::{Link, Memory, MemoryId, MemoryPatch, Namespace, Result};
+
+/// Order of a list.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum ListSort {
+    /// Most recently updated first.
+    #[default]
+    Recent,
+    /// Highest importance first, then most recent.
+    Importance,
+    /// Oldest id first: stable for paging through everything (export).
+    Id,
+}
+
+/// Which memories to list and how many.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct ListQuery {
+    /// Only this exact namespace (`None`: all).
+    pub namespace: Option<Namespace>,
+    /// Only memories carrying every one of these tags.
+    pub tags: Vec<String>,
+    /// Order.
+    pub sort: ListSort,
+    /// Rows to return; the caller bounds it by `list_page_rows_max`.
+    pub limit: u32,
+    /// Rows to skip (for `Recent` and `Importance`).
+    pub offset: u64,
+    /// With [`ListSort::Id`]: only ids after this one (keyset paging).
+    pub after: Option<MemoryId>,
+    /// Include archived memories.
+    pub include_archived: bool,
+}
+
+impl Default for ListQuery {
+    fn default() -> Self {
+        Self {
+            namespace: None,
+            tags: Vec::new(),
+            sort: ListSort::Recent,
+            limit: 20,
+            offset: 0,
+            after: None,
+            include_archived: false,
+        }
+    }
+}
+
+/// A keyword (full-text, BM25) search.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct KeywordQuery {
+    /// The user's text; the backend tokenises and quotes it, never passing it raw to the engine.
+    pub text: String,
+    /// Only these namespaces (empty: all).
+    pub namespaces: Vec<Namespace>,
+    /// Only memories carrying every one of these tags.
+    pub tags: Vec<String>,
+    /// Hits to return, best first.
+    pub limit: u32,
+    /// Include archived memories.
+    pub include_archived: bool,
+}
+
+/// One keyword search result.
+#[derive(Clone, Debug, PartialEq)]
+pub struct KeywordHit {
+    /// The memory.
+    pub memory: Memory,
+    /// BM25 relevance; higher is better (the engine's negated rank).
+    pub bm25: f64,
+}
+
+/// What to do when an imported memory's id already exists.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum OnConflict {
+    /// Keep the stored memory, count the imported one as skipped.
+    #[default]
+    Skip,
+    /// Fail the batch with [`crate::Error::AlreadyExists`]; the batch is rolled back.
+    Fail,
+}
+
+/// Result of a batch insert (one transaction).
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct BatchOutcome {
+    /// Memories written.
+    pub inserted: u64,
+    /// Memories skipped because their id existed.
+    pub skipped: u64,
+}
+
+/// Result of adding links in bulk.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct LinkOutcome {
+    /// Links written (or already present).
+    pub linked: u64,
+    /// Links skipped because an end does not exist.
+    pub missing: u64,
+}
+
+/// How busy the connection pools are right now.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct PoolStatus {
+    /// Reader connections allowed.
+    pub readers_max: usize,
+    /// Reader connections open.
+    pub readers_open: usize,
+    /// Reader connections open and idle.
+    pub readers_idle: usize,
+    /// Callers waiting for a reader.
+    pub readers_waiting: usize,
+    /// Writer connection checked out (0 or 1).
+    pub writer_in_use: usize,
+    /// Callers waiting for the writer.
+    pub writer_waiting: usize,
+}
+
+/// The one storage contract every backend implements and one conformance
+/// suite checks. Writes return only after commit. Backend types never appear here.
+#[async_trait]
+pub trait Storage: Send + Sync + Debug {
+    /// Short backend name (`sqlite`, `libsql`, `libsql-remote`).
+    fn backend_name(&self) -> &'static str;
+
+    /// Stores a validated memory with its tags and links in one transaction.
+    /// Unknown link targets are [`crate::Error::NotFound`]; an existing id is
+    /// [`crate::Error::AlreadyExists`].
+    async fn insert_memory(&self, memory: &Memory) -> Result<()>;
+
+    /// Stores many memories in one transaction, all or nothing. Links are not
+    /// written here (see [`Storage::add_links`]), so a batch may be in any order.
+    async fn insert_memories(&self, memories: &[Memory], on_conflict: OnConflict) -> Result<BatchOutcome>;
+
+    /// The memory with this id, archived or not.
+    async fn get_memory(&self, id: MemoryId) -> Result<Option<Memory>>;
+
+    /// Records a read: bumps `access_count` and sets `accessed_at`.
+    async fn record_access(&self, id: MemoryId, at: DateTime<Utc>) -> Result<()>;
+
+    /// Applies a validated patch in one transaction and returns the new memory.
+    async fn update_memory(&self, id: MemoryId, patch: &MemoryPatch, now: DateTime<Utc>) -> Result<Memory>;
+
+    /// Deletes the memory, its tags, its links (both directions) and its index entries.
+    async fn delete_memory(&self, id: MemoryId) -> Result<()>;
+
+    /// Adds one link; both ends must exist. Adding an existing link is a no-op.
+    async fn add_link(&self, source: MemoryId, link: &Link) -> Result<()>;
+
+    /// Adds many links in one transaction, skipping those with a missing end.
+    async fn add_links(&self, links: &[(MemoryId, Link)]) -> Result<LinkOutcome>;
+
+    /// A page of memories.
+    async fn list_memories(&self, query: &ListQuery) -> Result<Vec<Memory>>;
+
+    /// Keyword search ranked by BM25, best first.
+    async fn keyword_search(&self, query: &KeywordQuery) -> Result<Vec<KeywordHit>>;
+
+    /// Number of stored memories.
+    async fn count_memories(&self, include_archived: bool) -> Result<u64>;
+
+    /// Schema version of the open database.
+    async fn schema_version(&self) -> Result<u32>;
+
+    /// `PRAGMA integrity_check` output: `ok` when healthy.
+    async fn integrity_check(&self) -> Result<String>;
+
+    /// Connection pool gauges.
+    fn pool_status(&self) -> PoolStatus;
+
+    /// Closes every pooled connection; later calls fail.
+    async fn close(&self);
+}
