@@ -137,12 +137,17 @@ impl Limits {
         self,
         vars: impl IntoIterator<Item = (String, String)>,
     ) -> Result<Self, LimitsError> {
-        let mut table = toml::Table::try_from(&self).map_err(|e| LimitsError::Parse(e.to_string()))?;
+        let mut table =
+            toml::Table::try_from(&self).map_err(|e| LimitsError::Parse(e.to_string()))?;
         let mut changed = false;
         for (variable, value) in vars {
-            let Some(name) = variable.strip_prefix(ENV_PREFIX) else { continue };
+            let Some(name) = variable.strip_prefix(ENV_PREFIX) else {
+                continue;
+            };
             let key = name.to_ascii_lowercase();
-            let Some(slot) = table.get_mut(&key) else { continue };
+            let Some(slot) = table.get_mut(&key) else {
+                continue;
+            };
             let parsed: i64 = value.trim().parse().map_err(|_| LimitsError::EnvValue {
                 variable: variable.clone(),
                 value: value.clone(),
@@ -156,8 +161,9 @@ impl Limits {
         if !changed {
             return Ok(self);
         }
-        let limits: Self =
-            table.try_into().map_err(|e: toml::de::Error| LimitsError::Parse(one_line(&e)))?;
+        let limits: Self = table
+            .try_into()
+            .map_err(|e: toml::de::Error| LimitsError::Parse(one_line(&e)))?;
         limits.validate()?;
         Ok(limits)
     }
@@ -171,8 +177,14 @@ impl Limits {
             ("work_items_max", self.work_items_max.into()),
             ("events_capacity", self.events_capacity.into()),
             ("crdt_compact_every_ops", self.crdt_compact_every_ops.into()),
-            ("memory_content_bytes_max", self.memory_content_bytes_max.into()),
-            ("memory_summary_bytes_max", self.memory_summary_bytes_max.into()),
+            (
+                "memory_content_bytes_max",
+                self.memory_content_bytes_max.into(),
+            ),
+            (
+                "memory_summary_bytes_max",
+                self.memory_summary_bytes_max.into(),
+            ),
             ("tag_bytes_max", self.tag_bytes_max.into()),
             ("recall_results_max", self.recall_results_max.into()),
             ("recall_query_bytes_max", self.recall_query_bytes_max.into()),
@@ -183,7 +195,11 @@ impl Limits {
         ];
         for (name, value) in positive {
             if value == 0 {
-                return Err(LimitsError::OutOfRange { name, value, rule: "must be at least 1" });
+                return Err(LimitsError::OutOfRange {
+                    name,
+                    value,
+                    rule: "must be at least 1",
+                });
             }
         }
         if self.recall_results_max > RECALL_RESULTS_HARD_CAP {
@@ -206,7 +222,10 @@ mod tests {
     use super::*;
 
     fn env(pairs: &[(&str, &str)]) -> Vec<(String, String)> {
-        pairs.iter().map(|(k, v)| (k.to_string(), v.to_string())).collect()
+        pairs
+            .iter()
+            .map(|(k, v)| (k.to_string(), v.to_string()))
+            .collect()
     }
 
     #[test]
@@ -256,11 +275,17 @@ mod tests {
         let err = Limits::default()
             .with_env_overrides(env(&[("MNEMOSYNE_WORK_ITEMS_MAX", "lots")]))
             .unwrap_err();
-        assert!(err.to_string().contains("MNEMOSYNE_WORK_ITEMS_MAX"), "{err}");
+        assert!(
+            err.to_string().contains("MNEMOSYNE_WORK_ITEMS_MAX"),
+            "{err}"
+        );
         let err = Limits::default()
             .with_env_overrides(env(&[("MNEMOSYNE_WORK_ITEMS_MAX", "-1")]))
             .unwrap_err();
-        assert!(err.to_string().contains("MNEMOSYNE_WORK_ITEMS_MAX"), "{err}");
+        assert!(
+            err.to_string().contains("MNEMOSYNE_WORK_ITEMS_MAX"),
+            "{err}"
+        );
         let err = Limits::default()
             .with_env_overrides(env(&[("MNEMOSYNE_RECALL_RESULTS_MAX", "5000")]))
             .unwrap_err();

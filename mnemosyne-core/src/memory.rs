@@ -36,7 +36,9 @@ impl TryFrom<i64> for Importance {
         if (i64::from(Self::MIN)..=i64::from(Self::MAX)).contains(&value) {
             Ok(Self(value as u8))
         } else {
-            Err(Error::invalid(format!("importance must be between 1 and 10, got {value}")))
+            Err(Error::invalid(format!(
+                "importance must be between 1 and 10, got {value}"
+            )))
         }
     }
 }
@@ -52,7 +54,9 @@ impl FromStr for Importance {
 
     fn from_str(text: &str) -> Result<Self, Self::Err> {
         let value: i64 = text.trim().parse().map_err(|_| {
-            Error::invalid(format!("importance must be a whole number between 1 and 10, got {text:?}"))
+            Error::invalid(format!(
+                "importance must be a whole number between 1 and 10, got {text:?}"
+            ))
         })?;
         Self::try_from(value)
     }
@@ -249,7 +253,10 @@ pub struct NewMemory {
 impl NewMemory {
     /// A note in `global` with default importance.
     pub fn new(content: impl Into<String>) -> Self {
-        Self { content: content.into(), ..Self::default() }
+        Self {
+            content: content.into(),
+            ..Self::default()
+        }
     }
 
     /// The validated memory, with a fresh id and `now` as every time stamp.
@@ -303,7 +310,9 @@ impl MemoryPatch {
     /// Normalises tags and checks every given field against `limits`.
     pub fn validated(mut self, limits: &Limits) -> Result<Self, Error> {
         if self.is_empty() {
-            return Err(Error::invalid("nothing to update: give at least one field to change"));
+            return Err(Error::invalid(
+                "nothing to update: give at least one field to change",
+            ));
         }
         if let Some(content) = &self.content {
             validate_content(content, limits)?;
@@ -391,7 +400,10 @@ pub fn validate_tags(tags: &[String], limits: &Limits) -> Result<(), Error> {
                 limits.tag_bytes_max
             )));
         }
-        if tag.chars().any(|c| c.is_whitespace() || c.is_control() || c == ',') {
+        if tag
+            .chars()
+            .any(|c| c.is_whitespace() || c.is_control() || c == ',')
+        {
             return Err(Error::invalid(format!(
                 "tag {tag:?} must not contain whitespace, control characters or commas"
             )));
@@ -430,25 +442,47 @@ mod tests {
 
     #[test]
     fn content_limit_is_inclusive_and_names_itself() {
-        let limits = Limits { memory_content_bytes_max: 10, ..Limits::default() };
+        let limits = Limits {
+            memory_content_bytes_max: 10,
+            ..Limits::default()
+        };
         let now = Utc::now();
-        assert!(NewMemory::new("0123456789").into_memory(&limits, now).is_ok());
-        let err = NewMemory::new("0123456789a").into_memory(&limits, now).unwrap_err();
-        assert!(err.to_string().contains("memory_content_bytes_max"), "{err}");
-        let err = NewMemory::new("  \n").into_memory(&limits, now).unwrap_err();
+        assert!(
+            NewMemory::new("0123456789")
+                .into_memory(&limits, now)
+                .is_ok()
+        );
+        let err = NewMemory::new("0123456789a")
+            .into_memory(&limits, now)
+            .unwrap_err();
+        assert!(
+            err.to_string().contains("memory_content_bytes_max"),
+            "{err}"
+        );
+        let err = NewMemory::new("  \n")
+            .into_memory(&limits, now)
+            .unwrap_err();
         assert!(err.to_string().contains("empty"), "{err}");
     }
 
     #[test]
     fn tags_are_normalised_and_bounded() {
-        let limits = Limits { memory_tags_max: 2, ..Limits::default() };
+        let limits = Limits {
+            memory_tags_max: 2,
+            ..Limits::default()
+        };
         let now = Utc::now();
         let mut new = NewMemory::new("x");
         new.tags = vec!["B".into(), "a".into(), "b".into()];
         assert_eq!(new.into_memory(&limits, now).unwrap().tags, ["a", "b"]);
         let mut new = NewMemory::new("x");
         new.tags = vec!["a".into(), "b".into(), "c".into()];
-        assert!(new.into_memory(&limits, now).unwrap_err().to_string().contains("memory_tags_max"));
+        assert!(
+            new.into_memory(&limits, now)
+                .unwrap_err()
+                .to_string()
+                .contains("memory_tags_max")
+        );
         let mut new = NewMemory::new("x");
         new.tags = vec!["has space".into()];
         assert!(new.into_memory(&Limits::default(), now).is_err());
@@ -463,11 +497,18 @@ mod tests {
             assert_eq!(t.as_str().parse::<LinkType>().unwrap(), *t);
         }
         let err = "wisdom".parse::<MemoryType>().unwrap_err().to_string();
-        assert!(err.contains("unknown memory type") && err.contains("decision"), "{err}");
+        assert!(
+            err.contains("unknown memory type") && err.contains("decision"),
+            "{err}"
+        );
     }
 
     #[test]
     fn empty_patch_is_refused() {
-        assert!(MemoryPatch::default().validated(&Limits::default()).is_err());
+        assert!(
+            MemoryPatch::default()
+                .validated(&Limits::default())
+                .is_err()
+        );
     }
 }

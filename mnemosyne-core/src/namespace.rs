@@ -12,9 +12,10 @@ pub const NAMESPACE_PART_BYTES_MAX: usize = 64;
 ///
 /// Written `global`, `project:NAME` or `session:PROJECT/ID`. Names are 1 to 64
 /// characters of ASCII letters, digits, `_`, `-` and `.`.
-#[derive(Clone, Debug, PartialEq, Eq, Hash, PartialOrd, Ord)]
+#[derive(Clone, Debug, PartialEq, Eq, Hash, PartialOrd, Ord, Default)]
 pub enum Namespace {
     /// Visible to every project.
+    #[default]
     Global,
     /// One project.
     Project(String),
@@ -38,12 +39,6 @@ impl Namespace {
                 vec![self.clone(), Self::Project(project.clone()), Self::Global]
             }
         }
-    }
-}
-
-impl Default for Namespace {
-    fn default() -> Self {
-        Self::Global
     }
 }
 
@@ -134,7 +129,10 @@ mod tests {
             "team:x",
         ] {
             let err = text.parse::<Namespace>().unwrap_err();
-            assert!(err.to_string().contains("malformed namespace"), "{text}: {err}");
+            assert!(
+                err.to_string().contains("malformed namespace"),
+                "{text}: {err}"
+            );
         }
         let long = format!("project:{}", "a".repeat(NAMESPACE_PART_BYTES_MAX + 1));
         assert!(long.parse::<Namespace>().is_err());

@@ -136,7 +136,11 @@ pub trait Storage: Send + Sync + Debug {
 
     /// Stores many memories in one transaction, all or nothing. Links are not
     /// written here (see [`Storage::add_links`]), so a batch may be in any order.
-    async fn insert_memories(&self, memories: &[Memory], on_conflict: OnConflict) -> Result<BatchOutcome>;
+    async fn insert_memories(
+        &self,
+        memories: &[Memory],
+        on_conflict: OnConflict,
+    ) -> Result<BatchOutcome>;
 
     /// The memory with this id, archived or not.
     async fn get_memory(&self, id: MemoryId) -> Result<Option<Memory>>;
@@ -145,7 +149,12 @@ pub trait Storage: Send + Sync + Debug {
     async fn record_access(&self, id: MemoryId, at: DateTime<Utc>) -> Result<()>;
 
     /// Applies a validated patch in one transaction and returns the new memory.
-    async fn update_memory(&self, id: MemoryId, patch: &MemoryPatch, now: DateTime<Utc>) -> Result<Memory>;
+    async fn update_memory(
+        &self,
+        id: MemoryId,
+        patch: &MemoryPatch,
+        now: DateTime<Utc>,
+    ) -> Result<Memory>;
 
     /// Deletes the memory, its tags, its links (both directions) and its index entries.
     async fn delete_memory(&self, id: MemoryId) -> Result<()>;

@@ -78,7 +78,8 @@ impl Workload {
     /// A generator; the same seed gives the same memories and queries.
     pub fn new(seed: u64) -> Self {
         let vocabulary = vocabulary();
-        let zipf = Zipf::new(vocabulary.len() as f64, ZIPF_EXPONENT).expect("valid zipf parameters");
+        let zipf =
+            Zipf::new(vocabulary.len() as f64, ZIPF_EXPONENT).expect("valid zipf parameters");
         let mut namespaces = vec![Namespace::Global];
         for project in PROJECTS {
             namespaces.push(Namespace::Project(project.to_owned()));
@@ -89,9 +90,11 @@ impl Workload {
                 });
             }
         }
-        let tags = ["bug", "perf", "api", "storage", "ops", "design", "security", "test", "ui", "docs"]
-            .map(str::to_owned)
-            .to_vec();
+        let tags = [
+            "bug", "perf", "api", "storage", "ops", "design", "security", "test", "ui", "docs",
+        ]
+        .map(str::to_owned)
+        .to_vec();
         Self {
             rng: StdRng::seed_from_u64(seed),
             frequent_rank_max: vocabulary.len() / 100,
@@ -129,16 +132,26 @@ impl Workload {
             .map(|&rank| self.vocabulary[rank as usize].as_str())
             .collect::<Vec<_>>()
             .join(" ");
-        let namespace = self.namespaces.choose(&mut self.rng).cloned().unwrap_or_default();
+        let namespace = self
+            .namespaces
+            .choose(&mut self.rng)
+            .cloned()
+            .unwrap_or_default();
         let tag_count = self.rng.random_range(0..=4);
-        let mut tags: Vec<String> =
-            self.tags.choose_multiple(&mut self.rng, tag_count).cloned().collect();
+        let mut tags: Vec<String> = self
+            .tags
+            .choose_multiple(&mut self.rng, tag_count)
+            .cloned()
+            .collect();
         tags.sort();
         let mut links = Vec::new();
         if !self.link_targets.is_empty() && self.rng.random_ratio(1, 10) {
             for _ in 0..self.rng.random_range(1..=3) {
                 let target = *self.link_targets.choose(&mut self.rng).expect("non-empty");
-                let link = Link { target, link_type: *LinkType::ALL.choose(&mut self.rng).expect("non-empty") };
+                let link = Link {
+                    target,
+                    link_type: *LinkType::ALL.choose(&mut self.rng).expect("non-empty"),
+                };
                 if !links.contains(&link) {
                     links.push(link);
                 }
@@ -179,7 +192,10 @@ impl Workload {
 
     /// A query drawn from a memory generated so far (panics if none was).
     pub fn query(&mut self) -> WorkloadQuery {
-        assert!(!self.query_sources.is_empty(), "generate memories before queries");
+        assert!(
+            !self.query_sources.is_empty(),
+            "generate memories before queries"
+        );
         let frequent = self.rng.random_ratio(1, 5);
         let with_namespace = self.rng.random_ratio(1, 10);
         let typo = self.rng.random_ratio(1, 10);
@@ -195,19 +211,28 @@ impl Workload {
         };
         let mut chosen: Vec<u32> = Vec::with_capacity(word_count);
         if frequent {
-            let frequent_words: Vec<u32> =
-                ranks.iter().copied().filter(|&r| r < frequent_rank_max).collect();
+            let frequent_words: Vec<u32> = ranks
+                .iter()
+                .copied()
+                .filter(|&r| r < frequent_rank_max)
+                .collect();
             chosen.push(*frequent_words.choose(&mut self.rng).expect("checked above"));
         }
-        let rare_words: Vec<u32> = ranks.iter().copied().filter(|&r| r >= frequent_rank_max).collect();
+        let rare_words: Vec<u32> = ranks
+            .iter()
+            .copied()
+            .filter(|&r| r >= frequent_rank_max)
+            .collect();
         while chosen.len() < word_count {
             let rank = *rare_words.choose(&mut self.rng).expect("checked above");
             if !chosen.contains(&rank) || rare_words.iter().all(|r| chosen.contains(r)) {
                 chosen.push(rank);
             }
         }
-        let mut words: Vec<String> =
-            chosen.iter().map(|&rank| self.vocabulary[rank as usize].clone()).collect();
+        let mut words: Vec<String> = chosen
+            .iter()
+            .map(|&rank| self.vocabulary[rank as usize].clone())
+            .collect();
         if typo {
             let index = self.rng.random_range(0..words.len());
             words[index] = with_typo(&words[index], &mut self.rng);
@@ -247,7 +272,10 @@ fn vocabulary() -> Vec<String> {
         s
     };
     let mut seen = std::collections::HashSet::new();
-    let terms: Vec<&str> = TECH_TERMS.split_whitespace().filter(|t| seen.insert(*t)).collect();
+    let terms: Vec<&str> = TECH_TERMS
+        .split_whitespace()
+        .filter(|t| seen.insert(*t))
+        .collect();
     let mut synthetic = (0..SYNTHETIC_WORDS).map(|i| {
         let mut n = i + 100;
         let mut word = String::new();
@@ -263,9 +291,14 @@ fn vocabulary() -> Vec<String> {
     let mut rank = 0usize;
     loop {
         let next = if rank >= 3 && (rank - 3) % 64 == 0 {
-            terms_iter.next().map(|t| t.to_string()).or_else(|| synthetic.next())
+            terms_iter
+                .next()
+                .map(|t| t.to_string())
+                .or_else(|| synthetic.next())
         } else {
-            synthetic.next().or_else(|| terms_iter.next().map(|t| t.to_string()))
+            synthetic
+                .next()
+                .or_else(|| terms_iter.next().map(|t| t.to_string()))
         };
         match next {
             Some(word) if emitted.insert(word.clone()) => words.push(word),
@@ -319,7 +352,11 @@ mod tests {
         let queries: Vec<WorkloadQuery> = (0..1_000).map(|_| workload.query()).collect();
         let frequent = queries.iter().filter(|q| q.frequent).count();
         assert!((120..=280).contains(&frequent), "{frequent}");
-        assert!(queries.iter().all(|q| (2..=3).contains(&q.text.split(' ').count())));
+        assert!(
+            queries
+                .iter()
+                .all(|q| (2..=3).contains(&q.text.split(' ').count()))
+        );
         assert!(queries.iter().any(|q| q.namespace.is_some()));
         assert!(queries.iter().any(|q| q.typo));
     }

@@ -1,1 +1,61 @@
-//! placeholder
+//! Pooled, bounded SQLite storage for Mnemosyne.
+//!
+//! One [`Storage`] trait (in `mnemosyne-core`), two backends chosen by cargo
+//! feature: `sqlite` (rusqlite pooled by deadpool-sqlite, the default) and
+//! `libsql` (local file or remote libsql server). Both bundle SQLite, so they
+//! cannot be linked into one binary: enable exactly one in the final binary.
+//! The [`MemoryStore`] facade validates and stamps what goes in.
+#![deny(missing_docs)]
+
+#[cfg(all(feature = "sqlite", feature = "libsql"))]
+compile_error!(
+    "features `sqlite` and `libsql` of mnemosyne-storage are mutually exclusive: both bundle SQLite \
+     and their sqlite3_* symbols clash; build with `--no-default-features --features libsql` for libsql"
+);
+
+pub mod fts_query;
+#[cfg(feature = "libsql")]
+mod libsql_backend;
+mod location;
+pub mod rows;
+pub mod schema;
+#[cfg(feature = "sqlite")]
+mod sqlite;
+mod store;
+
+use std::sync::Arc;
+
+pub use location::Location;
+#[cfg(feature = "libsql")]
+pub use libsql_backend::LibsqlStorage;
+use mnemosyne_core::{Limits, Result, Storage};
+pub use mnemosyne_core::Error;
+#[cfg(feature = "sqlite")]
+pub use sqlite::SqliteStorage;
+pub use store::{MemoryStore, Recall, RecallHit, RecallQuery, SignalScores};
+
+/// Name of the backend compiled in (`sqlite`, `libsql`, or `none`).
+pub const BACKEND: &str = if cfg!(feature = "sqlite") {
+    "sqlite"
+} else if cfg!(feature = "libsql") {
+    "libsql"
+} else {
+    "none"
+};
+
+/// Opens the database at `location` with the backend compiled in.
+#[allow(unused_variables)]
+pub async fn open_storage(location: &Location, limits: &Limits) -> Result<Arc<dyn Storage>> {
+    #[cfg(feature = "sqlite")]
+    {
+        return Ok(Arc::new(SqliteStorage::open(location, limits).await?));
+    }
+    #[cfg(feature = "libsql")]
+    {
+        return Ok(Arc::new(LibsqlStorage::open(location, limits).await?));
+    }
+    #[allow(unreachable_code)]
+    Err(mnemosyne_core::Error::Storage(
+        "no storage backend compiled in: enable the `sqlite` or `libsql` feature".into(),
+    ))
+}

@@ -1,0 +1,275 @@
+//! Backend-neutral row shapes and SQL text shared by every backend.
+
+use chrono::{DateTime, Utc};
+use mnemosyne_core::{
+    Error, Importance, KeywordQuery, Link, ListQuery, ListSort, Memory, MemoryId, Namespace,
+};
+
+/// Columns of a memory row, in the order [`MemoryRow`] reads them.
+pub const MEMORY_COLUMNS: &str = "m.id, m.namespace, m.content, m.summary, m.memory_type, \
+     m.importance, m.tags, m.created_at_ms, m.updated_at_ms, m.accessed_at_ms, m.access_count, m.archived";
+
+/// Number of columns in [`MEMORY_COLUMNS`].
+pub const MEMORY_COLUMN_COUNT: usize = 12;
+
+/// Inserts a memory row; parameters in the order of [`memory_params`].
+pub const INSERT_MEMORY: &str = "INSERT INTO memories (id, namespace, content, summary, memory_type, \
+     importance, tags, created_at_ms, updated_at_ms, accessed_at_ms, access_count, archived) \
+     VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12)";
+
+/// Same as [`INSERT_MEMORY`] but an existing id is left alone (changes() = 0).
+pub const INSERT_MEMORY_OR_IGNORE: &str = "INSERT OR IGNORE INTO memories (id, namespace, content, summary, memory_type, \
+     importance, tags, created_at_ms, updated_at_ms, accessed_at_ms, access_count, archived) \
+     VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12)";
+
+/// Adds one tag row to the memory with id `?2`.
+pub const INSERT_TAG: &str =
+    "INSERT OR IGNORE INTO memory_tags (tag, memory_seq) SELECT ?1, seq FROM memories WHERE id = ?2";
+
+/// Removes every tag of the memory with id `?1`.
+pub const DELETE_TAGS: &str =
+    "DELETE FROM memory_tags WHERE memory_seq = (SELECT seq FROM memories WHERE id = ?1)";
+
+/// Adds a link `(source, target, type, created_at_ms)` if both ends exist; changes() says whether it did.
+pub const INSERT_LINK: &str = "INSERT OR IGNORE INTO memory_links (source_id, target_id, link_type, created_at_ms) \
+     SELECT ?1, ?2, ?3, ?4 WHERE EXISTS (SELECT 1 FROM memories WHERE id = ?1) \
+     AND EXISTS (SELECT 1 FROM memories WHERE id = ?2)";
+
+/// 1 when a memory with id `?1` exists.
+pub const MEMORY_EXISTS: &str = "SELECT 1 FROM memories WHERE id = ?1";
+
+/// One memory by id.
+pub fn select_memory_by_id() -> String {
+    format!("SELECT {MEMORY_COLUMNS} FROM memories m WHERE m.id = ?1")
+}
+
+/// Outgoing links of the memory with id `?1`.
+pub const SELECT_LINKS: &str =
+    "SELECT target_id, link_type FROM memory_links WHERE source_id = ?1 ORDER BY created_at_ms, target_id";
+
+/// Bumps the access counter of `?1` and sets its access time to `?2`.
+pub const RECORD_ACCESS: &str =
+    "UPDATE memories SET access_count = access_count + 1, accessed_at_ms = ?2 WHERE id = ?1";
+
+/// Rewrites every mutable column of `?1`; parameters in the order of [`memory_params`].
+pub const UPDATE_MEMORY: &str = "UPDATE memories SET namespace = ?2, content = ?3, summary = ?4, memory_type = ?5, \
+     importance = ?6, tags = ?7, updated_at_ms = ?9, archived = ?12 WHERE id = ?1";
+
+/// Deletes the memory `?1` (tags, links and index entries follow by cascade and trigger).
+pub const DELETE_MEMORY: &str = "DELETE FROM memories WHERE id = ?1";
+
+/// A parameter value, converted by each backend to its own type.
+#[derive(Clone, Debug, PartialEq)]
+pub enum SqlValue {
+    /// INTEGER.
+    Int(i64),
+    /// TEXT.
+    Text(String),
+    /// NULL.
+    Null,
+}
+
+impl From<&str> for SqlValue {
+    fn from(value: &str) -> Self {
+        Self::Text(value.to_owned())
+    }
+}
+
+impl From<String> for SqlValue {
+    fn from(value: String) -> Self {
+        Self::Text(value)
+    }
+}
+
+impl From<i64> for SqlValue {
+    fn from(value: i64) -> Self {
+        Self::Int(value)
+    }
+}
+
+impl From<Option<String>> for SqlValue {
+    fn from(value: Option<String>) -> Self {
+        value.map_or(Self::Null, Self::Text)
+    }
+}
+
+/// Milliseconds since the Unix epoch.
+pub fn to_ms(at: DateTime<Utc>) -> i64 {
+    at.timestamp_millis()
+}
+
+fn from_ms(ms: i64, column: &str, id: &str) -> Result<DateTime<Utc>, Error> {
+    DateTime::from_timestamp_millis(ms)
+        .ok_or_else(|| corrupt(id, &format!("{column} {ms} is not a valid time")))
+}
+
+fn corrupt(id: &str, what: &str) -> Error {
+    Error::Storage(format!("corrupt row for memory {id}: {what}"))
+}
+
+/// Tags as stored in the `tags` column: space-separated (tags hold no whitespace).
+pub fn tags_text(tags: &[String]) -> String {
+    tags.join(" ")
+}
+
+/// The twelve parameters of [`INSERT_MEMORY`] and [`UPDATE_MEMORY`].
+pub fn memory_params(memory: &Memory) -> Vec<SqlValue> {
+    vec![
+        memory.id.to_string().into(),
+        memory.namespace.to_string().into(),
+        memory.content.clone().into(),
+        memory.summary.clone().into(),
+        memory.memory_type.as_str().into(),
+        i64::from(memory.importance.get()).into(),
+        tags_text(&memory.tags).into(),
+        to_ms(memory.created_at).into(),
+        to_ms(memory.updated_at).into(),
+        to_ms(memory.accessed_at).into(),
+        i64::try_from(memory.access_count).unwrap_or(i64::MAX).into(),
+        i64::from(memory.archived).into(),
+    ]
+}
+
+/// A memory row as read from any backend, before decoding.
+#[derive(Clone, Debug)]
+pub struct MemoryRow {
+    /// `id`.
+    pub id: String,
+    /// `namespace`.
+    pub namespace: String,
+    /// `content`.
+    pub content: String,
+    /// `summary`.
+    pub summary: Option<String>,
+    /// `memory_type`.
+    pub memory_type: String,
+    /// `importance`.
+    pub importance: i64,
+    /// `tags`.
+    pub tags: String,
+    /// `created_at_ms`.
+    pub created_at_ms: i64,
+    /// `updated_at_ms`.
+    pub updated_at_ms: i64,
+    /// `accessed_at_ms`.
+    pub accessed_at_ms: i64,
+    /// `access_count`.
+    pub access_count: i64,
+    /// `archived`.
+    pub archived: i64,
+}
+
+impl MemoryRow {
+    /// The domain memory; a row that breaks the schema's rules is a clear storage error.
+    pub fn into_memory(self, links: Vec<Link>) -> Result<Memory, Error> {
+        let id: MemoryId = self.id.parse().map_err(|_| corrupt(&self.id, "bad id"))?;
+        let namespace: Namespace =
+            self.namespace.parse().map_err(|e: Error| corrupt(&self.id, &e.to_string()))?;
+        let memory_type = self.memory_type.parse().map_err(|e: Error| corrupt(&self.id, &e.to_string()))?;
+        let importance =
+            Importance::try_from(self.importance).map_err(|e| corrupt(&self.id, &e.to_string()))?;
+        Ok(Memory {
+            created_at: from_ms(self.created_at_ms, "created_at_ms", &self.id)?,
+            updated_at: from_ms(self.updated_at_ms, "updated_at_ms", &self.id)?,
+            accessed_at: from_ms(self.accessed_at_ms, "accessed_at_ms", &self.id)?,
+            id,
+            namespace,
+            content: self.content,
+            summary: self.summary,
+            memory_type,
+            importance,
+            tags: self.tags.split_whitespace().map(str::to_owned).collect(),
+            links,
+            access_count: u64::try_from(self.access_count).unwrap_or(0),
+            archived: self.archived != 0,
+        })
+    }
+}
+
+/// Decodes one link row `(target_id, link_type)`.
+pub fn decode_link(target_id: &str, link_type: &str) -> Result<Link, Error> {
+    Ok(Link {
+        target: target_id
+            .parse()
+            .map_err(|_| Error::Storage(format!("corrupt link to {target_id:?}")))?,
+        link_type: link_type.parse().map_err(|e: Error| Error::Storage(format!("corrupt link: {e}")))?,
+    })
+}
+
+fn push_filters(
+    sql: &mut String,
+    params: &mut Vec<SqlValue>,
+    namespaces: &[Namespace],
+    tags: &[String],
+    include_archived: bool,
+) {
+    if !include_archived {
+        sql.push_str(" AND m.archived = 0");
+    }
+    if !namespaces.is_empty() {
+        sql.push_str(" AND m.namespace IN (");
+        for (i, namespace) in namespaces.iter().enumerate() {
+            params.push(namespace.to_string().into());
+            sql.push_str(&format!("{}?{}", if i == 0 { "" } else { ", " }, params.len()));
+        }
+        sql.push(')');
+    }
+    for tag in tags {
+        params.push(tag.clone().into());
+        sql.push_str(&format!(
+            " AND EXISTS (SELECT 1 FROM memory_tags t WHERE t.tag = ?{} AND t.memory_seq = m.seq)",
+            params.len()
+        ));
+    }
+}
+
+/// SQL and parameters for a page of memories.
+pub fn list_sql(query: &ListQuery) -> (String, Vec<SqlValue>) {
+    let mut sql = format!("SELECT {MEMORY_COLUMNS} FROM memories m WHERE 1 = 1");
+    let mut params = Vec::new();
+    let namespaces: Vec<Namespace> = query.namespace.iter().cloned().collect();
+    push_filters(&mut sql, &mut params, &namespaces, &query.tags, query.include_archived);
+    if let (ListSort::Id, Some(after)) = (query.sort, query.after) {
+        params.push(after.to_string().into());
+        sql.push_str(&format!(" AND m.id > ?{}", params.len()));
+    }
+    sql.push_str(match query.sort {
+        ListSort::Recent => " ORDER BY m.updated_at_ms DESC, m.seq DESC",
+        ListSort::Importance => " ORDER BY m.importance DESC, m.updated_at_ms DESC, m.seq DESC",
+        ListSort::Id => " ORDER BY m.id",
+    });
+    params.push(i64::from(query.limit).into());
+    sql.push_str(&format!(" LIMIT ?{}", params.len()));
+    params.push(i64::try_from(query.offset).unwrap_or(i64::MAX).into());
+    sql.push_str(&format!(" OFFSET ?{}", params.len()));
+    (sql, params)
+}
+
+/// Keyword candidates taken from the full-text index before filters apply.
+/// Bounds the ranking work of one query; filters that reject more than this
+/// many of the best matches can return fewer hits than asked.
+pub const KEYWORD_CANDIDATES_MAX: i64 = 2_000;
+
+/// SQL and parameters for a keyword search; the row is the memory columns then the BM25 score.
+pub fn keyword_sql(query: &KeywordQuery, match_expression: String) -> (String, Vec<SqlValue>) {
+    let mut params: Vec<SqlValue> = vec![match_expression.into(), KEYWORD_CANDIDATES_MAX.into()];
+    let mut sql = format!(
+        "SELECT {MEMORY_COLUMNS}, -f.rank FROM \
+         (SELECT rowid, rank FROM memories_fts WHERE memories_fts MATCH ?1 ORDER BY rank LIMIT ?2) f \
+         JOIN memories m ON m.seq = f.rowid WHERE 1 = 1"
+    );
+    push_filters(&mut sql, &mut params, &query.namespaces, &query.tags, query.include_archived);
+    params.push(i64::from(query.limit).into());
+    sql.push_str(&format!(" ORDER BY f.rank LIMIT ?{}", params.len()));
+    (sql, params)
+}
+
+/// SQL selecting the outgoing links of several memories: `(source_id, target_id, link_type)`.
+pub fn links_of_sql(count: usize) -> String {
+    let placeholders: Vec<String> = (1..=count).map(|i| format!("?{i}")).collect();
+    format!(
+        "SELECT source_id, target_id, link_type FROM memory_links WHERE source_id IN ({}) \
+         ORDER BY created_at_ms, target_id",
+        placeholders.join(", ")
+    )
+}

@@ -1,0 +1,37 @@
+//! Embedded, versioned schema. The version lives in `PRAGMA user_version`.
+
+use mnemosyne_core::Error;
+
+/// Migrations in order; migration `i` (0-based) brings the schema to version `i + 1`.
+pub const MIGRATIONS: &[&str] = &[
+    include_str!("../migrations/0001_memories.sql"),
+    include_str!("../migrations/0002_tags_links.sql"),
+];
+
+/// Schema version this build writes.
+pub const SCHEMA_VERSION: u32 = MIGRATIONS.len() as u32;
+
+/// Pragmas set on every local connection, before anything else.
+pub fn connection_pragmas(busy_timeout_ms: u64) -> String {
+    format!(
+        "PRAGMA busy_timeout = {busy_timeout_ms};\
+         PRAGMA foreign_keys = ON;\
+         PRAGMA synchronous = NORMAL;"
+    )
+}
+
+/// Pragma that puts a database file in WAL mode (persistent; set once by the writer).
+pub const JOURNAL_MODE_WAL: &str = "PRAGMA journal_mode = WAL";
+
+/// The migrations to run on a database at version `found`, or the refusal to open it.
+pub fn pending_migrations(found: u32) -> Result<&'static [&'static str], Error> {
+    if found > SCHEMA_VERSION {
+        return Err(Error::SchemaTooNew { found, supported: SCHEMA_VERSION });
+    }
+    Ok(&MIGRATIONS[found as usize..])
+}
+
+/// SQL that runs migration `index` (0-based) and records the new version; run it in one transaction.
+pub fn migration_script(index: usize) -> String {
+    format!("{}\nPRAGMA user_version = {};", MIGRATIONS[index], index + 1)
+}

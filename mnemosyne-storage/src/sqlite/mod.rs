@@ -1,0 +1,239 @@
+//! The `sqlite` backend: bundled SQLite through rusqlite, pooled by
+//! deadpool-sqlite. One writer connection (SQLite has one writer anyway) and
+//! `pool_readers_max` read-only connections, every timeout set from [`Limits`].
+
+mod ops;
+
+use std::path::Path;
+use std::time::Duration;
+
+use async_trait::async_trait;
+use chrono::{DateTime, Utc};
+use deadpool_sqlite::{Config, Hook, HookError, Object, Pool, PoolError, Runtime};
+use mnemosyne_core::{
+    BatchOutcome, Error, KeywordHit, KeywordQuery, Limits, Link, LinkOutcome, ListQuery, Memory,
+    MemoryId, MemoryPatch, OnConflict, PoolStatus, Result, Storage,
+};
+use rusqlite::Connection;
+
+use crate::location::Location;
+use crate::schema;
+
+/// Prepared statements cached per connection.
+const STATEMENT_CACHE_CAPACITY: usize = 64;
+
+/// SQLite storage pooled by deadpool-sqlite.
+#[derive(Debug)]
+pub struct SqliteStorage {
+    writer: Pool,
+    readers: Pool,
+    pool_wait_timeout_ms: u64,
+    memory_links_max: u32,
+}
+
+/// A reader connection held out of the pool until dropped.
+#[derive(Debug)]
+pub struct HeldConnection(#[allow(dead_code)] Object);
+
+fn pool_timeouts(limits: &Limits) -> deadpool_sqlite::Timeouts {
+    let wait = Duration::from_millis(limits.pool_wait_timeout_ms);
+    deadpool_sqlite::Timeouts { wait: Some(wait), create: Some(wait), recycle: Some(wait) }
+}
+
+fn build_pool(path: &Path, size: usize, limits: &Limits, read_only: bool) -> Result<Pool> {
+    let mut setup = schema::connection_pragmas(limits.sqlite_busy_timeout_ms);
+    if read_only {
+        setup.push_str("PRAGMA query_only = ON;");
+    }
+    Config::new(path)
+        .builder(Runtime::Tokio1)
+        .map_err(|e| Error::Storage(e.to_string()))?
+        .max_size(size)
+        .timeouts(pool_timeouts(limits))
+        .post_create(Hook::async_fn(move |conn, _| {
+            let setup = setup.clone();
+            Box::pin(async move {
+                conn.interact(move |conn: &mut Connection| {
+                    conn.set_prepared_statement_cache_capacity(STATEMENT_CACHE_CAPACITY);
+                    if !read_only {
+                        let _mode: String =
+                            conn.query_row(schema::JOURNAL_MODE_WAL, [], |row| row.get(0))?;
+                    }
+                    conn.execute_batch(&setup)
+                })
+                .await
+                .map_err(|e| HookError::message(e.to_string()))?
+                .map_err(HookError::Backend)
+            })
+        }))
+        .build()
+        .map_err(|e| Error::Storage(format!("cannot build the connection pool: {e}")))
+}
+
+impl SqliteStorage {
+    /// Opens (creating and migrating as needed) the SQLite file at `location`.
+    pub async fn open(location: &Location, limits: &Limits) -> Result<Self> {
+        let path = match location {
+            Location::File(path) => path.clone(),
+            Location::Remote { url, .. } => {
+                return Err(Error::invalid(format!(
+                    "{url} is a remote database: remote URLs need the libsql backend \
+                     (build with --no-default-features --features libsql)"
+                )));
+            }
+        };
+        if let Some(parent) = path.parent().filter(|p| !p.as_os_str().is_empty()) {
+            std::fs::create_dir_all(parent).map_err(|e| {
+                Error::Storage(format!("cannot create directory {}: {e}", parent.display()))
+            })?;
+        }
+        let writer = build_pool(&path, 1, limits, false)?;
+        let readers = build_pool(&path, limits.pool_readers_max as usize, limits, true)?;
+        let storage = Self {
+            writer,
+            readers,
+            pool_wait_timeout_ms: limits.pool_wait_timeout_ms,
+            memory_links_max: limits.memory_links_max,
+        };
+        storage
+            .write(ops::migrate)
+            .await
+            .map_err(|e| match e {
+                Error::Storage(message) => {
+                    Error::Storage(format!("cannot open {}: {message}", path.display()))
+                }
+                other => other,
+            })?;
+        Ok(storage)
+    }
+
+    /// Checks a reader connection out of the pool and holds it until the
+    /// returned guard drops (lets tests and the stress harness exhaust the pool).
+    pub async fn hold_reader(&self) -> Result<HeldConnection> {
+        let conn = self.readers.get().await.map_err(|e| self.pool_error(e, "reader"))?;
+        Ok(HeldConnection(conn))
+    }
+
+    fn pool_error(&self, error: PoolError, role: &'static str) -> Error {
+        match error {
+            PoolError::Timeout(_) => Error::PoolTimeout {
+                role,
+                waited_ms: self.pool_wait_timeout_ms,
+                pool_size: if role == "writer" { 1 } else { self.readers.status().max_size },
+            },
+            PoolError::Closed => Error::Storage("the store is closed".into()),
+            other => Error::Storage(format!("cannot open a {role} connection: {other}")),
+        }
+    }
+
+    async fn run<T: Send + 'static>(
+        &self,
+        pool: &Pool,
+        role: &'static str,
+        work: impl FnOnce(&mut Connection) -> Result<T> + Send + 'static,
+    ) -> Result<T> {
+        let conn = pool.get().await.map_err(|e| self.pool_error(e, role))?;
+        conn.interact(work)
+            .await
+            .map_err(|e| Error::Storage(format!("{role} connection task failed: {e}")))?
+    }
+
+    async fn write<T: Send + 'static>(
+        &self,
+        work: impl FnOnce(&mut Connection) -> Result<T> + Send + 'static,
+    ) -> Result<T> {
+        self.run(&self.writer, "writer", work).await
+    }
+
+    async fn read<T: Send + 'static>(
+        &self,
+        work: impl FnOnce(&mut Connection) -> Result<T> + Send + 'static,
+    ) -> Result<T> {
+        self.run(&self.readers, "reader", work).await
+    }
+}
+
+#[async_trait]
+impl Storage for SqliteStorage {
+    fn backend_name(&self) -> &'static str {
+        "sqlite"
+    }
+
+    async fn insert_memory(&self, memory: &Memory) -> Result<()> {
+        let memory = memory.clone();
+        self.write(move |conn| ops::insert_memory(conn, &memory)).await
+    }
+
+    async fn insert_memories(&self, memories: &[Memory], on_conflict: OnConflict) -> Result<BatchOutcome> {
+        let memories = memories.to_vec();
+        self.write(move |conn| ops::insert_memories(conn, &memories, on_conflict)).await
+    }
+
+    async fn get_memory(&self, id: MemoryId) -> Result<Option<Memory>> {
+        self.read(move |conn| ops::get_memory(conn, id)).await
+    }
+
+    async fn record_access(&self, id: MemoryId, at: DateTime<Utc>) -> Result<()> {
+        self.write(move |conn| ops::record_access(conn, id, at)).await
+    }
+
+    async fn update_memory(&self, id: MemoryId, patch: &MemoryPatch, now: DateTime<Utc>) -> Result<Memory> {
+        let patch = patch.clone();
+        self.write(move |conn| ops::update_memory(conn, id, &patch, now)).await
+    }
+
+    async fn delete_memory(&self, id: MemoryId) -> Result<()> {
+        self.write(move |conn| ops::delete_memory(conn, id)).await
+    }
+
+    async fn add_link(&self, source: MemoryId, link: &Link) -> Result<()> {
+        let link = link.clone();
+        let links_max = self.memory_links_max;
+        self.write(move |conn| ops::add_link(conn, source, &link, links_max)).await
+    }
+
+    async fn add_links(&self, links: &[(MemoryId, Link)]) -> Result<LinkOutcome> {
+        let links = links.to_vec();
+        self.write(move |conn| ops::add_links(conn, &links)).await
+    }
+
+    async fn list_memories(&self, query: &ListQuery) -> Result<Vec<Memory>> {
+        let query = query.clone();
+        self.read(move |conn| ops::list_memories(conn, &query)).await
+    }
+
+    async fn keyword_search(&self, query: &KeywordQuery) -> Result<Vec<KeywordHit>> {
+        let query = query.clone();
+        self.read(move |conn| ops::keyword_search(conn, &query)).await
+    }
+
+    async fn count_memories(&self, include_archived: bool) -> Result<u64> {
+        self.read(move |conn| ops::count_memories(conn, include_archived)).await
+    }
+
+    async fn schema_version(&self) -> Result<u32> {
+        self.read(ops::user_version).await
+    }
+
+    async fn integrity_check(&self) -> Result<String> {
+        self.read(ops::integrity_check).await
+    }
+
+    fn pool_status(&self) -> PoolStatus {
+        let readers = self.readers.status();
+        let writer = self.writer.status();
+        PoolStatus {
+            readers_max: readers.max_size,
+            readers_open: readers.size,
+            readers_idle: readers.available,
+            readers_waiting: readers.waiting,
+            writer_in_use: writer.size - writer.available,
+            writer_waiting: writer.waiting,
+        }
+    }
+
+    async fn close(&self) {
+        self.readers.close();
+        self.writer.close();
+    }
+}
