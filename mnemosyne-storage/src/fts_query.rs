@@ -28,7 +28,11 @@ pub fn query_terms(text: &str) -> Vec<String> {
 
 /// `"a" OR "b"` for the given terms (which hold only letters and digits).
 pub fn match_any(terms: &[String]) -> String {
-    terms.iter().map(|t| format!("\"{t}\"")).collect::<Vec<_>>().join(" OR ")
+    terms
+        .iter()
+        .map(|t| format!("\"{t}\""))
+        .collect::<Vec<_>>()
+        .join(" OR ")
 }
 
 #[cfg(test)]
@@ -38,7 +42,10 @@ mod tests {
     #[test]
     fn operators_and_quotes_are_only_separators() {
         let terms = query_terms("\"foo* OR bar) NEAR( col:baz ^x -y AND");
-        assert_eq!(terms, ["foo", "or", "bar", "near", "col", "baz", "x", "y", "and"]);
+        assert_eq!(
+            terms,
+            ["foo", "or", "bar", "near", "col", "baz", "x", "y", "and"]
+        );
         assert_eq!(match_any(&terms[..2]), "\"foo\" OR \"or\"");
     }
 

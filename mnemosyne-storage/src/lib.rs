@@ -27,11 +27,11 @@ use std::sync::Arc;
 
 pub use location::Location;
 #[cfg(feature = "libsql")]
-pub use libsql_backend::LibsqlStorage;
+pub use libsql_backend::{HeldConnection, LibsqlStorage};
 use mnemosyne_core::{Limits, Result, Storage};
 pub use mnemosyne_core::Error;
 #[cfg(feature = "sqlite")]
-pub use sqlite::SqliteStorage;
+pub use sqlite::{HeldConnection, SqliteStorage};
 pub use store::{MemoryStore, Recall, RecallHit, RecallQuery, SignalScores};
 
 /// Name of the backend compiled in (`sqlite`, `libsql`, or `none`).

@@ -20,9 +20,14 @@ pub enum Location {
 impl Location {
     /// A remote location for URLs with a libsql, https or http scheme, else a file path.
     pub fn parse(text: &str, auth_token: Option<String>) -> Self {
-        let is_url = ["libsql://", "https://", "http://"].iter().any(|scheme| text.starts_with(scheme));
+        let is_url = ["libsql://", "https://", "http://"]
+            .iter()
+            .any(|scheme| text.starts_with(scheme));
         if is_url {
-            Self::Remote { url: text.to_owned(), auth_token }
+            Self::Remote {
+                url: text.to_owned(),
+                auth_token,
+            }
         } else {
             Self::File(PathBuf::from(text))
         }

@@ -23,8 +23,7 @@ pub const INSERT_MEMORY_OR_IGNORE: &str = "INSERT OR IGNORE INTO memories (id, n
      VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12)";
 
 /// Adds one tag row to the memory with id `?2`.
-pub const INSERT_TAG: &str =
-    "INSERT OR IGNORE INTO memory_tags (tag, memory_seq) SELECT ?1, seq FROM memories WHERE id = ?2";
+pub const INSERT_TAG: &str = "INSERT OR IGNORE INTO memory_tags (tag, memory_seq) SELECT ?1, seq FROM memories WHERE id = ?2";
 
 /// Removes every tag of the memory with id `?1`.
 pub const DELETE_TAGS: &str =
@@ -44,8 +43,7 @@ pub fn select_memory_by_id() -> String {
 }
 
 /// Outgoing links of the memory with id `?1`.
-pub const SELECT_LINKS: &str =
-    "SELECT target_id, link_type FROM memory_links WHERE source_id = ?1 ORDER BY created_at_ms, target_id";
+pub const SELECT_LINKS: &str = "SELECT target_id, link_type FROM memory_links WHERE source_id = ?1 ORDER BY created_at_ms, target_id";
 
 /// Bumps the access counter of `?1` and sets its access time to `?2`.
 pub const RECORD_ACCESS: &str =
@@ -125,7 +123,9 @@ pub fn memory_params(memory: &Memory) -> Vec<SqlValue> {
         to_ms(memory.created_at).into(),
         to_ms(memory.updated_at).into(),
         to_ms(memory.accessed_at).into(),
-        i64::try_from(memory.access_count).unwrap_or(i64::MAX).into(),
+        i64::try_from(memory.access_count)
+            .unwrap_or(i64::MAX)
+            .into(),
         i64::from(memory.archived).into(),
     ]
 }
@@ -163,9 +163,14 @@ impl MemoryRow {
     /// The domain memory; a row that breaks the schema's rules is a clear storage error.
     pub fn into_memory(self, links: Vec<Link>) -> Result<Memory, Error> {
         let id: MemoryId = self.id.parse().map_err(|_| corrupt(&self.id, "bad id"))?;
-        let namespace: Namespace =
-            self.namespace.parse().map_err(|e: Error| corrupt(&self.id, &e.to_string()))?;
-        let memory_type = self.memory_type.parse().map_err(|e: Error| corrupt(&self.id, &e.to_string()))?;
+        let namespace: Namespace = self
+            .namespace
+            .parse()
+            .map_err(|e: Error| corrupt(&self.id, &e.to_string()))?;
+        let memory_type = self
+            .memory_type
+            .parse()
+            .map_err(|e: Error| corrupt(&self.id, &e.to_string()))?;
         let importance =
             Importance::try_from(self.importance).map_err(|e| corrupt(&self.id, &e.to_string()))?;
         Ok(Memory {
@@ -192,7 +197,9 @@ pub fn decode_link(target_id: &str, link_type: &str) -> Result<Link, Error> {
         target: target_id
             .parse()
             .map_err(|_| Error::Storage(format!("corrupt link to {target_id:?}")))?,
-        link_type: link_type.parse().map_err(|e: Error| Error::Storage(format!("corrupt link: {e}")))?,
+        link_type: link_type
+            .parse()
+            .map_err(|e: Error| Error::Storage(format!("corrupt link: {e}")))?,
     })
 }
 
@@ -210,7 +217,11 @@ fn push_filters(
         sql.push_str(" AND m.namespace IN (");
         for (i, namespace) in namespaces.iter().enumerate() {
             params.push(namespace.to_string().into());
-            sql.push_str(&format!("{}?{}", if i == 0 { "" } else { ", " }, params.len()));
+            sql.push_str(&format!(
+                "{}?{}",
+                if i == 0 { "" } else { ", " },
+                params.len()
+            ));
         }
         sql.push(')');
     }
@@ -228,7 +239,13 @@ pub fn list_sql(query: &ListQuery) -> (String, Vec<SqlValue>) {
     let mut sql = format!("SELECT {MEMORY_COLUMNS} FROM memories m WHERE 1 = 1");
     let mut params = Vec::new();
     let namespaces: Vec<Namespace> = query.namespace.iter().cloned().collect();
-    push_filters(&mut sql, &mut params, &namespaces, &query.tags, query.include_archived);
+    push_filters(
+        &mut sql,
+        &mut params,
+        &namespaces,
+        &query.tags,
+        query.include_archived,
+    );
     if let (ListSort::Id, Some(after)) = (query.sort, query.after) {
         params.push(after.to_string().into());
         sql.push_str(&format!(" AND m.id > ?{}", params.len()));
@@ -258,7 +275,13 @@ pub fn keyword_sql(query: &KeywordQuery, match_expression: String) -> (String, V
          (SELECT rowid, rank FROM memories_fts WHERE memories_fts MATCH ?1 ORDER BY rank LIMIT ?2) f \
          JOIN memories m ON m.seq = f.rowid WHERE 1 = 1"
     );
-    push_filters(&mut sql, &mut params, &query.namespaces, &query.tags, query.include_archived);
+    push_filters(
+        &mut sql,
+        &mut params,
+        &query.namespaces,
+        &query.tags,
+        query.include_archived,
+    );
     params.push(i64::from(query.limit).into());
     sql.push_str(&format!(" ORDER BY f.rank LIMIT ?{}", params.len()));
     (sql, params)

@@ -26,12 +26,19 @@ pub const JOURNAL_MODE_WAL: &str = "PRAGMA journal_mode = WAL";
 /// The migrations to run on a database at version `found`, or the refusal to open it.
 pub fn pending_migrations(found: u32) -> Result<&'static [&'static str], Error> {
     if found > SCHEMA_VERSION {
-        return Err(Error::SchemaTooNew { found, supported: SCHEMA_VERSION });
+        return Err(Error::SchemaTooNew {
+            found,
+            supported: SCHEMA_VERSION,
+        });
     }
     Ok(&MIGRATIONS[found as usize..])
 }
 
 /// SQL that runs migration `index` (0-based) and records the new version; run it in one transaction.
 pub fn migration_script(index: usize) -> String {
-    format!("{}\nPRAGMA user_version = {};", MIGRATIONS[index], index + 1)
+    format!(
+        "{}\nPRAGMA user_version = {};",
+        MIGRATIONS[index],
+        index + 1
+    )
 }

@@ -77,7 +77,9 @@ impl MemoryStore {
     /// Opens (creating and migrating if needed) the database at `location`
     /// with the backend this build was compiled with.
     pub async fn open(location: &Location, limits: Limits) -> Result<Self> {
-        limits.validate().map_err(|e| Error::invalid(e.to_string()))?;
+        limits
+            .validate()
+            .map_err(|e| Error::invalid(e.to_string()))?;
         let storage = crate::open_storage(location, &limits).await?;
         Ok(Self::new(storage, limits))
     }
@@ -103,7 +105,10 @@ impl MemoryStore {
     pub async fn get(&self, id: MemoryId) -> Result<Memory> {
         let now = Utc::now();
         self.storage.record_access(id, now).await?;
-        self.storage.get_memory(id).await?.ok_or(Error::NotFound(id))
+        self.storage
+            .get_memory(id)
+            .await?
+            .ok_or(Error::NotFound(id))
     }
 
     /// Changes some fields; returns the updated memory.
@@ -118,17 +123,30 @@ impl MemoryStore {
         if hard {
             self.storage.delete_memory(id).await
         } else {
-            let patch = MemoryPatch { archived: Some(true), ..MemoryPatch::default() };
-            self.storage.update_memory(id, &patch, Utc::now()).await.map(|_| ())
+            let patch = MemoryPatch {
+                archived: Some(true),
+                ..MemoryPatch::default()
+            };
+            self.storage
+                .update_memory(id, &patch, Utc::now())
+                .await
+                .map(|_| ())
         }
     }
 
     /// Links `source` to `target`.
-    pub async fn link(&self, source: MemoryId, target: MemoryId, link_type: LinkType) -> Result<()> {
+    pub async fn link(
+        &self,
+        source: MemoryId,
+        target: MemoryId,
+        link_type: LinkType,
+    ) -> Result<()> {
         if source == target {
             return Err(Error::invalid("a memory cannot link to itself"));
         }
-        self.storage.add_link(source, &Link { target, link_type }).await
+        self.storage
+            .add_link(source, &Link { target, link_type })
+            .await
     }
 
     /// A page of memories; `limit` above `list_page_rows_max` is refused.
@@ -168,7 +186,10 @@ impl MemoryStore {
         };
         let keyword = KeywordQuery {
             text: query.text,
-            namespaces: query.namespace.map(|ns| ns.with_ancestors()).unwrap_or_default(),
+            namespaces: query
+                .namespace
+                .map(|ns| ns.with_ancestors())
+                .unwrap_or_default(),
             tags: query.tags,
             limit: limit + 1,
             include_archived: query.include_archived,
@@ -181,16 +202,27 @@ impl MemoryStore {
             .enumerate()
             .map(|(index, hit)| RecallHit {
                 score: hit.bm25,
-                signals: SignalScores { keyword_rank: index as u32 + 1, bm25: hit.bm25 },
+                signals: SignalScores {
+                    keyword_rank: index as u32 + 1,
+                    bm25: hit.bm25,
+                },
                 memory: hit.memory,
             })
             .collect();
-        Ok(Recall { hits, limit, truncated })
+        Ok(Recall {
+            hits,
+            limit,
+            truncated,
+        })
     }
 
     /// Validates and stores a batch of complete memories (ids and times kept)
     /// in one transaction; links are added separately with [`MemoryStore::import_links`].
-    pub async fn import_batch(&self, memories: &[Memory], on_conflict: OnConflict) -> Result<BatchOutcome> {
+    pub async fn import_batch(
+        &self,
+        memories: &[Memory],
+        on_conflict: OnConflict,
+    ) -> Result<BatchOutcome> {
         if memories.len() > self.limits.import_batch_rows as usize {
             return Err(Error::invalid(format!(
                 "a batch holds at most {} memories (import_batch_rows), got {}",

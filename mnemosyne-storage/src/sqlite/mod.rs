@@ -37,7 +37,11 @@ pub struct HeldConnection(#[allow(dead_code)] Object);
 
 fn pool_timeouts(limits: &Limits) -> deadpool_sqlite::Timeouts {
     let wait = Duration::from_millis(limits.pool_wait_timeout_ms);
-    deadpool_sqlite::Timeouts { wait: Some(wait), create: Some(wait), recycle: Some(wait) }
+    deadpool_sqlite::Timeouts {
+        wait: Some(wait),
+        create: Some(wait),
+        recycle: Some(wait),
+    }
 }
 
 fn build_pool(path: &Path, size: usize, limits: &Limits, read_only: bool) -> Result<Pool> {
@@ -95,22 +99,23 @@ impl SqliteStorage {
             pool_wait_timeout_ms: limits.pool_wait_timeout_ms,
             memory_links_max: limits.memory_links_max,
         };
-        storage
-            .write(ops::migrate)
-            .await
-            .map_err(|e| match e {
-                Error::Storage(message) => {
-                    Error::Storage(format!("cannot open {}: {message}", path.display()))
-                }
-                other => other,
-            })?;
+        storage.write(ops::migrate).await.map_err(|e| match e {
+            Error::Storage(message) => {
+                Error::Storage(format!("cannot open {}: {message}", path.display()))
+            }
+            other => other,
+        })?;
         Ok(storage)
     }
 
     /// Checks a reader connection out of the pool and holds it until the
     /// returned guard drops (lets tests and the stress harness exhaust the pool).
     pub async fn hold_reader(&self) -> Result<HeldConnection> {
-        let conn = self.readers.get().await.map_err(|e| self.pool_error(e, "reader"))?;
+        let conn = self
+            .readers
+            .get()
+            .await
+            .map_err(|e| self.pool_error(e, "reader"))?;
         Ok(HeldConnection(conn))
     }
 
@@ -119,7 +124,11 @@ impl SqliteStorage {
             PoolError::Timeout(_) => Error::PoolTimeout {
                 role,
                 waited_ms: self.pool_wait_timeout_ms,
-                pool_size: if role == "writer" { 1 } else { self.readers.status().max_size },
+                pool_size: if role == "writer" {
+                    1
+                } else {
+                    self.readers.status().max_size
+                },
             },
             PoolError::Closed => Error::Storage("the store is closed".into()),
             other => Error::Storage(format!("cannot open a {role} connection: {other}")),
@@ -161,12 +170,18 @@ impl Storage for SqliteStorage {
 
     async fn insert_memory(&self, memory: &Memory) -> Result<()> {
         let memory = memory.clone();
-        self.write(move |conn| ops::insert_memory(conn, &memory)).await
+        self.write(move |conn| ops::insert_memory(conn, &memory))
+            .await
     }
 
-    async fn insert_memories(&self, memories: &[Memory], on_conflict: OnConflict) -> Result<BatchOutcome> {
+    async fn insert_memories(
+        &self,
+        memories: &[Memory],
+        on_conflict: OnConflict,
+    ) -> Result<BatchOutcome> {
         let memories = memories.to_vec();
-        self.write(move |conn| ops::insert_memories(conn, &memories, on_conflict)).await
+        self.write(move |conn| ops::insert_memories(conn, &memories, on_conflict))
+            .await
     }
 
     async fn get_memory(&self, id: MemoryId) -> Result<Option<Memory>> {
@@ -174,12 +189,19 @@ impl Storage for SqliteStorage {
     }
 
     async fn record_access(&self, id: MemoryId, at: DateTime<Utc>) -> Result<()> {
-        self.write(move |conn| ops::record_access(conn, id, at)).await
+        self.write(move |conn| ops::record_access(conn, id, at))
+            .await
     }
 
-    async fn update_memory(&self, id: MemoryId, patch: &MemoryPatch, now: DateTime<Utc>) -> Result<Memory> {
+    async fn update_memory(
+        &self,
+        id: MemoryId,
+        patch: &MemoryPatch,
+        now: DateTime<Utc>,
+    ) -> Result<Memory> {
         let patch = patch.clone();
-        self.write(move |conn| ops::update_memory(conn, id, &patch, now)).await
+        self.write(move |conn| ops::update_memory(conn, id, &patch, now))
+            .await
     }
 
     async fn delete_memory(&self, id: MemoryId) -> Result<()> {
@@ -189,7 +211,8 @@ impl Storage for SqliteStorage {
     async fn add_link(&self, source: MemoryId, link: &Link) -> Result<()> {
         let link = link.clone();
         let links_max = self.memory_links_max;
-        self.write(move |conn| ops::add_link(conn, source, &link, links_max)).await
+        self.write(move |conn| ops::add_link(conn, source, &link, links_max))
+            .await
     }
 
     async fn add_links(&self, links: &[(MemoryId, Link)]) -> Result<LinkOutcome> {
@@ -199,16 +222,19 @@ impl Storage for SqliteStorage {
 
     async fn list_memories(&self, query: &ListQuery) -> Result<Vec<Memory>> {
         let query = query.clone();
-        self.read(move |conn| ops::list_memories(conn, &query)).await
+        self.read(move |conn| ops::list_memories(conn, &query))
+            .await
     }
 
     async fn keyword_search(&self, query: &KeywordQuery) -> Result<Vec<KeywordHit>> {
         let query = query.clone();
-        self.read(move |conn| ops::keyword_search(conn, &query)).await
+        self.read(move |conn| ops::keyword_search(conn, &query))
+            .await
     }
 
     async fn count_memories(&self, include_archived: bool) -> Result<u64> {
-        self.read(move |conn| ops::count_memories(conn, include_archived)).await
+        self.read(move |conn| ops::count_memories(conn, include_archived))
+            .await
     }
 
     async fn schema_version(&self) -> Result<u32> {

@@ -6,7 +6,9 @@ use mnemosyne_core::{
     MemoryPatch, OnConflict, Result,
 };
 use rusqlite::types::{ToSqlOutput, Value};
-use rusqlite::{Connection, OptionalExtension, Row, ToSql, Transaction, TransactionBehavior, params};
+use rusqlite::{
+    Connection, OptionalExtension, Row, ToSql, Transaction, TransactionBehavior, params,
+};
 
 use crate::fts_query::{match_any, query_terms};
 use crate::rows::{self, MEMORY_COLUMN_COUNT, MemoryRow, SqlValue};
@@ -33,11 +35,13 @@ fn is_unique_violation(error: &rusqlite::Error) -> bool {
 }
 
 fn begin(conn: &mut Connection) -> Result<Transaction<'_>> {
-    conn.transaction_with_behavior(TransactionBehavior::Immediate).map_err(db)
+    conn.transaction_with_behavior(TransactionBehavior::Immediate)
+        .map_err(db)
 }
 
 pub(super) fn user_version(conn: &mut Connection) -> Result<u32> {
-    conn.query_row("PRAGMA user_version", [], |row| row.get(0)).map_err(db)
+    conn.query_row("PRAGMA user_version", [], |row| row.get(0))
+        .map_err(db)
 }
 
 pub(super) fn migrate(conn: &mut Connection) -> Result<()> {
@@ -47,7 +51,9 @@ pub(super) fn migrate(conn: &mut Connection) -> Result<()> {
         let index = found as usize + offset;
         let tx = begin(conn)?;
         tx.execute_batch(&schema::migration_script(index))
-            .map_err(|e| Error::Storage(format!("migration to version {} failed: {e}", index + 1)))?;
+            .map_err(|e| {
+                Error::Storage(format!("migration to version {} failed: {e}", index + 1))
+            })?;
         tx.commit().map_err(db)?;
     }
     Ok(())
@@ -122,7 +128,9 @@ pub(super) fn insert_memories(
     let tx = begin(conn)?;
     let mut outcome = BatchOutcome::default();
     {
-        let mut insert = tx.prepare_cached(rows::INSERT_MEMORY_OR_IGNORE).map_err(db)?;
+        let mut insert = tx
+            .prepare_cached(rows::INSERT_MEMORY_OR_IGNORE)
+            .map_err(db)?;
         for memory in memories {
             let changed = insert
                 .execute(rusqlite::params_from_iter(rows::memory_params(memory)))
@@ -145,11 +153,15 @@ pub(super) fn insert_memories(
 fn links_of(conn: &Connection, id: &str) -> Result<Vec<Link>> {
     let mut stmt = conn.prepare_cached(rows::SELECT_LINKS).map_err(db)?;
     let raw = stmt
-        .query_map([id], |row| Ok((row.get::<_, String>(0)?, row.get::<_, String>(1)?)))
+        .query_map([id], |row| {
+            Ok((row.get::<_, String>(0)?, row.get::<_, String>(1)?))
+        })
         .map_err(db)?
         .collect::<rusqlite::Result<Vec<_>>>()
         .map_err(db)?;
-    raw.iter().map(|(target, kind)| rows::decode_link(target, kind)).collect()
+    raw.iter()
+        .map(|(target, kind)| rows::decode_link(target, kind))
+        .collect()
 }
 
 fn load_memory(conn: &Connection, id: &str) -> Result<Option<Memory>> {
@@ -172,7 +184,11 @@ pub(super) fn record_access(conn: &mut Connection, id: MemoryId, at: DateTime<Ut
         .prepare_cached(rows::RECORD_ACCESS)
         .and_then(|mut stmt| stmt.execute(params![id.to_string(), rows::to_ms(at)]))
         .map_err(db)?;
-    if changed == 0 { Err(Error::NotFound(id)) } else { Ok(()) }
+    if changed == 0 {
+        Err(Error::NotFound(id))
+    } else {
+        Ok(())
+    }
 }
 
 pub(super) fn update_memory(
@@ -197,11 +213,22 @@ pub(super) fn update_memory(
 }
 
 pub(super) fn delete_memory(conn: &mut Connection, id: MemoryId) -> Result<()> {
-    let changed = conn.execute(rows::DELETE_MEMORY, [id.to_string()]).map_err(db)?;
-    if changed == 0 { Err(Error::NotFound(id)) } else { Ok(()) }
+    let changed = conn
+        .execute(rows::DELETE_MEMORY, [id.to_string()])
+        .map_err(db)?;
+    if changed == 0 {
+        Err(Error::NotFound(id))
+    } else {
+        Ok(())
+    }
 }
 
-pub(super) fn add_link(conn: &mut Connection, source: MemoryId, link: &Link, links_max: u32) -> Result<()> {
+pub(super) fn add_link(
+    conn: &mut Connection,
+    source: MemoryId,
+    link: &Link,
+    links_max: u32,
+) -> Result<()> {
     let tx = begin(conn)?;
     let key = source.to_string();
     if !exists(&tx, &key)? {
@@ -211,7 +238,11 @@ pub(super) fn add_link(conn: &mut Connection, source: MemoryId, link: &Link, lin
         return Err(Error::NotFound(link.target));
     }
     let existing: u32 = tx
-        .query_row("SELECT count(*) FROM memory_links WHERE source_id = ?1", [&key], |row| row.get(0))
+        .query_row(
+            "SELECT count(*) FROM memory_links WHERE source_id = ?1",
+            [&key],
+            |row| row.get(0),
+        )
         .map_err(db)?;
     let already: bool = tx
         .query_row(
@@ -245,18 +276,26 @@ pub(super) fn add_links(conn: &mut Connection, links: &[(MemoryId, Link)]) -> Re
 }
 
 /// Fills in the links of each memory with one query per chunk of ids.
-fn attach_links(conn: &Connection, memories: Vec<(MemoryRow, Option<f64>)>) -> Result<Vec<(Memory, Option<f64>)>> {
+fn attach_links(
+    conn: &Connection,
+    memories: Vec<(MemoryRow, Option<f64>)>,
+) -> Result<Vec<(Memory, Option<f64>)>> {
     const CHUNK: usize = 500;
     let mut links: std::collections::HashMap<String, Vec<Link>> = std::collections::HashMap::new();
     for chunk in memories.chunks(CHUNK) {
-        let mut stmt = conn.prepare_cached(&rows::links_of_sql(chunk.len())).map_err(db)?;
+        let mut stmt = conn
+            .prepare_cached(&rows::links_of_sql(chunk.len()))
+            .map_err(db)?;
         let ids = chunk.iter().map(|(row, _)| row.id.as_str());
         let mut raw = stmt.query(rusqlite::params_from_iter(ids)).map_err(db)?;
         while let Some(row) = raw.next().map_err(db)? {
             let source: String = row.get(0).map_err(db)?;
             let target: String = row.get(1).map_err(db)?;
             let kind: String = row.get(2).map_err(db)?;
-            links.entry(source).or_default().push(rows::decode_link(&target, &kind)?);
+            links
+                .entry(source)
+                .or_default()
+                .push(rows::decode_link(&target, &kind)?);
         }
     }
     memories
@@ -272,15 +311,23 @@ pub(super) fn list_memories(conn: &mut Connection, query: &ListQuery) -> Result<
     let (sql, params) = rows::list_sql(query);
     let mut stmt = conn.prepare_cached(&sql).map_err(db)?;
     let found = stmt
-        .query_map(rusqlite::params_from_iter(params), |row| Ok((read_memory_row(row)?, None)))
+        .query_map(rusqlite::params_from_iter(params), |row| {
+            Ok((read_memory_row(row)?, None))
+        })
         .map_err(db)?
         .collect::<rusqlite::Result<Vec<_>>>()
         .map_err(db)?;
     drop(stmt);
-    Ok(attach_links(conn, found)?.into_iter().map(|(memory, _)| memory).collect())
+    Ok(attach_links(conn, found)?
+        .into_iter()
+        .map(|(memory, _)| memory)
+        .collect())
 }
 
-pub(super) fn keyword_search(conn: &mut Connection, query: &KeywordQuery) -> Result<Vec<KeywordHit>> {
+pub(super) fn keyword_search(
+    conn: &mut Connection,
+    query: &KeywordQuery,
+) -> Result<Vec<KeywordHit>> {
     let terms = query_terms(&query.text);
     if terms.is_empty() {
         return Ok(Vec::new());
@@ -289,7 +336,10 @@ pub(super) fn keyword_search(conn: &mut Connection, query: &KeywordQuery) -> Res
     let mut stmt = conn.prepare_cached(&sql).map_err(db)?;
     let found = stmt
         .query_map(rusqlite::params_from_iter(params), |row| {
-            Ok((read_memory_row(row)?, Some(row.get::<_, f64>(MEMORY_COLUMN_COUNT)?)))
+            Ok((
+                read_memory_row(row)?,
+                Some(row.get::<_, f64>(MEMORY_COLUMN_COUNT)?),
+            ))
         })
         .map_err(db)?
         .collect::<rusqlite::Result<Vec<_>>>()
@@ -297,7 +347,10 @@ pub(super) fn keyword_search(conn: &mut Connection, query: &KeywordQuery) -> Res
     drop(stmt);
     Ok(attach_links(conn, found)?
         .into_iter()
-        .map(|(memory, score)| KeywordHit { memory, bm25: score.unwrap_or_default() })
+        .map(|(memory, score)| KeywordHit {
+            memory,
+            bm25: score.unwrap_or_default(),
+        })
         .collect())
 }
 
@@ -307,7 +360,9 @@ pub(super) fn count_memories(conn: &mut Connection, include_archived: bool) -> R
     } else {
         "SELECT count(*) FROM memories WHERE archived = 0"
     };
-    conn.query_row(sql, [], |row| row.get::<_, i64>(0)).map(|n| n as u64).map_err(db)
+    conn.query_row(sql, [], |row| row.get::<_, i64>(0))
+        .map(|n| n as u64)
+        .map_err(db)
 }
 
 pub(super) fn integrity_check(conn: &mut Connection) -> Result<String> {
