@@ -1,1 +1,76 @@
-fn main() {}
+//! Project automation, run as `cargo xtask <task>` (alias in `.cargo/config.toml`).
+//!
+//! - `ci`: format check, clippy with warnings denied, and every test, once per
+//!   storage backend (`sqlite`, `libsql`: they bundle SQLite and cannot be
+//!   built into one binary, so each gets its own build).
+#![allow(clippy::print_stdout, clippy::print_stderr)]
+
+use std::process::{Command, ExitCode};
+use std::time::Instant;
+
+use anyhow::{Context, Result, bail};
+
+/// Cargo feature arguments for each backend; the rest of the workspace is feature-neutral.
+const BACKENDS: &[(&str, &[&str])] = &[
+    ("sqlite", &[]),
+    ("libsql", &["--no-default-features", "--features", "libsql"]),
+];
+
+fn main() -> ExitCode {
+    let args: Vec<String> = std::env::args().skip(1).collect();
+    let result = match args.first().map(String::as_str) {
+        Some("ci") => ci(&args[1..]),
+        Some("help") | Some("--help") | Some("-h") | None => {
+            println!("usage: cargo xtask ci [--backend sqlite|libsql]");
+            return ExitCode::SUCCESS;
+        }
+        Some(other) => Err(anyhow::anyhow!("unknown task {other:?}; try `cargo xtask help`")),
+    };
+    match result {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(error) => {
+            eprintln!("xtask: error: {error:#}");
+            ExitCode::FAILURE
+        }
+    }
+}
+
+fn cargo(args: &[&str]) -> Result<()> {
+    let started = Instant::now();
+    println!("xtask: cargo {}", args.join(" "));
+    let status = Command::new(std::env::var("CARGO").unwrap_or_else(|_| "cargo".into()))
+        .args(args)
+        .status()
+        .with_context(|| format!("cannot run cargo {}", args.join(" ")))?;
+    if !status.success() {
+        bail!("cargo {} failed ({status})", args.join(" "));
+    }
+    println!("xtask: ok in {:.0} s: cargo {}", started.elapsed().as_secs_f64(), args.join(" "));
+    Ok(())
+}
+
+fn ci(args: &[String]) -> Result<()> {
+    let only = match args {
+        [] => None,
+        [flag, backend] if flag == "--backend" => Some(backend.as_str()),
+        _ => bail!("usage: cargo xtask ci [--backend sqlite|libsql]"),
+    };
+    if let Some(name) = only
+        && !BACKENDS.iter().any(|(backend, _)| *backend == name)
+    {
+        bail!("unknown backend {name:?}; expected sqlite or libsql");
+    }
+    cargo(&["fmt", "--all", "--check"])?;
+    for (backend, features) in BACKENDS.iter().filter(|(b, _)| only.is_none_or(|o| o == *b)) {
+        println!("xtask: backend {backend}");
+        let mut clippy = vec!["clippy", "--workspace", "--all-targets", "--locked"];
+        clippy.extend_from_slice(features);
+        clippy.extend_from_slice(&["--", "-D", "warnings"]);
+        cargo(&clippy)?;
+        let mut test = vec!["test", "--workspace", "--locked"];
+        test.extend_from_slice(features);
+        cargo(&test)?;
+    }
+    println!("xtask: ci passed");
+    Ok(())
+}
