@@ -17,7 +17,8 @@ pub use error::{Error, Result};
 pub use ids::MemoryId;
 pub use limits::{Limits, LimitsError, RECALL_RESULTS_HARD_CAP};
 pub use memory::{
-    Importance, Link, LinkType, Memory, MemoryPatch, MemoryType, NewMemory, validate_tags,
+    Importance, Link, LinkType, Memory, MemoryPatch, MemoryType, NewMemory, normalise_tags,
+    timestamp_now, validate_tags,
 };
 pub use namespace::Namespace;
 pub use storage::{

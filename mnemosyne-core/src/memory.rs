@@ -216,6 +216,12 @@ impl Memory {
             validate_summary(summary, limits)?;
         }
         validate_tags(&self.tags, limits)?;
+        if normalise_tags(self.tags.clone()) != self.tags {
+            return Err(Error::invalid(format!(
+                "tags must be lower-case, sorted and unique, got {:?}",
+                self.tags
+            )));
+        }
         if self.links.len() > limits.memory_links_max as usize {
             return Err(Error::invalid(format!(
                 "a memory has at most {} links (memory_links_max), got {}",
@@ -384,6 +390,13 @@ fn validate_summary(summary: &str, limits: &Limits) -> Result<(), Error> {
     Ok(())
 }
 
+/// The current time at the precision stored (milliseconds), so what a write
+/// returns equals what a later read returns.
+pub fn timestamp_now() -> DateTime<Utc> {
+    let now = Utc::now();
+    DateTime::from_timestamp_millis(now.timestamp_millis()).unwrap_or(now)
+}
+
 /// Checks tag count, length and characters (no whitespace, no control characters, no commas).
 pub fn validate_tags(tags: &[String], limits: &Limits) -> Result<(), Error> {
     if tags.len() > limits.memory_tags_max as usize {
@@ -412,7 +425,8 @@ pub fn validate_tags(tags: &[String], limits: &Limits) -> Result<(), Error> {
     Ok(())
 }
 
-fn normalise_tags(tags: Vec<String>) -> Vec<String> {
+/// Tags as stored: trimmed, lower-case, sorted, unique.
+pub fn normalise_tags(tags: Vec<String>) -> Vec<String> {
     let mut tags: Vec<String> = tags.into_iter().map(|t| t.trim().to_lowercase()).collect();
     tags.sort();
     tags.dedup();

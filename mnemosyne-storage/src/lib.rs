@@ -14,7 +14,8 @@ compile_error!(
 );
 
 pub mod fts_query;
-#[cfg(feature = "libsql")]
+pub mod keyword_plan;
+#[cfg(all(feature = "libsql", not(feature = "sqlite")))]
 mod libsql_backend;
 mod location;
 pub mod rows;
@@ -26,7 +27,7 @@ mod store;
 use std::sync::Arc;
 
 pub use location::Location;
-#[cfg(feature = "libsql")]
+#[cfg(all(feature = "libsql", not(feature = "sqlite")))]
 pub use libsql_backend::{HeldConnection, LibsqlStorage};
 use mnemosyne_core::{Limits, Result, Storage};
 pub use mnemosyne_core::Error;
@@ -50,7 +51,7 @@ pub async fn open_storage(location: &Location, limits: &Limits) -> Result<Arc<dy
     {
         return Ok(Arc::new(SqliteStorage::open(location, limits).await?));
     }
-    #[cfg(feature = "libsql")]
+    #[cfg(all(feature = "libsql", not(feature = "sqlite")))]
     {
         return Ok(Arc::new(LibsqlStorage::open(location, limits).await?));
     }

@@ -2,7 +2,7 @@
 
 use chrono::{DateTime, Utc};
 use mnemosyne_core::{
-    Error, Importance, KeywordQuery, Link, ListQuery, ListSort, Memory, MemoryId, Namespace,
+    Error, Importance, Link, ListQuery, ListSort, Memory, MemoryId, Namespace,
 };
 
 /// Columns of a memory row, in the order [`MemoryRow`] reads them.
@@ -43,7 +43,7 @@ pub fn select_memory_by_id() -> String {
 }
 
 /// Outgoing links of the memory with id `?1`.
-pub const SELECT_LINKS: &str = "SELECT target_id, link_type FROM memory_links WHERE source_id = ?1 ORDER BY created_at_ms, target_id";
+pub const SELECT_LINKS: &str = "SELECT target_id, link_type FROM memory_links WHERE source_id = ?1 ORDER BY target_id, link_type";
 
 /// Bumps the access counter of `?1` and sets its access time to `?2`.
 pub const RECORD_ACCESS: &str =
@@ -63,6 +63,8 @@ pub enum SqlValue {
     Int(i64),
     /// TEXT.
     Text(String),
+    /// REAL.
+    Real(f64),
     /// NULL.
     Null,
 }
@@ -203,7 +205,8 @@ pub fn decode_link(target_id: &str, link_type: &str) -> Result<Link, Error> {
     })
 }
 
-fn push_filters(
+/// Appends the archived, namespace and tag filters on alias `m`.
+pub fn push_filters(
     sql: &mut String,
     params: &mut Vec<SqlValue>,
     namespaces: &[Namespace],
@@ -262,37 +265,12 @@ pub fn list_sql(query: &ListQuery) -> (String, Vec<SqlValue>) {
     (sql, params)
 }
 
-/// Keyword candidates taken from the full-text index before filters apply.
-/// Bounds the ranking work of one query; filters that reject more than this
-/// many of the best matches can return fewer hits than asked.
-pub const KEYWORD_CANDIDATES_MAX: i64 = 2_000;
-
-/// SQL and parameters for a keyword search; the row is the memory columns then the BM25 score.
-pub fn keyword_sql(query: &KeywordQuery, match_expression: String) -> (String, Vec<SqlValue>) {
-    let mut params: Vec<SqlValue> = vec![match_expression.into(), KEYWORD_CANDIDATES_MAX.into()];
-    let mut sql = format!(
-        "SELECT {MEMORY_COLUMNS}, -f.rank FROM \
-         (SELECT rowid, rank FROM memories_fts WHERE memories_fts MATCH ?1 ORDER BY rank LIMIT ?2) f \
-         JOIN memories m ON m.seq = f.rowid WHERE 1 = 1"
-    );
-    push_filters(
-        &mut sql,
-        &mut params,
-        &query.namespaces,
-        &query.tags,
-        query.include_archived,
-    );
-    params.push(i64::from(query.limit).into());
-    sql.push_str(&format!(" ORDER BY f.rank LIMIT ?{}", params.len()));
-    (sql, params)
-}
-
 /// SQL selecting the outgoing links of several memories: `(source_id, target_id, link_type)`.
 pub fn links_of_sql(count: usize) -> String {
     let placeholders: Vec<String> = (1..=count).map(|i| format!("?{i}")).collect();
     format!(
         "SELECT source_id, target_id, link_type FROM memory_links WHERE source_id IN ({}) \
-         ORDER BY created_at_ms, target_id",
+         ORDER BY source_id, target_id, link_type",
         placeholders.join(", ")
     )
 }

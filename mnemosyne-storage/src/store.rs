@@ -3,11 +3,10 @@
 
 use std::sync::Arc;
 
-use chrono::Utc;
 use mnemosyne_core::{
     BatchOutcome, Error, KeywordQuery, Limits, Link, LinkOutcome, LinkType, ListQuery, Memory,
     MemoryId, MemoryPatch, Namespace, NewMemory, OnConflict, PoolStatus, Result, Storage,
-    validate_tags,
+    normalise_tags, timestamp_now, validate_tags,
 };
 use serde::{Deserialize, Serialize};
 
@@ -96,14 +95,14 @@ impl MemoryStore {
 
     /// Validates and stores a memory; returns it once committed.
     pub async fn remember(&self, new: NewMemory) -> Result<Memory> {
-        let memory = new.into_memory(&self.limits, Utc::now())?;
+        let memory = new.into_memory(&self.limits, timestamp_now())?;
         self.storage.insert_memory(&memory).await?;
         Ok(memory)
     }
 
     /// The memory with this id (archived ones too); counts as an access.
     pub async fn get(&self, id: MemoryId) -> Result<Memory> {
-        let now = Utc::now();
+        let now = timestamp_now();
         self.storage.record_access(id, now).await?;
         self.storage
             .get_memory(id)
@@ -114,7 +113,7 @@ impl MemoryStore {
     /// Changes some fields; returns the updated memory.
     pub async fn update(&self, id: MemoryId, patch: MemoryPatch) -> Result<Memory> {
         let patch = patch.validated(&self.limits)?;
-        self.storage.update_memory(id, &patch, Utc::now()).await
+        self.storage.update_memory(id, &patch, timestamp_now()).await
     }
 
     /// Archives the memory (hidden from recall and list, kept on disk), or
@@ -128,7 +127,7 @@ impl MemoryStore {
                 ..MemoryPatch::default()
             };
             self.storage
-                .update_memory(id, &patch, Utc::now())
+                .update_memory(id, &patch, timestamp_now())
                 .await
                 .map(|_| ())
         }
@@ -150,8 +149,9 @@ impl MemoryStore {
     }
 
     /// A page of memories; `limit` above `list_page_rows_max` is refused.
-    pub async fn list(&self, query: ListQuery) -> Result<Vec<Memory>> {
+    pub async fn list(&self, mut query: ListQuery) -> Result<Vec<Memory>> {
         self.check_page(query.limit)?;
+        query.tags = normalise_tags(query.tags);
         validate_tags(&query.tags, &self.limits)?;
         self.storage.list_memories(&query).await
     }
@@ -178,7 +178,8 @@ impl MemoryStore {
         if query_terms(&query.text).is_empty() {
             return Err(Error::invalid("query has no words to search for"));
         }
-        validate_tags(&query.tags, &self.limits)?;
+        let tags = normalise_tags(query.tags);
+        validate_tags(&tags, &self.limits)?;
         let limit = match query.limit {
             Some(0) => return Err(Error::invalid("limit must be at least 1")),
             Some(limit) => limit.min(self.limits.recall_results_max),
@@ -190,7 +191,7 @@ impl MemoryStore {
                 .namespace
                 .map(|ns| ns.with_ancestors())
                 .unwrap_or_default(),
-            tags: query.tags,
+            tags,
             limit: limit + 1,
             include_archived: query.include_archived,
         };

@@ -10,7 +10,8 @@ use rusqlite::{
     Connection, OptionalExtension, Row, ToSql, Transaction, TransactionBehavior, params,
 };
 
-use crate::fts_query::{match_any, query_terms};
+use crate::fts_query::query_terms;
+use crate::keyword_plan;
 use crate::rows::{self, MEMORY_COLUMN_COUNT, MemoryRow, SqlValue};
 use crate::schema;
 
@@ -18,6 +19,7 @@ impl ToSql for SqlValue {
     fn to_sql(&self) -> rusqlite::Result<ToSqlOutput<'_>> {
         Ok(match self {
             SqlValue::Int(v) => ToSqlOutput::Owned(Value::Integer(*v)),
+            SqlValue::Real(v) => ToSqlOutput::Owned(Value::Real(*v)),
             SqlValue::Text(v) => ToSqlOutput::Borrowed(v.as_str().into()),
             SqlValue::Null => ToSqlOutput::Owned(Value::Null),
         })
@@ -332,7 +334,21 @@ pub(super) fn keyword_search(
     if terms.is_empty() {
         return Ok(Vec::new());
     }
-    let (sql, params) = rows::keyword_sql(query, match_any(&terms));
+    let mut stats = Vec::with_capacity(terms.len());
+    {
+        let mut probe = conn.prepare_cached(keyword_plan::PROBE_SQL).map_err(db)?;
+        for term in terms {
+            let window_start = probe
+                .query_row(
+                    params![keyword_plan::probe_expression(&term), keyword_plan::FREQUENT_TERM_DOCS - 1],
+                    |row| row.get::<_, i64>(0),
+                )
+                .optional()
+                .map_err(db)?;
+            stats.push(keyword_plan::TermStat { term, window_start });
+        }
+    }
+    let (sql, params) = keyword_plan::keyword_sql(query, &stats);
     let mut stmt = conn.prepare_cached(&sql).map_err(db)?;
     let found = stmt
         .query_map(rusqlite::params_from_iter(params), |row| {

@@ -425,6 +425,38 @@ pub async fn keyword_search_ranks_and_quotes_user_text<B: Backend>() {
     }
 }
 
+/// Words in more than `FREQUENT_TERM_DOCS` memories take the bounded path:
+/// they boost what rare words find and otherwise search a recency window.
+pub async fn frequent_words_are_bounded_but_still_count<B: Backend>() {
+    use mnemosyne_storage::keyword_plan::FREQUENT_TERM_DOCS;
+    let f = fixture();
+    let store = open::<B>(&f.path, Limits::default()).await;
+    let now = chrono::Utc::now();
+    let limits = store.limits().clone();
+    let common: Vec<Memory> = (0..FREQUENT_TERM_DOCS + 100)
+        .map(|i| new_memory(&format!("common filler number{i}"), "global").into_memory(&limits, now).unwrap())
+        .collect();
+    for chunk in common.chunks(limits.import_batch_rows as usize) {
+        store.import_batch(chunk, OnConflict::Fail).await.unwrap();
+    }
+    let rare_without = store.remember(new_memory("zebra stands alone here", "global")).await.unwrap();
+    let rare_with = store.remember(new_memory("zebra with the common", "global")).await.unwrap();
+    let older_with = common[0].id;
+
+    let hits = store.recall(recall_text("common zebra")).await.unwrap().hits;
+    assert_eq!(hits[0].memory.id, rare_with.id, "rare and frequent word together rank first");
+    assert_eq!(hits[1].memory.id, rare_without.id, "the rare word outranks the frequent one");
+    assert!(hits.len() > 2, "frequent-only matches still come after");
+    assert!(hits.iter().all(|h| h.memory.id != older_with), "the recency window bounds frequent-only matches");
+
+    let mut query = recall_text("common");
+    query.limit = Some(3);
+    let recall = store.recall(query).await.unwrap();
+    let ids: Vec<MemoryId> = recall.hits.iter().map(|h| h.memory.id).collect();
+    assert_eq!(ids, [rare_with.id, common[common.len() - 1].id, common[common.len() - 2].id]);
+    assert!(recall.truncated);
+}
+
 pub async fn archive_hides_and_hard_delete_removes<B: Backend>() {
     let f = fixture();
     let store = open::<B>(&f.path, Limits::default()).await;
@@ -1006,6 +1038,7 @@ macro_rules! conformance_tests {
             tags_filter_list_and_recall,
             links_are_typed_bounded_and_cascade,
             keyword_search_ranks_and_quotes_user_text,
+            frequent_words_are_bounded_but_still_count,
             archive_hides_and_hard_delete_removes,
             pagination_covers_everything_once,
             limits_bound_results,

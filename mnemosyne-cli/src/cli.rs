@@ -1,0 +1,332 @@
+//! The command line, as clap derive types. User values are parsed with the
+//! core types' `FromStr`, so a bad value is reported in the core's words.
+
+use std::path::PathBuf;
+
+use clap::{Args, Parser, Subcommand, ValueEnum};
+use mnemosyne_core::{
+    Importance, Link, LinkType, ListSort, MemoryId, MemoryType, Namespace, OnConflict,
+};
+
+/// Local-first memory server for AI coding agents.
+#[derive(Debug, Parser)]
+#[command(
+    name = "mnemosyne",
+    version,
+    about,
+    propagate_version = true,
+    arg_required_else_help = true
+)]
+pub struct Cli {
+    /// Options every subcommand accepts.
+    #[command(flatten)]
+    pub global: GlobalArgs,
+    /// What to do.
+    #[command(subcommand)]
+    pub command: Command,
+}
+
+/// Options every subcommand accepts.
+#[derive(Debug, Args)]
+pub struct GlobalArgs {
+    /// Database: a file path, or a libsql:// or https:// URL (libsql builds;
+    /// the token comes from MNEMOSYNE_AUTH_TOKEN) [default: the platform data
+    /// dir, e.g. ~/.local/share/mnemosyne/mnemosyne.db]
+    #[arg(long, global = true, env = "MNEMOSYNE_DB", value_name = "PATH|URL")]
+    pub db: Option<String>,
+    /// Config file (TOML: `db = "..."` and a `[limits]` table) [default:
+    /// config.toml in the platform config dir, if it exists]
+    #[arg(long, global = true, env = "MNEMOSYNE_CONFIG", value_name = "PATH")]
+    pub config: Option<PathBuf>,
+    /// Print stable JSON on stdout instead of text.
+    #[arg(long, global = true)]
+    pub json: bool,
+    /// More logs on stderr: -v info, -vv debug, -vvv trace (RUST_LOG, when
+    /// set, takes over).
+    #[arg(short, long, global = true, action = clap::ArgAction::Count)]
+    pub verbose: u8,
+}
+
+/// The subcommands.
+#[derive(Debug, Subcommand)]
+pub enum Command {
+    /// Store a memory; prints its id.
+    Remember(RememberArgs),
+    /// Search memories by keywords, best first.
+    Recall(RecallArgs),
+    /// Print one memory (archived ones too).
+    Get(GetArgs),
+    /// Change some fields of a memory.
+    Update(UpdateArgs),
+    /// Archive a memory (hidden from recall and list), or delete it with --hard.
+    Forget(ForgetArgs),
+    /// Link one memory to another.
+    Link(LinkArgs),
+    /// List memories, most recent first.
+    List(ListArgs),
+    /// Count memories.
+    Count(CountArgs),
+    /// Write every memory as JSON lines (one memory with its links per line).
+    Export(ExportArgs),
+    /// Read memories from a JSON lines file written by export.
+    Import(ImportArgs),
+    /// Print the effective configuration: database and every limit.
+    Config,
+}
+
+/// `remember`.
+#[derive(Debug, Args)]
+pub struct RememberArgs {
+    /// The text to remember, or `-` to read it from stdin.
+    pub content: String,
+    /// Namespace: global, project:NAME or session:PROJECT/ID.
+    #[arg(long, short = 'n', default_value = "global")]
+    pub namespace: Namespace,
+    /// How much it matters, 1 to 10.
+    #[arg(long, short = 'i', default_value = "5")]
+    pub importance: Importance,
+    /// Kind: note, decision, fact, pattern, bugfix, preference or context.
+    #[arg(
+        long = "type",
+        short = 't',
+        default_value = "note",
+        value_name = "TYPE"
+    )]
+    pub memory_type: MemoryType,
+    /// A tag (repeat, or separate with commas).
+    #[arg(long = "tag", value_name = "TAG", value_delimiter = ',')]
+    pub tags: Vec<String>,
+    /// A short form of the content.
+    #[arg(long)]
+    pub summary: Option<String>,
+    /// Link to an existing memory, optionally typed (default relates_to); repeatable.
+    #[arg(long = "link", value_name = "ID[:TYPE]", value_parser = parse_link)]
+    pub links: Vec<Link>,
+}
+
+/// `recall`.
+#[derive(Debug, Args)]
+pub struct RecallArgs {
+    /// Words to search for.
+    pub query: String,
+    /// Search this namespace and the ones it sees (a session sees its project and global).
+    #[arg(long, short = 'n')]
+    pub namespace: Option<Namespace>,
+    /// Results wanted [default and maximum: recall_results_max].
+    #[arg(long, short = 'l')]
+    pub limit: Option<u32>,
+    /// Only memories carrying every one of these tags.
+    #[arg(long = "tag", value_name = "TAG", value_delimiter = ',')]
+    pub tags: Vec<String>,
+    /// Also search archived memories.
+    #[arg(long)]
+    pub include_archived: bool,
+}
+
+/// `get`.
+#[derive(Debug, Args)]
+pub struct GetArgs {
+    /// Memory id.
+    pub id: MemoryId,
+}
+
+/// `update`.
+#[derive(Debug, Args)]
+pub struct UpdateArgs {
+    /// Memory id.
+    pub id: MemoryId,
+    /// New content, or `-` to read it from stdin.
+    #[arg(long)]
+    pub content: Option<String>,
+    /// New summary.
+    #[arg(long, conflicts_with = "clear_summary")]
+    pub summary: Option<String>,
+    /// Remove the summary.
+    #[arg(long)]
+    pub clear_summary: bool,
+    /// New importance, 1 to 10.
+    #[arg(long, short = 'i')]
+    pub importance: Option<Importance>,
+    /// New kind.
+    #[arg(long = "type", short = 't', value_name = "TYPE")]
+    pub memory_type: Option<MemoryType>,
+    /// Move to this namespace.
+    #[arg(long, short = 'n')]
+    pub namespace: Option<Namespace>,
+    /// Replace every tag with these (repeat, or separate with commas).
+    #[arg(
+        long = "tag",
+        value_name = "TAG",
+        value_delimiter = ',',
+        conflicts_with = "clear_tags"
+    )]
+    pub tags: Vec<String>,
+    /// Remove every tag.
+    #[arg(long)]
+    pub clear_tags: bool,
+    /// Bring an archived memory back.
+    #[arg(long)]
+    pub restore: bool,
+}
+
+/// `forget`.
+#[derive(Debug, Args)]
+pub struct ForgetArgs {
+    /// Memory id.
+    pub id: MemoryId,
+    /// Delete the memory and its links instead of archiving it.
+    #[arg(long)]
+    pub hard: bool,
+}
+
+/// `link`.
+#[derive(Debug, Args)]
+pub struct LinkArgs {
+    /// The memory the link starts from.
+    pub from: MemoryId,
+    /// The memory it points to.
+    pub to: MemoryId,
+    /// Relation: relates_to, depends_on, supersedes, contradicts, derived_from, fixes or part_of.
+    #[arg(
+        long = "type",
+        short = 't',
+        default_value = "relates_to",
+        value_name = "TYPE"
+    )]
+    pub link_type: LinkType,
+}
+
+/// `list`.
+#[derive(Debug, Args)]
+pub struct ListArgs {
+    /// Only this exact namespace.
+    #[arg(long, short = 'n')]
+    pub namespace: Option<Namespace>,
+    /// Rows to print (at most list_page_rows_max).
+    #[arg(long, short = 'l', default_value_t = 20)]
+    pub limit: u32,
+    /// Rows to skip.
+    #[arg(long, default_value_t = 0)]
+    pub offset: u64,
+    /// Order.
+    #[arg(long, value_enum, default_value_t = SortArg::Recent)]
+    pub sort: SortArg,
+    /// Only memories carrying every one of these tags.
+    #[arg(long = "tag", value_name = "TAG", value_delimiter = ',')]
+    pub tags: Vec<String>,
+    /// Include archived memories.
+    #[arg(long)]
+    pub include_archived: bool,
+}
+
+/// `count`.
+#[derive(Debug, Args)]
+pub struct CountArgs {
+    /// Count archived memories too.
+    #[arg(long)]
+    pub include_archived: bool,
+}
+
+/// `export`.
+#[derive(Debug, Args)]
+pub struct ExportArgs {
+    /// Write to this file (atomically: all or nothing) instead of stdout.
+    #[arg(long, short = 'o', value_name = "FILE")]
+    pub output: Option<PathBuf>,
+    /// Export archived memories too.
+    #[arg(long)]
+    pub include_archived: bool,
+}
+
+/// `import`.
+#[derive(Debug, Args)]
+pub struct ImportArgs {
+    /// JSON lines file, one memory per line (what export writes).
+    pub file: PathBuf,
+    /// What to do with a memory whose id is already stored.
+    #[arg(long, value_enum, default_value_t = ConflictArg::Skip)]
+    pub on_conflict: ConflictArg,
+}
+
+/// Order of `list`.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, ValueEnum)]
+pub enum SortArg {
+    /// Most recently updated first.
+    Recent,
+    /// Highest importance first, then most recent.
+    Importance,
+}
+
+impl From<SortArg> for ListSort {
+    fn from(sort: SortArg) -> Self {
+        match sort {
+            SortArg::Recent => ListSort::Recent,
+            SortArg::Importance => ListSort::Importance,
+        }
+    }
+}
+
+/// `--on-conflict` of `import`.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, ValueEnum)]
+pub enum ConflictArg {
+    /// Keep the stored memory and count the imported one as skipped.
+    Skip,
+    /// Stop at the first batch holding a known id; earlier batches stay imported.
+    Fail,
+}
+
+impl From<ConflictArg> for OnConflict {
+    fn from(conflict: ConflictArg) -> Self {
+        match conflict {
+            ConflictArg::Skip => OnConflict::Skip,
+            ConflictArg::Fail => OnConflict::Fail,
+        }
+    }
+}
+
+/// `ID` or `ID:TYPE`.
+fn parse_link(text: &str) -> Result<Link, mnemosyne_core::Error> {
+    let (id, link_type) = match text.split_once(':') {
+        Some((id, link_type)) => (id, link_type.parse()?),
+        None => (text, LinkType::default()),
+    };
+    Ok(Link {
+        target: id.parse()?,
+        link_type,
+    })
+}
+
+#[cfg(test)]
+mod tests {
+    use clap::CommandFactory;
+
+    use super::*;
+
+    #[test]
+    fn clap_definition_is_consistent() {
+        Cli::command().debug_assert();
+    }
+
+    #[test]
+    fn links_parse_with_and_without_a_type() {
+        let id = MemoryId::new();
+        let link = parse_link(&id.to_string()).unwrap();
+        assert_eq!(link.target, id);
+        assert_eq!(link.link_type, LinkType::RelatesTo);
+        let link = parse_link(&format!("{id}:fixes")).unwrap();
+        assert_eq!(link.link_type, LinkType::Fixes);
+        let err = parse_link(&format!("{id}:likes")).unwrap_err();
+        assert!(err.to_string().contains("unknown link type"), "{err}");
+        let err = parse_link("nope:fixes").unwrap_err();
+        assert!(err.to_string().contains("not a memory id"), "{err}");
+    }
+
+    #[test]
+    fn global_options_go_after_the_subcommand_too() {
+        let cli =
+            Cli::try_parse_from(["mnemosyne", "count", "--json", "-vv", "--db", "x.db"]).unwrap();
+        assert!(cli.global.json);
+        assert_eq!(cli.global.verbose, 2);
+        assert_eq!(cli.global.db.as_deref(), Some("x.db"));
+    }
+}
