@@ -290,7 +290,7 @@ fn vocabulary() -> Vec<String> {
     let mut terms_iter = terms.iter();
     let mut rank = 0usize;
     loop {
-        let next = if rank >= 3 && (rank - 3) % 64 == 0 {
+        let next = if rank >= 3 && (rank - 3).is_multiple_of(64) {
             terms_iter
                 .next()
                 .map(|t| t.to_string())

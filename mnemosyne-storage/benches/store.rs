@@ -30,7 +30,11 @@ fn quick() -> bool {
 }
 
 fn runtime() -> Runtime {
-    tokio::runtime::Builder::new_multi_thread().worker_threads(2).enable_all().build().unwrap()
+    tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(2)
+        .enable_all()
+        .build()
+        .unwrap()
 }
 
 fn corpus(count: usize) -> (Vec<Memory>, Vec<WorkloadQuery>) {
@@ -48,19 +52,30 @@ fn corpus(count: usize) -> (Vec<Memory>, Vec<WorkloadQuery>) {
 }
 
 async fn open_store(path: &Path) -> MemoryStore {
-    let limits = Limits { import_batch_rows: 10_000, ..Limits::default() };
-    let storage = SqliteStorage::open(&Location::File(path.to_owned()), &limits).await.unwrap();
+    let limits = Limits {
+        import_batch_rows: 10_000,
+        ..Limits::default()
+    };
+    let storage = SqliteStorage::open(&Location::File(path.to_owned()), &limits)
+        .await
+        .unwrap();
     MemoryStore::new(Arc::new(storage), limits)
 }
 
 /// A raw connection on a database with our schema and pragmas.
 fn raw_connection(path: &Path) -> Connection {
     let conn = Connection::open(path).unwrap();
-    conn.execute_batch(&schema::connection_pragmas(5_000)).unwrap();
-    let _mode: String = conn.query_row(schema::JOURNAL_MODE_WAL, [], |r| r.get(0)).unwrap();
-    let version: u32 = conn.query_row("PRAGMA user_version", [], |r| r.get(0)).unwrap();
+    conn.execute_batch(&schema::connection_pragmas(5_000))
+        .unwrap();
+    let _mode: String = conn
+        .query_row(schema::JOURNAL_MODE_WAL, [], |r| r.get(0))
+        .unwrap();
+    let version: u32 = conn
+        .query_row("PRAGMA user_version", [], |r| r.get(0))
+        .unwrap();
     for index in version as usize..schema::MIGRATIONS.len() {
-        conn.execute_batch(&schema::migration_script(index)).unwrap();
+        conn.execute_batch(&schema::migration_script(index))
+            .unwrap();
     }
     conn
 }
@@ -97,7 +112,10 @@ fn raw_insert(conn: &Connection, memory: &Memory) {
 fn fresh_ids(memories: &[Memory]) -> Vec<Memory> {
     memories
         .iter()
-        .map(|m| Memory { id: mnemosyne_core::MemoryId::new(), ..m.clone() })
+        .map(|m| Memory {
+            id: mnemosyne_core::MemoryId::new(),
+            ..m.clone()
+        })
         .collect()
 }
 
@@ -109,7 +127,10 @@ fn bench_single_writes(c: &mut Criterion, rt: &Runtime, memories: &[Memory]) {
     let mut next = 0usize;
     group.bench_function("store", |b| {
         b.to_async(rt).iter(|| {
-            let memory = Memory { id: mnemosyne_core::MemoryId::new(), ..memories[next % memories.len()].clone() };
+            let memory = Memory {
+                id: mnemosyne_core::MemoryId::new(),
+                ..memories[next % memories.len()].clone()
+            };
             next += 1;
             let store = &store;
             async move { store.storage().insert_memory(&memory).await.unwrap() }
@@ -123,7 +144,13 @@ fn bench_single_writes(c: &mut Criterion, rt: &Runtime, memories: &[Memory]) {
             let id = mnemosyne_core::MemoryId::new();
             next += 1;
             let tx = conn.unchecked_transaction().unwrap();
-            raw_insert(&tx, &Memory { id, ..memory.clone() });
+            raw_insert(
+                &tx,
+                &Memory {
+                    id,
+                    ..memory.clone()
+                },
+            );
             tx.commit().unwrap();
         })
     });
@@ -140,7 +167,10 @@ fn bench_batches(c: &mut Criterion, rt: &Runtime, memories: &[Memory]) {
     group.bench_function(BenchmarkId::new("store", batch), |b| {
         b.iter_batched(
             || fresh_ids(&memories[..batch]),
-            |rows| rt.block_on(store.import_batch(&rows, OnConflict::Fail)).unwrap(),
+            |rows| {
+                rt.block_on(store.import_batch(&rows, OnConflict::Fail))
+                    .unwrap()
+            },
             criterion::BatchSize::PerIteration,
         )
     });
@@ -176,12 +206,20 @@ fn load(rt: &Runtime, count: usize) -> Loaded {
     let store = rt.block_on(open_store(&path));
     let started = Instant::now();
     for chunk in memories.chunks(1_000) {
-        rt.block_on(store.import_batch(chunk, OnConflict::Fail)).unwrap();
+        rt.block_on(store.import_batch(chunk, OnConflict::Fail))
+            .unwrap();
     }
     let import_rows_per_s = count as f64 / started.elapsed().as_secs_f64();
     let raw = Connection::open(&path).unwrap();
-    raw.execute_batch(&schema::connection_pragmas(5_000)).unwrap();
-    Loaded { _dir: dir, store, raw, queries, import_rows_per_s }
+    raw.execute_batch(&schema::connection_pragmas(5_000))
+        .unwrap();
+    Loaded {
+        _dir: dir,
+        store,
+        raw,
+        queries,
+        import_rows_per_s,
+    }
 }
 
 fn recall_query(query: &WorkloadQuery) -> RecallQuery {
@@ -199,7 +237,9 @@ const RAW_KEYWORD: &str =
 fn raw_keyword(conn: &Connection, query: &WorkloadQuery) -> usize {
     let expression = match_any(&query_terms(&query.text));
     let mut stmt = conn.prepare_cached(RAW_KEYWORD).unwrap();
-    let rows = stmt.query_map(params![expression, RECALL_LIMIT], |r| r.get::<_, i64>(0)).unwrap();
+    let rows = stmt
+        .query_map(params![expression, RECALL_LIMIT], |r| r.get::<_, i64>(0))
+        .unwrap();
     rows.count()
 }
 
@@ -244,7 +284,11 @@ fn percentiles(mut samples: Vec<(Duration, bool)>) -> Latency {
     Latency {
         p50_ms: pick(&all, 0.50),
         p99_ms: pick(&all, 0.99),
-        frequent_p99_ms: if frequent.is_empty() { 0.0 } else { pick(&frequent, 0.99) },
+        frequent_p99_ms: if frequent.is_empty() {
+            0.0
+        } else {
+            pick(&frequent, 0.99)
+        },
         max_ms: pick(&all, 1.0),
     }
 }
@@ -254,7 +298,8 @@ fn latency_pass(rt: &Runtime, loaded: &Loaded) -> (Latency, Latency) {
     let mut raw_samples = Vec::new();
     for query in &loaded.queries {
         let started = Instant::now();
-        rt.block_on(loaded.store.recall(recall_query(query))).unwrap();
+        rt.block_on(loaded.store.recall(recall_query(query)))
+            .unwrap();
         store_samples.push((started.elapsed(), query.frequent));
         let started = Instant::now();
         raw_keyword(&loaded.raw, query);
@@ -271,7 +316,11 @@ fn main() {
         .configure_from_args()
         .measurement_time(Duration::from_secs(if quick() { 1 } else { 5 }))
         .warm_up_time(Duration::from_secs(1));
-    let sizes: &[usize] = if quick() { &[1_000, 5_000] } else { &[10_000, 100_000] };
+    let sizes: &[usize] = if quick() {
+        &[1_000, 5_000]
+    } else {
+        &[10_000, 100_000]
+    };
     let (memories, _) = corpus(20_000.min(sizes[sizes.len() - 1]));
     bench_single_writes(&mut criterion, &rt, &memories);
     bench_batches(&mut criterion, &rt, &memories);
@@ -283,7 +332,12 @@ fn main() {
         println!(
             "recall@{count}: store p50 {:.3} ms p99 {:.3} ms (frequent-term p99 {:.3} ms, max {:.3} ms); \
              raw fts5 p50 {:.3} ms p99 {:.3} ms; import {:.0} rows/s",
-            store.p50_ms, store.p99_ms, store.frequent_p99_ms, store.max_ms, raw.p50_ms, raw.p99_ms,
+            store.p50_ms,
+            store.p99_ms,
+            store.frequent_p99_ms,
+            store.max_ms,
+            raw.p50_ms,
+            raw.p99_ms,
             loaded.import_rows_per_s
         );
         report.insert(

@@ -17,7 +17,9 @@ async fn main() {
     let path = PathBuf::from(&args[0]);
     let count: usize = args[1].parse().unwrap();
     let limits = Limits::default();
-    let storage = mnemosyne_storage::open_storage(&Location::File(path), &limits).await.unwrap();
+    let storage = mnemosyne_storage::open_storage(&Location::File(path), &limits)
+        .await
+        .unwrap();
     let store = MemoryStore::new(Arc::clone(&storage), limits);
     let mut workload = Workload::new(42);
     let now = chrono::Utc::now();
@@ -33,7 +35,10 @@ async fn main() {
         }
     }
     store.import_batch(&batch, OnConflict::Fail).await.unwrap();
-    println!("{count} memories in {:.1} s", started.elapsed().as_secs_f64());
+    println!(
+        "{count} memories in {:.1} s",
+        started.elapsed().as_secs_f64()
+    );
     if let Some(file) = args.get(2) {
         let mut out = std::fs::File::create(file).unwrap();
         for _ in 0..2_000 {

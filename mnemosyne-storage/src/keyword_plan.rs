@@ -2,49 +2,87 @@
 //!
 //! Ranking every document that contains a frequent word is what makes plain
 //! FTS5 slow (on 100k memories a word in most documents costs ~5 ms just for
-//! BM25's IDF pass, ~180 ms at p99 to rank). So each query word is first
-//! probed with a bounded read ([`PROBE_SQL`], at most
-//! [`FREQUENT_TERM_DOCS`] rowids, no scoring):
+//! BM25's IDF pass, ~200 ms at p99 to rank). So each query word is first
+//! probed with a bounded read ([`PROBE_SQL`]: at most [`FREQUENT_TERM_DOCS`]
+//! rowids, no scoring):
 //!
 //! - **rare** words (in fewer than `FREQUENT_TERM_DOCS` documents) generate
-//!   candidates ranked by BM25, at most [`KEYWORD_CANDIDATES_MAX`];
-//! - **frequent** words never go through BM25. They add
-//!   [`FREQUENT_TERM_BONUS`] per word present to candidates found by rare
-//!   words, and contribute candidates of their own only from a recency window:
-//!   the newest documents, up to `FREQUENT_TERM_DOCS` per frequent word.
+//!   candidates ranked by FTS5's BM25, at most [`candidates_max`];
+//! - **frequent** words never go through FTS5's BM25. Their document count is
+//!   estimated from the probe (the `FREQUENT_TERM_DOCS`-th newest match tells
+//!   how densely the word occurs), which gives their BM25 IDF; a candidate
+//!   holding the word gains that IDF (BM25 of one occurrence in a document of
+//!   average length). They add candidates of their own only from a recency
+//!   window: the newest documents, about `FREQUENT_TERM_DOCS` per word.
 //!
 //! So a query made only of frequent words returns the newest memories holding
-//! the most of them, and every query reads a bounded number of index entries.
+//! the most informative of them, and every query reads a bounded number of
+//! index entries.
 
 use mnemosyne_core::KeywordQuery;
 
 use crate::fts_query::match_any;
 use crate::rows::{MEMORY_COLUMNS, SqlValue, push_filters};
 
-/// Documents above which a word counts as frequent.
-pub const FREQUENT_TERM_DOCS: i64 = 500;
+/// Documents from which a word counts as frequent.
+pub const FREQUENT_TERM_DOCS: i64 = 250;
 
-/// Candidates ranked by BM25 before filters apply. Filters that reject more
-/// than this many of the best matches can return fewer hits than asked.
-pub const KEYWORD_CANDIDATES_MAX: i64 = 2_000;
+/// Fewest keyword candidates ranked before filters apply.
+pub const KEYWORD_CANDIDATES_MIN: i64 = 300;
+/// Most keyword candidates ranked before filters apply.
+pub const KEYWORD_CANDIDATES_MAX: i64 = 4_000;
 
-/// Score added per frequent query word present in a result: about what BM25
-/// gives one occurrence of a word found in a quarter of all documents.
-pub const FREQUENT_TERM_BONUS: f64 = 1.0;
+/// Candidates ranked by BM25 before filters, for `limit` results: four per
+/// result within [`KEYWORD_CANDIDATES_MIN`]..=[`KEYWORD_CANDIDATES_MAX`].
+/// Filters that reject more than that many of the best matches return fewer
+/// hits than asked.
+pub fn candidates_max(limit: u32) -> i64 {
+    (i64::from(limit) * 4).clamp(KEYWORD_CANDIDATES_MIN, KEYWORD_CANDIDATES_MAX)
+}
+
+/// Smallest score a frequent word adds, so presence still orders results
+/// when a word is in nearly every document (where BM25's IDF goes to zero).
+pub const FREQUENT_TERM_IDF_MIN: f64 = 0.05;
 
 /// Probe for one quoted word (`?1`) with `?2` = [`FREQUENT_TERM_DOCS`] - 1:
-/// returns the rowid of its `FREQUENT_TERM_DOCS`-th newest document, or no
-/// row when the word is rare.
-pub const PROBE_SQL: &str = "SELECT rowid FROM memories_fts WHERE memories_fts MATCH ?1 \
-     ORDER BY rowid DESC LIMIT 1 OFFSET ?2";
+/// returns the rowid of its `FREQUENT_TERM_DOCS`-th newest document and the
+/// highest rowid, or no row when the word is rare.
+pub const PROBE_SQL: &str = "SELECT rowid, (SELECT max(seq) FROM memories) FROM memories_fts \
+     WHERE memories_fts MATCH ?1 ORDER BY rowid DESC LIMIT 1 OFFSET ?2";
+
+/// A frequent word's recency window and estimated weight.
+#[derive(Clone, Debug, PartialEq)]
+pub struct FrequentTerm {
+    /// Lowest rowid of its recency window.
+    pub window_start: i64,
+    /// Estimated BM25 IDF, at least [`FREQUENT_TERM_IDF_MIN`].
+    pub idf: f64,
+}
 
 /// What a probe found out about one query word.
-#[derive(Clone, Debug, PartialEq, Eq)]
+#[derive(Clone, Debug, PartialEq)]
 pub struct TermStat {
     /// The word.
     pub term: String,
-    /// For a frequent word: the lowest rowid of its recency window.
-    pub window_start: Option<i64>,
+    /// `None` for a rare word.
+    pub frequent: Option<FrequentTerm>,
+}
+
+impl TermStat {
+    /// From the probe's row `(window_start, max_rowid)`, if it returned one.
+    pub fn from_probe(term: String, row: Option<(i64, i64)>) -> Self {
+        let frequent = row.map(|(window_start, max_rowid)| {
+            let span = (max_rowid - window_start + 1).max(1) as f64;
+            let documents = max_rowid.max(1) as f64;
+            let containing = (FREQUENT_TERM_DOCS as f64 * documents / span).min(documents);
+            let idf = ((documents - containing + 0.5) / (containing + 0.5)).ln();
+            FrequentTerm {
+                window_start,
+                idf: idf.max(FREQUENT_TERM_IDF_MIN),
+            }
+        });
+        Self { term, frequent }
+    }
 }
 
 /// The probe expression for one word.
@@ -54,11 +92,17 @@ pub fn probe_expression(term: &str) -> String {
 
 /// SQL and parameters of the search; rows are the memory columns then the score.
 pub fn keyword_sql(query: &KeywordQuery, stats: &[TermStat]) -> (String, Vec<SqlValue>) {
-    let rare: Vec<String> =
-        stats.iter().filter(|s| s.window_start.is_none()).map(|s| s.term.clone()).collect();
-    let frequent: Vec<String> =
-        stats.iter().filter(|s| s.window_start.is_some()).map(|s| s.term.clone()).collect();
-    let window_start = stats.iter().filter_map(|s| s.window_start).max();
+    let rare: Vec<String> = stats
+        .iter()
+        .filter(|s| s.frequent.is_none())
+        .map(|s| s.term.clone())
+        .collect();
+    let frequent: Vec<(&String, &FrequentTerm)> = stats
+        .iter()
+        .filter_map(|s| s.frequent.as_ref().map(|f| (&s.term, f)))
+        .collect();
+    let frequent_terms: Vec<String> = frequent.iter().map(|(term, _)| (*term).clone()).collect();
+    let window_start = frequent.iter().map(|(_, f)| f.window_start).max();
     let mut params: Vec<SqlValue> = Vec::new();
     let bind = |params: &mut Vec<SqlValue>, value: SqlValue| {
         params.push(value);
@@ -68,7 +112,7 @@ pub fn keyword_sql(query: &KeywordQuery, stats: &[TermStat]) -> (String, Vec<Sql
     let mut sources: Vec<&str> = Vec::new();
     if !rare.is_empty() {
         let expression = bind(&mut params, match_any(&rare).into());
-        let cap = bind(&mut params, KEYWORD_CANDIDATES_MAX.into());
+        let cap = bind(&mut params, candidates_max(query.limit).into());
         ctes.push(format!(
             "rare(seq, bm25) AS MATERIALIZED (SELECT rowid, -rank FROM memories_fts \
              WHERE memories_fts MATCH {expression} ORDER BY rank LIMIT {cap})"
@@ -78,7 +122,7 @@ pub fn keyword_sql(query: &KeywordQuery, stats: &[TermStat]) -> (String, Vec<Sql
     let mut bonus_terms: Vec<String> = Vec::new();
     if let Some(start) = window_start {
         let start = bind(&mut params, start.into());
-        let expression = bind(&mut params, match_any(&frequent).into());
+        let expression = bind(&mut params, match_any(&frequent_terms).into());
         ctes.push(format!(
             "recent(seq) AS MATERIALIZED (SELECT rowid FROM memories_fts \
              WHERE memories_fts MATCH {expression} AND rowid >= {start})"
@@ -88,35 +132,47 @@ pub fn keyword_sql(query: &KeywordQuery, stats: &[TermStat]) -> (String, Vec<Sql
         } else {
             "SELECT seq, 0.0 FROM recent WHERE seq NOT IN (SELECT seq FROM rare)"
         });
-        for (index, term) in frequent.iter().enumerate() {
+        for (index, (term, stat)) in frequent.iter().enumerate() {
             let alone = bind(&mut params, probe_expression(term).into());
             let mut present = format!(
                 "SELECT rowid FROM memories_fts WHERE memories_fts MATCH {alone} AND rowid >= {start}"
             );
             if !rare.is_empty() {
-                let with_rare =
-                    bind(&mut params, format!("({}) AND {}", match_any(&rare), probe_expression(term)).into());
+                let with_rare = bind(
+                    &mut params,
+                    format!("({}) AND {}", match_any(&rare), probe_expression(term)).into(),
+                );
                 present.push_str(&format!(
                     " UNION SELECT rowid FROM memories_fts WHERE memories_fts MATCH {with_rare}"
                 ));
             }
             ctes.push(format!("present_{index}(seq) AS MATERIALIZED ({present})"));
-            bonus_terms.push(format!("(c.seq IN present_{index})"));
+            let weight = bind(&mut params, SqlValue::Real(stat.idf));
+            bonus_terms.push(format!("{weight} * (c.seq IN present_{index})"));
         }
     }
-    ctes.push(format!("cand(seq, bm25) AS ({})", sources.join(" UNION ALL ")));
-    let bonus = if bonus_terms.is_empty() {
-        String::new()
-    } else {
-        let weight = bind(&mut params, SqlValue::Real(FREQUENT_TERM_BONUS));
-        format!(" + {weight} * ({})", bonus_terms.join(" + "))
-    };
+    ctes.push(format!(
+        "cand(seq, bm25) AS ({})",
+        sources.join(" UNION ALL ")
+    ));
+    // CROSS JOIN fixes the join order: walk the bounded candidates and look
+    // each memory up, never scan memories by a namespace index.
+    let bonus: String = bonus_terms
+        .iter()
+        .map(|term| format!(" + {term}"))
+        .collect();
     let mut sql = format!(
         "WITH {} SELECT {MEMORY_COLUMNS}, c.bm25{bonus} AS score \
-         FROM cand c JOIN memories m ON m.seq = c.seq WHERE 1 = 1",
+         FROM cand c CROSS JOIN memories m ON m.seq = c.seq WHERE 1 = 1",
         ctes.join(", ")
     );
-    push_filters(&mut sql, &mut params, &query.namespaces, &query.tags, query.include_archived);
+    push_filters(
+        &mut sql,
+        &mut params,
+        &query.namespaces,
+        &query.tags,
+        query.include_archived,
+    );
     let limit = bind(&mut params, i64::from(query.limit).into());
     sql.push_str(&format!(" ORDER BY score DESC, m.seq DESC LIMIT {limit}"));
     (sql, params)
@@ -137,7 +193,33 @@ mod tests {
     }
 
     fn stat(term: &str, window_start: Option<i64>) -> TermStat {
-        TermStat { term: term.into(), window_start }
+        TermStat {
+            term: term.into(),
+            frequent: window_start.map(|w| FrequentTerm {
+                window_start: w,
+                idf: 1.5,
+            }),
+        }
+    }
+
+    #[test]
+    fn probe_density_estimates_idf() {
+        // The 250th newest match sits 25 000 rows back in 100 000: ~1 000 documents.
+        let stat = TermStat::from_probe("w".into(), Some((75_001, 100_000)));
+        let idf = stat.frequent.unwrap().idf;
+        let expected = ((100_000.0 - 1_000.0 + 0.5) / 1_000.5f64).ln();
+        assert!((idf - expected).abs() < 0.01, "{idf} vs {expected}");
+        // A word in every document still adds a little.
+        let everywhere = TermStat::from_probe("w".into(), Some((99_751, 100_000)));
+        assert_eq!(everywhere.frequent.unwrap().idf, FREQUENT_TERM_IDF_MIN);
+        assert!(TermStat::from_probe("w".into(), None).frequent.is_none());
+    }
+
+    #[test]
+    fn candidates_scale_with_the_limit_within_bounds() {
+        assert_eq!(candidates_max(10), KEYWORD_CANDIDATES_MIN);
+        assert_eq!(candidates_max(100), 400);
+        assert_eq!(candidates_max(1_000), KEYWORD_CANDIDATES_MAX);
     }
 
     #[test]

@@ -18,6 +18,8 @@ pub mod keyword_plan;
 #[cfg(all(feature = "libsql", not(feature = "sqlite")))]
 mod libsql_backend;
 mod location;
+#[cfg(any(feature = "sqlite", feature = "libsql"))]
+mod pool_status;
 pub mod rows;
 pub mod schema;
 #[cfg(feature = "sqlite")]
@@ -26,11 +28,11 @@ mod store;
 
 use std::sync::Arc;
 
-pub use location::Location;
 #[cfg(all(feature = "libsql", not(feature = "sqlite")))]
 pub use libsql_backend::{HeldConnection, LibsqlStorage};
-use mnemosyne_core::{Limits, Result, Storage};
+pub use location::Location;
 pub use mnemosyne_core::Error;
+use mnemosyne_core::{Limits, Result, Storage};
 #[cfg(feature = "sqlite")]
 pub use sqlite::{HeldConnection, SqliteStorage};
 pub use store::{MemoryStore, Recall, RecallHit, RecallQuery, SignalScores};

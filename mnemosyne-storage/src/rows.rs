@@ -1,9 +1,7 @@
 //! Backend-neutral row shapes and SQL text shared by every backend.
 
 use chrono::{DateTime, Utc};
-use mnemosyne_core::{
-    Error, Importance, Link, ListQuery, ListSort, Memory, MemoryId, Namespace,
-};
+use mnemosyne_core::{Error, Importance, Link, ListQuery, ListSort, Memory, MemoryId, Namespace};
 
 /// Columns of a memory row, in the order [`MemoryRow`] reads them.
 pub const MEMORY_COLUMNS: &str = "m.id, m.namespace, m.content, m.summary, m.memory_type, \

@@ -113,7 +113,9 @@ impl MemoryStore {
     /// Changes some fields; returns the updated memory.
     pub async fn update(&self, id: MemoryId, patch: MemoryPatch) -> Result<Memory> {
         let patch = patch.validated(&self.limits)?;
-        self.storage.update_memory(id, &patch, timestamp_now()).await
+        self.storage
+            .update_memory(id, &patch, timestamp_now())
+            .await
     }
 
     /// Archives the memory (hidden from recall and list, kept on disk), or

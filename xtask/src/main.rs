@@ -24,7 +24,9 @@ fn main() -> ExitCode {
             println!("usage: cargo xtask ci [--backend sqlite|libsql]");
             return ExitCode::SUCCESS;
         }
-        Some(other) => Err(anyhow::anyhow!("unknown task {other:?}; try `cargo xtask help`")),
+        Some(other) => Err(anyhow::anyhow!(
+            "unknown task {other:?}; try `cargo xtask help`"
+        )),
     };
     match result {
         Ok(()) => ExitCode::SUCCESS,
@@ -45,7 +47,11 @@ fn cargo(args: &[&str]) -> Result<()> {
     if !status.success() {
         bail!("cargo {} failed ({status})", args.join(" "));
     }
-    println!("xtask: ok in {:.0} s: cargo {}", started.elapsed().as_secs_f64(), args.join(" "));
+    println!(
+        "xtask: ok in {:.0} s: cargo {}",
+        started.elapsed().as_secs_f64(),
+        args.join(" ")
+    );
     Ok(())
 }
 
@@ -61,7 +67,10 @@ fn ci(args: &[String]) -> Result<()> {
         bail!("unknown backend {name:?}; expected sqlite or libsql");
     }
     cargo(&["fmt", "--all", "--check"])?;
-    for (backend, features) in BACKENDS.iter().filter(|(b, _)| only.is_none_or(|o| o == *b)) {
+    for (backend, features) in BACKENDS
+        .iter()
+        .filter(|(b, _)| only.is_none_or(|o| o == *b))
+    {
         println!("xtask: backend {backend}");
         let mut clippy = vec!["clippy", "--workspace", "--all-targets", "--locked"];
         clippy.extend_from_slice(features);

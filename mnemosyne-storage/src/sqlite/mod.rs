@@ -246,16 +246,7 @@ impl Storage for SqliteStorage {
     }
 
     fn pool_status(&self) -> PoolStatus {
-        let readers = self.readers.status();
-        let writer = self.writer.status();
-        PoolStatus {
-            readers_max: readers.max_size,
-            readers_open: readers.size,
-            readers_idle: readers.available,
-            readers_waiting: readers.waiting,
-            writer_in_use: writer.size - writer.available,
-            writer_waiting: writer.waiting,
-        }
+        crate::pool_status::from_pools(self.readers.status(), self.writer.status())
     }
 
     async fn close(&self) {

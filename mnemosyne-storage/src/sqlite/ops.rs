@@ -338,14 +338,17 @@ pub(super) fn keyword_search(
     {
         let mut probe = conn.prepare_cached(keyword_plan::PROBE_SQL).map_err(db)?;
         for term in terms {
-            let window_start = probe
+            let row = probe
                 .query_row(
-                    params![keyword_plan::probe_expression(&term), keyword_plan::FREQUENT_TERM_DOCS - 1],
-                    |row| row.get::<_, i64>(0),
+                    params![
+                        keyword_plan::probe_expression(&term),
+                        keyword_plan::FREQUENT_TERM_DOCS - 1
+                    ],
+                    |row| Ok((row.get::<_, i64>(0)?, row.get::<_, i64>(1)?)),
                 )
                 .optional()
                 .map_err(db)?;
-            stats.push(keyword_plan::TermStat { term, window_start });
+            stats.push(keyword_plan::TermStat::from_probe(term, row));
         }
     }
     let (sql, params) = keyword_plan::keyword_sql(query, &stats);

@@ -2,7 +2,7 @@
 //! backend. A backend's test file implements [`Backend`] and invokes
 //! [`conformance_tests!`].
 
-#![allow(dead_code)]
+#![allow(dead_code, clippy::print_stdout)]
 
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
@@ -434,26 +434,56 @@ pub async fn frequent_words_are_bounded_but_still_count<B: Backend>() {
     let now = chrono::Utc::now();
     let limits = store.limits().clone();
     let common: Vec<Memory> = (0..FREQUENT_TERM_DOCS + 100)
-        .map(|i| new_memory(&format!("common filler number{i}"), "global").into_memory(&limits, now).unwrap())
+        .map(|i| {
+            new_memory(&format!("common filler number{i}"), "global")
+                .into_memory(&limits, now)
+                .unwrap()
+        })
         .collect();
     for chunk in common.chunks(limits.import_batch_rows as usize) {
         store.import_batch(chunk, OnConflict::Fail).await.unwrap();
     }
-    let rare_without = store.remember(new_memory("zebra stands alone here", "global")).await.unwrap();
-    let rare_with = store.remember(new_memory("zebra with the common", "global")).await.unwrap();
+    let rare_without = store
+        .remember(new_memory("zebra stands alone here", "global"))
+        .await
+        .unwrap();
+    let rare_with = store
+        .remember(new_memory("zebra with the common", "global"))
+        .await
+        .unwrap();
     let older_with = common[0].id;
 
-    let hits = store.recall(recall_text("common zebra")).await.unwrap().hits;
-    assert_eq!(hits[0].memory.id, rare_with.id, "rare and frequent word together rank first");
-    assert_eq!(hits[1].memory.id, rare_without.id, "the rare word outranks the frequent one");
+    let hits = store
+        .recall(recall_text("common zebra"))
+        .await
+        .unwrap()
+        .hits;
+    assert_eq!(
+        hits[0].memory.id, rare_with.id,
+        "rare and frequent word together rank first"
+    );
+    assert_eq!(
+        hits[1].memory.id, rare_without.id,
+        "the rare word outranks the frequent one"
+    );
     assert!(hits.len() > 2, "frequent-only matches still come after");
-    assert!(hits.iter().all(|h| h.memory.id != older_with), "the recency window bounds frequent-only matches");
+    assert!(
+        hits.iter().all(|h| h.memory.id != older_with),
+        "the recency window bounds frequent-only matches"
+    );
 
     let mut query = recall_text("common");
     query.limit = Some(3);
     let recall = store.recall(query).await.unwrap();
     let ids: Vec<MemoryId> = recall.hits.iter().map(|h| h.memory.id).collect();
-    assert_eq!(ids, [rare_with.id, common[common.len() - 1].id, common[common.len() - 2].id]);
+    assert_eq!(
+        ids,
+        [
+            rare_with.id,
+            common[common.len() - 1].id,
+            common[common.len() - 2].id
+        ]
+    );
     assert!(recall.truncated);
 }
 

@@ -1,0 +1,419 @@
+//! The `libsql` backend: a local SQLite file through libsql's bundled SQLite,
+//! or a remote libsql server (sqld, Turso) over HTTP, pooled by deadpool.
+//! One writer connection and `pool_readers_max` reader connections, every
+//! timeout set from [`Limits`].
+//!
+//! libsql's local connection has an async API that does its work
+//! synchronously, so local work runs on a blocking thread (like the sqlite
+//! backend's `interact`); remote work is real async I/O and runs as a task.
+//! Either way the work runs to completion (commit or rollback) even if the
+//! caller stops waiting, and a panic inside libsql becomes a storage error.
+
+mod ops;
+
+use std::future::Future;
+use std::path::Path;
+use std::sync::Arc;
+use std::time::Duration;
+
+use async_trait::async_trait;
+use chrono::{DateTime, Utc};
+use deadpool::managed::{self, Metrics, PoolError, RecycleError, RecycleResult, Timeouts};
+use libsql::Connection;
+use mnemosyne_core::{
+    BatchOutcome, Error, KeywordHit, KeywordQuery, Limits, Link, LinkOutcome, ListQuery, Memory,
+    MemoryId, MemoryPatch, OnConflict, PoolStatus, Result, Storage,
+};
+
+use crate::location::Location;
+use crate::schema;
+
+/// How long opening a remote database waits for the server's first answer.
+const REMOTE_PROBE_TIMEOUT: Duration = Duration::from_secs(10);
+
+type Pool = managed::Pool<Manager>;
+type Object = managed::Object<Manager>;
+
+/// Where the connections of a [`Manager`] go.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+enum Kind {
+    /// A local file: connection pragmas apply, work runs on a blocking thread.
+    Local,
+    /// A libsql server: each autocommit statement runs on its own server
+    /// stream, so per-connection pragmas would not stick and are not set.
+    Remote,
+}
+
+/// Opens and checks libsql connections for one pool.
+#[derive(Debug)]
+struct Manager {
+    database: Arc<libsql::Database>,
+    kind: Kind,
+    read_only: bool,
+    busy_timeout_ms: u64,
+}
+
+impl Manager {
+    fn setup_sql(&self) -> String {
+        let mut setup = schema::connection_pragmas(self.busy_timeout_ms);
+        if self.read_only {
+            setup.push_str("PRAGMA query_only = ON;");
+        }
+        setup
+    }
+}
+
+impl managed::Manager for Manager {
+    type Type = Connection;
+    type Error = Error;
+
+    async fn create(&self) -> Result<Connection> {
+        if self.kind == Kind::Remote {
+            // Lazy: no request is sent until the first statement.
+            return self
+                .database
+                .connect()
+                .map_err(|e| Error::Storage(format!("cannot create a libsql client: {e}")));
+        }
+        let database = self.database.clone();
+        let setup = self.setup_sql();
+        let writer = !self.read_only;
+        let runtime = tokio::runtime::Handle::current();
+        tokio::task::spawn_blocking(move || {
+            runtime.block_on(async move {
+                let conn = database.connect().map_err(ops::db)?;
+                conn.execute_batch(&setup).await.map_err(ops::db)?;
+                if writer {
+                    let mode = ops::journal_mode_wal(&conn).await?;
+                    if !mode.eq_ignore_ascii_case("wal") {
+                        tracing::warn!(mode, "the database did not switch to WAL journal mode");
+                    }
+                }
+                Ok(conn)
+            })
+        })
+        .await
+        .map_err(|e| Error::Storage(format!("connection setup task failed: {e}")))?
+    }
+
+    async fn recycle(&self, conn: &mut Connection, _: &Metrics) -> RecycleResult<Error> {
+        // Work always ends with COMMIT or ROLLBACK; a connection still inside a
+        // transaction (failed rollback, a panic mid-work) is thrown away.
+        if !conn.is_autocommit() {
+            return Err(RecycleError::message(
+                "connection was left inside a transaction",
+            ));
+        }
+        if self.kind == Kind::Remote {
+            // Forget the server stream of the last use (no request is sent): a
+            // stream left idle expires on the server, and libsql would keep
+            // sending its stale baton and fail every later statement.
+            conn.reset().await;
+        }
+        Ok(())
+    }
+}
+
+/// libsql storage (local file or remote server) pooled by deadpool.
+#[derive(Debug)]
+pub struct LibsqlStorage {
+    writer: Pool,
+    readers: Pool,
+    kind: Kind,
+    pool_wait_timeout_ms: u64,
+    memory_links_max: u32,
+}
+
+/// A reader connection held out of the pool until dropped.
+#[derive(Debug)]
+pub struct HeldConnection(#[allow(dead_code)] Object);
+
+fn build_pool(
+    database: &Arc<libsql::Database>,
+    kind: Kind,
+    size: usize,
+    limits: &Limits,
+    read_only: bool,
+) -> Result<Pool> {
+    let wait = Duration::from_millis(limits.pool_wait_timeout_ms);
+    let manager = Manager {
+        database: database.clone(),
+        kind,
+        read_only,
+        busy_timeout_ms: limits.sqlite_busy_timeout_ms,
+    };
+    Pool::builder(manager)
+        .max_size(size)
+        .timeouts(Timeouts {
+            wait: Some(wait),
+            create: Some(wait),
+            recycle: Some(wait),
+        })
+        .runtime(deadpool::Runtime::Tokio1)
+        .build()
+        .map_err(|e| Error::Storage(format!("cannot build the connection pool: {e}")))
+}
+
+async fn open_local(path: &Path) -> Result<libsql::Database> {
+    if path.as_os_str().as_encoded_bytes().contains(&0) {
+        return Err(Error::Storage(format!(
+            "cannot open {}: the path contains a NUL byte",
+            path.display()
+        )));
+    }
+    if let Some(parent) = path.parent().filter(|p| !p.as_os_str().is_empty()) {
+        std::fs::create_dir_all(parent).map_err(|e| {
+            Error::Storage(format!("cannot create directory {}: {e}", parent.display()))
+        })?;
+    }
+    libsql::Builder::new_local(path)
+        .build()
+        .await
+        .map_err(|e| Error::Storage(format!("cannot open {}: libsql: {e}", path.display())))
+}
+
+async fn open_remote(url: &str, auth_token: Option<&str>) -> Result<libsql::Database> {
+    libsql::Builder::new_remote(url.to_owned(), auth_token.unwrap_or_default().to_owned())
+        .build()
+        .await
+        .map_err(|e| Error::Storage(format!("cannot set up a libsql client for {url}: {e}")))
+}
+
+impl LibsqlStorage {
+    /// Opens (creating and migrating as needed) the database at `location`:
+    /// a local file or a remote libsql server.
+    pub async fn open(location: &Location, limits: &Limits) -> Result<Self> {
+        let (database, kind) = match location {
+            Location::File(path) => (open_local(path).await?, Kind::Local),
+            Location::Remote { url, auth_token } => {
+                (open_remote(url, auth_token.as_deref()).await?, Kind::Remote)
+            }
+        };
+        let database = Arc::new(database);
+        let writer = build_pool(&database, kind, 1, limits, false)?;
+        let readers = build_pool(
+            &database,
+            kind,
+            limits.pool_readers_max as usize,
+            limits,
+            true,
+        )?;
+        let storage = Self {
+            writer,
+            readers,
+            kind,
+            pool_wait_timeout_ms: limits.pool_wait_timeout_ms,
+            memory_links_max: limits.memory_links_max,
+        };
+        if let Location::Remote { url, .. } = location {
+            storage.probe_remote(url).await?;
+        }
+        storage
+            .write(|conn| async move { ops::migrate(&conn).await })
+            .await
+            .map_err(|e| match e {
+                Error::Storage(message) => {
+                    Error::Storage(format!("cannot open {location}: {message}"))
+                }
+                other => other,
+            })?;
+        Ok(storage)
+    }
+
+    /// Sends the first request to a remote server, so that an unreachable or
+    /// refusing server is one clear error at open.
+    async fn probe_remote(&self, url: &str) -> Result<()> {
+        let probe = self.read(|conn| async move { ops::user_version(&conn).await });
+        match tokio::time::timeout(REMOTE_PROBE_TIMEOUT, probe).await {
+            Ok(Ok(_)) => Ok(()),
+            Ok(Err(Error::Storage(message))) => Err(Error::Storage(format!(
+                "cannot reach libsql server {url}: {message}"
+            ))),
+            Ok(Err(other)) => Err(other),
+            Err(_) => Err(Error::Storage(format!(
+                "cannot reach libsql server {url}: no answer within {} s",
+                REMOTE_PROBE_TIMEOUT.as_secs()
+            ))),
+        }
+    }
+
+    /// Checks a reader connection out of the pool and holds it until the
+    /// returned guard drops (lets tests and the stress harness exhaust the pool).
+    pub async fn hold_reader(&self) -> Result<HeldConnection> {
+        let conn = self
+            .readers
+            .get()
+            .await
+            .map_err(|e| self.pool_error(e, "reader"))?;
+        Ok(HeldConnection(conn))
+    }
+
+    fn pool_error(&self, error: PoolError<Error>, role: &'static str) -> Error {
+        match error {
+            PoolError::Timeout(_) => Error::PoolTimeout {
+                role,
+                waited_ms: self.pool_wait_timeout_ms,
+                pool_size: if role == "writer" {
+                    1
+                } else {
+                    self.readers.status().max_size
+                },
+            },
+            PoolError::Closed => Error::Storage("the store is closed".into()),
+            PoolError::Backend(Error::Storage(message)) => {
+                Error::Storage(format!("cannot open a {role} connection: {message}"))
+            }
+            PoolError::Backend(other) => other,
+            other => Error::Storage(format!("cannot open a {role} connection: {other}")),
+        }
+    }
+
+    /// Runs `work` on a pooled connection, to completion even if the caller stops waiting.
+    async fn run<T, F, Fut>(&self, pool: &Pool, role: &'static str, work: F) -> Result<T>
+    where
+        T: Send + 'static,
+        F: FnOnce(Connection) -> Fut + Send + 'static,
+        Fut: Future<Output = Result<T>> + Send + 'static,
+    {
+        let object = pool.get().await.map_err(|e| self.pool_error(e, role))?;
+        let conn = Connection::clone(&object);
+        let task = match self.kind {
+            Kind::Local => {
+                let runtime = tokio::runtime::Handle::current();
+                tokio::task::spawn_blocking(move || {
+                    let outcome = runtime.block_on(work(conn));
+                    drop(object);
+                    outcome
+                })
+            }
+            Kind::Remote => tokio::spawn(async move {
+                let outcome = work(conn).await;
+                drop(object);
+                outcome
+            }),
+        };
+        task.await
+            .map_err(|e| Error::Storage(format!("{role} connection task failed: {e}")))?
+    }
+
+    async fn write<T, F, Fut>(&self, work: F) -> Result<T>
+    where
+        T: Send + 'static,
+        F: FnOnce(Connection) -> Fut + Send + 'static,
+        Fut: Future<Output = Result<T>> + Send + 'static,
+    {
+        self.run(&self.writer, "writer", work).await
+    }
+
+    async fn read<T, F, Fut>(&self, work: F) -> Result<T>
+    where
+        T: Send + 'static,
+        F: FnOnce(Connection) -> Fut + Send + 'static,
+        Fut: Future<Output = Result<T>> + Send + 'static,
+    {
+        self.run(&self.readers, "reader", work).await
+    }
+}
+
+#[async_trait]
+impl Storage for LibsqlStorage {
+    fn backend_name(&self) -> &'static str {
+        match self.kind {
+            Kind::Local => "libsql",
+            Kind::Remote => "libsql-remote",
+        }
+    }
+
+    async fn insert_memory(&self, memory: &Memory) -> Result<()> {
+        let memory = memory.clone();
+        self.write(move |conn| async move { ops::insert_memory(&conn, &memory).await })
+            .await
+    }
+
+    async fn insert_memories(
+        &self,
+        memories: &[Memory],
+        on_conflict: OnConflict,
+    ) -> Result<BatchOutcome> {
+        let memories = memories.to_vec();
+        self.write(
+            move |conn| async move { ops::insert_memories(&conn, &memories, on_conflict).await },
+        )
+        .await
+    }
+
+    async fn get_memory(&self, id: MemoryId) -> Result<Option<Memory>> {
+        self.read(move |conn| async move { ops::get_memory(&conn, id).await })
+            .await
+    }
+
+    async fn record_access(&self, id: MemoryId, at: DateTime<Utc>) -> Result<()> {
+        self.write(move |conn| async move { ops::record_access(&conn, id, at).await })
+            .await
+    }
+
+    async fn update_memory(
+        &self,
+        id: MemoryId,
+        patch: &MemoryPatch,
+        now: DateTime<Utc>,
+    ) -> Result<Memory> {
+        let patch = patch.clone();
+        self.write(move |conn| async move { ops::update_memory(&conn, id, &patch, now).await })
+            .await
+    }
+
+    async fn delete_memory(&self, id: MemoryId) -> Result<()> {
+        self.write(move |conn| async move { ops::delete_memory(&conn, id).await })
+            .await
+    }
+
+    async fn add_link(&self, source: MemoryId, link: &Link) -> Result<()> {
+        let link = link.clone();
+        let links_max = self.memory_links_max;
+        self.write(move |conn| async move { ops::add_link(&conn, source, &link, links_max).await })
+            .await
+    }
+
+    async fn add_links(&self, links: &[(MemoryId, Link)]) -> Result<LinkOutcome> {
+        let links = links.to_vec();
+        self.write(move |conn| async move { ops::add_links(&conn, &links).await })
+            .await
+    }
+
+    async fn list_memories(&self, query: &ListQuery) -> Result<Vec<Memory>> {
+        let query = query.clone();
+        self.read(move |conn| async move { ops::list_memories(&conn, &query).await })
+            .await
+    }
+
+    async fn keyword_search(&self, query: &KeywordQuery) -> Result<Vec<KeywordHit>> {
+        let query = query.clone();
+        self.read(move |conn| async move { ops::keyword_search(&conn, &query).await })
+            .await
+    }
+
+    async fn count_memories(&self, include_archived: bool) -> Result<u64> {
+        self.read(move |conn| async move { ops::count_memories(&conn, include_archived).await })
+            .await
+    }
+
+    async fn schema_version(&self) -> Result<u32> {
+        self.read(|conn| async move { ops::user_version(&conn).await })
+            .await
+    }
+
+    async fn integrity_check(&self) -> Result<String> {
+        self.read(|conn| async move { ops::integrity_check(&conn).await })
+            .await
+    }
+
+    fn pool_status(&self) -> PoolStatus {
+        crate::pool_status::from_pools(self.readers.status(), self.writer.status())
+    }
+
+    async fn close(&self) {
+        self.readers.close();
+        self.writer.close();
+    }
+}
