@@ -25,7 +25,7 @@ use crate::fts_query::match_any;
 use crate::rows::{MEMORY_COLUMNS, SqlValue, push_filters};
 
 /// Documents from which a word counts as frequent.
-pub const FREQUENT_TERM_DOCS: i64 = 250;
+pub const FREQUENT_TERM_DOCS: i64 = 200;
 
 /// Fewest keyword candidates ranked before filters apply.
 pub const KEYWORD_CANDIDATES_MIN: i64 = 300;
@@ -204,13 +204,19 @@ mod tests {
 
     #[test]
     fn probe_density_estimates_idf() {
-        // The 250th newest match sits 25 000 rows back in 100 000: ~1 000 documents.
-        let stat = TermStat::from_probe("w".into(), Some((75_001, 100_000)));
+        // The FREQUENT_TERM_DOCS-th newest match sits 100 * FREQUENT_TERM_DOCS
+        // rows back in 100 000: the word is in about 1% of the documents.
+        let start = 100_000 - 100 * FREQUENT_TERM_DOCS + 1;
+        let stat = TermStat::from_probe("w".into(), Some((start, 100_000)));
         let idf = stat.frequent.unwrap().idf;
         let expected = ((100_000.0 - 1_000.0 + 0.5) / 1_000.5f64).ln();
+        assert!(idf > 4.0);
         assert!((idf - expected).abs() < 0.01, "{idf} vs {expected}");
         // A word in every document still adds a little.
-        let everywhere = TermStat::from_probe("w".into(), Some((99_751, 100_000)));
+        let everywhere = TermStat::from_probe(
+            "w".into(),
+            Some((100_000 - FREQUENT_TERM_DOCS + 1, 100_000)),
+        );
         assert_eq!(everywhere.frequent.unwrap().idf, FREQUENT_TERM_IDF_MIN);
         assert!(TermStat::from_probe("w".into(), None).frequent.is_none());
     }
