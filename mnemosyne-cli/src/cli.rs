@@ -70,6 +70,8 @@ pub enum Command {
     Export(ExportArgs),
     /// Read memories from a JSON lines file written by export.
     Import(ImportArgs),
+    /// Re-embed every memory whose vector is missing or was made by another embedder.
+    Reindex,
     /// Print the effective configuration: database and every limit.
     Config,
 }
@@ -121,6 +123,30 @@ pub struct RecallArgs {
     /// Also search archived memories.
     #[arg(long)]
     pub include_archived: bool,
+    /// Signals to use: hybrid (keyword + vector + links), keyword or vector.
+    #[arg(long, value_enum, default_value_t = Mode::Hybrid)]
+    pub mode: Mode,
+}
+
+/// `recall --mode`.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, clap::ValueEnum)]
+pub enum Mode {
+    /// Keyword (BM25) and vector candidates fused, plus linked memories.
+    Hybrid,
+    /// Keyword search only.
+    Keyword,
+    /// Vector similarity only.
+    Vector,
+}
+
+impl From<Mode> for mnemosyne_storage::RecallMode {
+    fn from(mode: Mode) -> Self {
+        match mode {
+            Mode::Hybrid => Self::Hybrid,
+            Mode::Keyword => Self::Keyword,
+            Mode::Vector => Self::Vector,
+        }
+    }
 }
 
 /// `get`.

@@ -1,4 +1,4 @@
-//! The effective configuration: where the database is and every limit.
+//! The effective configuration: where the database is, every limit, and the embedder.
 //!
 //! Precedence, highest first: `--db` / `MNEMOSYNE_DB`, then `db` in the config
 //! file, then the platform data dir. Limits: defaults, then the `[limits]`
@@ -14,6 +14,7 @@ use anyhow::{Context, Result, anyhow, bail};
 use directories::ProjectDirs;
 use mnemosyne_core::Limits;
 use mnemosyne_storage::Location;
+use mnemosyne_storage::embed::EmbedderConfig;
 use serde::Deserialize;
 
 /// Environment variable holding the bearer token of a remote database.
@@ -63,6 +64,8 @@ pub struct Settings {
     pub config_file: Option<PathBuf>,
     /// Limits after the config file and environment overrides.
     pub limits: Limits,
+    /// The `[embedder]` table (default: the offline hash embedder).
+    pub embedder: EmbedderConfig,
 }
 
 /// The config file: a database location and a `[limits]` table, nothing else.
@@ -71,6 +74,7 @@ pub struct Settings {
 struct ConfigFile {
     db: Option<String>,
     limits: Option<toml::Table>,
+    embedder: Option<EmbedderConfig>,
 }
 
 /// What the command line said about the configuration.
@@ -126,11 +130,19 @@ pub fn load(inputs: ConfigInputs) -> Result<Settings> {
             (Location::File(path), DbSource::Default)
         }
     };
+    let embedder = file.embedder.unwrap_or_default();
+    embedder.validate().map_err(|e| {
+        anyhow!(
+            "config file {}: [embedder]: {e}",
+            display(config_file.as_deref())
+        )
+    })?;
     Ok(Settings {
         location,
         db_source,
         config_file,
         limits,
+        embedder,
     })
 }
 

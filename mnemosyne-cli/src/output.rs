@@ -151,6 +151,26 @@ pub fn write_memory(w: &mut dyn Write, memory: &Memory) -> io::Result<()> {
     writeln!(w, "{}", memory.content)
 }
 
+/// One line saying which signals found a recall hit, e.g.
+/// `keyword #1 (bm25 3.20), vector #2 (similarity 0.61), importance x1.08`.
+pub fn signals(signals: &mnemosyne_storage::SignalScores) -> String {
+    let mut parts = Vec::new();
+    if let (Some(rank), Some(bm25)) = (signals.keyword_rank, signals.bm25) {
+        parts.push(format!("keyword #{rank} (bm25 {bm25:.2})"));
+    }
+    if let (Some(rank), Some(similarity)) = (signals.vector_rank, signals.similarity) {
+        parts.push(format!("vector #{rank} (similarity {similarity:.2})"));
+    }
+    if let Some(from) = signals.linked_from {
+        parts.push(format!("linked from {from}"));
+    }
+    parts.push(format!(
+        "importance x{:.2}, recency x{:.2}, namespace x{:.2}",
+        signals.importance_boost, signals.recency_boost, signals.namespace_boost
+    ));
+    parts.join(", ")
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

@@ -113,7 +113,11 @@ fn recall_says_when_it_truncated_at_the_limit() {
         "{text}"
     );
     assert!(text.contains("#2  score"), "{text}");
-    assert!(!text.contains("#3"), "{text}");
+    assert!(!text.lines().any(|line| line.starts_with("#3 ")), "{text}");
+    assert!(
+        text.contains("why: keyword #"),
+        "each hit says which signals found it: {text}"
+    );
 }
 
 #[test]

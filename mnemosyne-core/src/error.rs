@@ -36,6 +36,9 @@ pub enum Error {
         /// Highest version this build knows.
         supported: u32,
     },
+    /// The embedder failed (endpoint down, wrong dimension, bad answer); the message names it.
+    #[error("embedding error: {0}")]
+    Embedding(String),
     /// The backend failed (I/O, corruption, a remote server); the message says which.
     #[error("storage error: {0}")]
     Storage(String),

@@ -4,6 +4,7 @@
 //! vocabulary the other crates share. Every bound lives in [`Limits`].
 #![deny(missing_docs)]
 
+mod embed;
 mod error;
 mod ids;
 mod limits;
@@ -13,6 +14,7 @@ mod storage;
 #[cfg(feature = "workload")]
 pub mod workload;
 
+pub use embed::{Embedder, Embedding};
 pub use error::{Error, Result};
 pub use ids::MemoryId;
 pub use limits::{Limits, LimitsError, RECALL_RESULTS_HARD_CAP};
@@ -22,6 +24,6 @@ pub use memory::{
 };
 pub use namespace::Namespace;
 pub use storage::{
-    BatchOutcome, KeywordHit, KeywordQuery, LinkOutcome, ListQuery, ListSort, OnConflict,
-    PoolStatus, Storage,
+    BatchOutcome, KeywordHit, KeywordQuery, LinkOutcome, LinkedMemory, ListQuery, ListSort,
+    OnConflict, PendingEmbedding, PoolStatus, Storage, VectorHit, VectorQuery,
 };

@@ -47,6 +47,10 @@ pub struct Limits {
     pub pool_wait_timeout_ms: u64,
     /// How long SQLite retries a locked database before giving up.
     pub sqlite_busy_timeout_ms: u64,
+    /// Bytes of the database file each local connection reads through a
+    /// memory map (`PRAGMA mmap_size`: address space shared through the page
+    /// cache, not memory per connection); 0 turns it off.
+    pub sqlite_mmap_bytes_max: u64,
     /// Active (not finished) work items; more is `WorkQueueFull`.
     pub work_items_max: u32,
     /// Finished work items kept in memory; older ones live on disk only.
@@ -71,6 +75,22 @@ pub struct Limits {
     pub tag_bytes_max: u32,
     /// Outgoing links of one memory.
     pub memory_links_max: u32,
+    /// Texts sent to the embedder in one call.
+    pub embedding_batch_max: u32,
+    /// Time one embedder call may take, in milliseconds.
+    pub embedder_timeout_ms: u64,
+    /// Retries of a failed embedder call (so at most this + 1 attempts).
+    pub embedder_retries_max: u32,
+    /// Wait before the first retry, doubled for each next one, in milliseconds.
+    pub embedder_backoff_ms: u64,
+    /// Vector candidates fetched for one recall.
+    pub vector_candidates_max: u32,
+    /// Link hops followed from recall candidates (0 turns expansion off).
+    pub link_expansion_hops_max: u32,
+    /// Linked memories followed per candidate and hop.
+    pub link_expansion_fan_out_max: u32,
+    /// Memories re-embedded per `reindex` transaction.
+    pub reindex_batch_rows: u32,
     /// Results of one recall (never above [`RECALL_RESULTS_HARD_CAP`]).
     pub recall_results_max: u32,
     /// Longest recall query, in bytes.
@@ -97,6 +117,7 @@ impl Default for Limits {
             pool_readers_max: 4,
             pool_wait_timeout_ms: 5_000,
             sqlite_busy_timeout_ms: 5_000,
+            sqlite_mmap_bytes_max: 1 << 30,
             work_items_max: 10_000,
             work_completed_retained_max: 1_000,
             events_capacity: 1_000,
@@ -109,6 +130,14 @@ impl Default for Limits {
             memory_tags_max: 32,
             tag_bytes_max: 64,
             memory_links_max: 64,
+            embedding_batch_max: 64,
+            embedder_timeout_ms: 30_000,
+            embedder_retries_max: 3,
+            embedder_backoff_ms: 200,
+            vector_candidates_max: 200,
+            link_expansion_hops_max: 1,
+            link_expansion_fan_out_max: 5,
+            reindex_batch_rows: 256,
             recall_results_max: 100,
             recall_query_bytes_max: 4_096,
             list_page_rows_max: 1_000,
@@ -171,7 +200,11 @@ impl Limits {
     /// Checks that every limit is usable: positive where zero would wedge the
     /// system, and `recall_results_max` within its hard cap.
     pub fn validate(&self) -> Result<(), LimitsError> {
-        let positive: [(&'static str, u64); 14] = [
+        let positive: [(&'static str, u64); 18] = [
+            ("embedding_batch_max", self.embedding_batch_max.into()),
+            ("embedder_timeout_ms", self.embedder_timeout_ms),
+            ("vector_candidates_max", self.vector_candidates_max.into()),
+            ("reindex_batch_rows", self.reindex_batch_rows.into()),
             ("pool_readers_max", self.pool_readers_max.into()),
             ("pool_wait_timeout_ms", self.pool_wait_timeout_ms),
             ("work_items_max", self.work_items_max.into()),

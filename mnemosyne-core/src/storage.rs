@@ -4,7 +4,7 @@ use async_trait::async_trait;
 use chrono::{DateTime, Utc};
 use serde::{Deserialize, Serialize};
 
-use crate::{Link, Memory, MemoryId, MemoryPatch, Namespace, Result};
+use crate::{Embedding, Link, Memory, MemoryId, MemoryPatch, Namespace, Result};
 
 /// Order of a list.
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
@@ -76,6 +76,50 @@ pub struct KeywordHit {
     pub bm25: f64,
 }
 
+/// A nearest-neighbour search over stored vectors.
+#[derive(Clone, Debug, PartialEq)]
+pub struct VectorQuery {
+    /// The query vector (L2-normalised, same model as the stored vectors).
+    pub vector: Vec<f32>,
+    /// Only vectors made by this model are compared.
+    pub model_id: String,
+    /// Only these namespaces (empty: all).
+    pub namespaces: Vec<Namespace>,
+    /// Only memories carrying every one of these tags.
+    pub tags: Vec<String>,
+    /// Hits to return, nearest first.
+    pub limit: u32,
+    /// Include archived memories.
+    pub include_archived: bool,
+}
+
+/// One vector search result.
+#[derive(Clone, Debug, PartialEq)]
+pub struct VectorHit {
+    /// The memory.
+    pub memory: Memory,
+    /// Cosine similarity to the query, -1..=1 (higher is nearer).
+    pub similarity: f64,
+}
+
+/// A memory reached by following a link from (or to) one of the given memories.
+#[derive(Clone, Debug, PartialEq)]
+pub struct LinkedMemory {
+    /// The memory the link was followed from.
+    pub from: MemoryId,
+    /// The memory at the other end.
+    pub memory: Memory,
+}
+
+/// A memory whose stored vector is missing or was made by another model.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct PendingEmbedding {
+    /// The memory.
+    pub id: MemoryId,
+    /// The text to embed.
+    pub text: String,
+}
+
 /// What to do when an imported memory's id already exists.
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "snake_case")]
@@ -129,10 +173,10 @@ pub trait Storage: Send + Sync + Debug {
     /// Short backend name (`sqlite`, `libsql`, `libsql-remote`).
     fn backend_name(&self) -> &'static str;
 
-    /// Stores a validated memory with its tags and links in one transaction.
-    /// Unknown link targets are [`crate::Error::NotFound`]; an existing id is
-    /// [`crate::Error::AlreadyExists`].
-    async fn insert_memory(&self, memory: &Memory) -> Result<()>;
+    /// Stores a validated memory with its tags, links and vector in one
+    /// transaction. Unknown link targets are [`crate::Error::NotFound`]; an
+    /// existing id is [`crate::Error::AlreadyExists`].
+    async fn insert_memory(&self, memory: &Memory, embedding: Option<&Embedding>) -> Result<()>;
 
     /// Stores many memories in one transaction, all or nothing. Links are not
     /// written here (see [`Storage::add_links`]), so a batch may be in any order.
@@ -148,13 +192,43 @@ pub trait Storage: Send + Sync + Debug {
     /// Records a read: bumps `access_count` and sets `accessed_at`.
     async fn record_access(&self, id: MemoryId, at: DateTime<Utc>) -> Result<()>;
 
-    /// Applies a validated patch in one transaction and returns the new memory.
+    /// Applies a validated patch in one transaction and returns the new
+    /// memory; a given embedding replaces the stored vector in the same transaction.
     async fn update_memory(
         &self,
         id: MemoryId,
         patch: &MemoryPatch,
         now: DateTime<Utc>,
+        embedding: Option<&Embedding>,
     ) -> Result<Memory>;
+
+    /// Stores (or replaces) the vectors of existing memories in one
+    /// transaction; ids that no longer exist are skipped. Returns how many were stored.
+    async fn set_embeddings(&self, items: &[(MemoryId, Embedding)]) -> Result<u64>;
+
+    /// Up to `limit` memories, in id order after `after`, whose vector is
+    /// missing or was made by a model other than `model_id`.
+    async fn pending_embeddings(
+        &self,
+        model_id: &str,
+        after: Option<MemoryId>,
+        limit: u32,
+    ) -> Result<Vec<PendingEmbedding>>;
+
+    /// Number of memories whose vector is missing or was made by another model.
+    async fn count_pending_embeddings(&self, model_id: &str) -> Result<u64>;
+
+    /// Nearest stored vectors of the query's model, by cosine similarity, best first.
+    async fn vector_search(&self, query: &VectorQuery) -> Result<Vec<VectorHit>>;
+
+    /// Memories linked to or from the given ones (either direction), at most
+    /// `per_memory_max` per given memory (given memories linked to each other included).
+    async fn linked_memories(
+        &self,
+        ids: &[MemoryId],
+        per_memory_max: u32,
+        include_archived: bool,
+    ) -> Result<Vec<LinkedMemory>>;
 
     /// Deletes the memory, its tags, its links (both directions) and its index entries.
     async fn delete_memory(&self, id: MemoryId) -> Result<()>;

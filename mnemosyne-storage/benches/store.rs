@@ -3,7 +3,8 @@
 //! pragmas: WAL, synchronous=NORMAL; prepared statements; no pool, no async).
 //!
 //! `cargo bench -p mnemosyne-storage --bench store` runs the criterion groups,
-//! then a latency pass that prints p50/p99 for keyword recall and the ratios
+//! then a latency pass that prints p50/p99 for keyword and hybrid recall
+//! (hash embedder) and the ratios
 //! to the raw baseline, and writes them to `target/bench-store.json`.
 //! `MNEMOSYNE_BENCH_QUICK=1` shrinks the corpus for a smoke run.
 #![allow(clippy::print_stdout, missing_docs)]
@@ -16,9 +17,10 @@ use chrono::Utc;
 use criterion::{BenchmarkId, Criterion, Throughput};
 use mnemosyne_core::workload::{Workload, WorkloadQuery};
 use mnemosyne_core::{Limits, Memory, OnConflict};
+use mnemosyne_storage::embed::{EmbedderConfig, build_embedder};
 use mnemosyne_storage::fts_query::{match_any, query_terms};
 use mnemosyne_storage::schema;
-use mnemosyne_storage::{Location, MemoryStore, RecallQuery, SqliteStorage};
+use mnemosyne_storage::{Location, MemoryStore, RecallMode, RecallQuery, SqliteStorage};
 use rusqlite::{Connection, params};
 use tokio::runtime::Runtime;
 
@@ -60,6 +62,13 @@ async fn open_store(path: &Path) -> MemoryStore {
         .await
         .unwrap();
     MemoryStore::new(Arc::new(storage), limits)
+}
+
+/// The store with the default (hash) embedder, as the CLI opens it.
+async fn open_embedded_store(path: &Path) -> MemoryStore {
+    let store = open_store(path).await;
+    let embedder = build_embedder(&EmbedderConfig::default(), store.limits()).unwrap();
+    store.with_embedder(embedder)
 }
 
 /// A raw connection on a database with our schema and pragmas.
@@ -133,7 +142,7 @@ fn bench_single_writes(c: &mut Criterion, rt: &Runtime, memories: &[Memory]) {
             };
             next += 1;
             let store = &store;
-            async move { store.storage().insert_memory(&memory).await.unwrap() }
+            async move { store.storage().insert_memory(&memory, None).await.unwrap() }
         })
     });
     let conn = raw_connection(&dir.path().join("raw.db"));
@@ -203,7 +212,7 @@ fn load(rt: &Runtime, count: usize) -> Loaded {
     let (memories, queries) = corpus(count);
     let dir = tempfile::tempdir().unwrap();
     let path = dir.path().join("store.db");
-    let store = rt.block_on(open_store(&path));
+    let store = rt.block_on(open_embedded_store(&path));
     let started = Instant::now();
     for chunk in memories.chunks(1_000) {
         rt.block_on(store.import_batch(chunk, OnConflict::Fail))
@@ -222,11 +231,12 @@ fn load(rt: &Runtime, count: usize) -> Loaded {
     }
 }
 
-fn recall_query(query: &WorkloadQuery) -> RecallQuery {
+fn recall_query(query: &WorkloadQuery, mode: RecallMode) -> RecallQuery {
     RecallQuery {
         text: query.text.clone(),
         namespace: query.namespace.clone(),
         limit: Some(RECALL_LIMIT),
+        mode,
         ..RecallQuery::default()
     }
 }
@@ -248,7 +258,10 @@ fn bench_recall(c: &mut Criterion, rt: &Runtime, loaded: &Loaded, count: usize) 
     let mut next = 0usize;
     group.bench_function(BenchmarkId::new("store", count), |b| {
         b.to_async(rt).iter(|| {
-            let query = recall_query(&loaded.queries[next % loaded.queries.len()]);
+            let query = recall_query(
+                &loaded.queries[next % loaded.queries.len()],
+                RecallMode::Keyword,
+            );
             next += 1;
             let store = &loaded.store;
             async move { store.recall(query).await.unwrap() }
@@ -260,6 +273,20 @@ fn bench_recall(c: &mut Criterion, rt: &Runtime, loaded: &Loaded, count: usize) 
             let query = &loaded.queries[next % loaded.queries.len()];
             next += 1;
             raw_keyword(&loaded.raw, query)
+        })
+    });
+    group.finish();
+    let mut group = c.benchmark_group("hybrid_recall");
+    let mut next = 0usize;
+    group.bench_function(BenchmarkId::new("store", count), |b| {
+        b.to_async(rt).iter(|| {
+            let query = recall_query(
+                &loaded.queries[next % loaded.queries.len()],
+                RecallMode::Hybrid,
+            );
+            next += 1;
+            let store = &loaded.store;
+            async move { store.recall(query).await.unwrap() }
         })
     });
     group.finish();
@@ -293,19 +320,31 @@ fn percentiles(mut samples: Vec<(Duration, bool)>) -> Latency {
     }
 }
 
-fn latency_pass(rt: &Runtime, loaded: &Loaded) -> (Latency, Latency) {
-    let mut store_samples = Vec::new();
-    let mut raw_samples = Vec::new();
+/// Times each query inside the runtime, as a server calling the store would.
+fn store_latency(rt: &Runtime, loaded: &Loaded, mode: RecallMode) -> Latency {
+    percentiles(rt.block_on(async {
+        let mut samples = Vec::with_capacity(loaded.queries.len());
+        for query in &loaded.queries {
+            let started = Instant::now();
+            loaded
+                .store
+                .recall(recall_query(query, mode))
+                .await
+                .unwrap();
+            samples.push((started.elapsed(), query.frequent));
+        }
+        samples
+    }))
+}
+
+fn raw_latency(loaded: &Loaded) -> Latency {
+    let mut samples = Vec::with_capacity(loaded.queries.len());
     for query in &loaded.queries {
         let started = Instant::now();
-        rt.block_on(loaded.store.recall(recall_query(query)))
-            .unwrap();
-        store_samples.push((started.elapsed(), query.frequent));
-        let started = Instant::now();
         raw_keyword(&loaded.raw, query);
-        raw_samples.push((started.elapsed(), query.frequent));
+        samples.push((started.elapsed(), query.frequent));
     }
-    (percentiles(store_samples), percentiles(raw_samples))
+    percentiles(samples)
 }
 
 fn main() {
@@ -328,21 +367,32 @@ fn main() {
     for &count in sizes {
         let loaded = load(&rt, count);
         bench_recall(&mut criterion, &rt, &loaded, count);
-        let (store, raw) = latency_pass(&rt, &loaded);
+        let keyword = store_latency(&rt, &loaded, RecallMode::Keyword);
+        let hybrid = store_latency(&rt, &loaded, RecallMode::Hybrid);
+        let raw = raw_latency(&loaded);
         println!(
-            "recall@{count}: store p50 {:.3} ms p99 {:.3} ms (frequent-term p99 {:.3} ms, max {:.3} ms); \
-             raw fts5 p50 {:.3} ms p99 {:.3} ms; import {:.0} rows/s",
-            store.p50_ms,
-            store.p99_ms,
-            store.frequent_p99_ms,
-            store.max_ms,
+            "recall@{count}: keyword p50 {:.3} ms p99 {:.3} ms (frequent-term p99 {:.3} ms, max {:.3} ms); \
+             hybrid p50 {:.3} ms p99 {:.3} ms (max {:.3} ms); raw fts5 p50 {:.3} ms p99 {:.3} ms; \
+             import with hash embeddings {:.0} rows/s",
+            keyword.p50_ms,
+            keyword.p99_ms,
+            keyword.frequent_p99_ms,
+            keyword.max_ms,
+            hybrid.p50_ms,
+            hybrid.p99_ms,
+            hybrid.max_ms,
             raw.p50_ms,
             raw.p99_ms,
             loaded.import_rows_per_s
         );
         report.insert(
             format!("recall_{count}"),
-            serde_json::json!({ "store": store, "raw": raw, "import_rows_per_s": loaded.import_rows_per_s }),
+            serde_json::json!({
+                "keyword": keyword,
+                "hybrid": hybrid,
+                "raw": raw,
+                "import_rows_per_s": loaded.import_rows_per_s
+            }),
         );
         rt.block_on(loaded.store.close());
     }

@@ -1,4 +1,4 @@
-//! Writes the standard workload into a database: `cargo run --release -p
+//! Writes the standard workload (with hash-embedder vectors) into a database: `cargo run --release -p
 //! mnemosyne-storage --example make_corpus -- DB COUNT [QUERIES_FILE]`.
 //! Queries (one per line: `frequent<TAB>namespace<TAB>text`) go to QUERIES_FILE.
 #![allow(clippy::print_stdout, missing_docs)]
@@ -9,6 +9,7 @@ use std::sync::Arc;
 
 use mnemosyne_core::workload::Workload;
 use mnemosyne_core::{Limits, OnConflict};
+use mnemosyne_storage::embed::{EmbedderConfig, build_embedder};
 use mnemosyne_storage::{Location, MemoryStore};
 
 #[tokio::main(flavor = "multi_thread", worker_threads = 2)]
@@ -20,7 +21,8 @@ async fn main() {
     let storage = mnemosyne_storage::open_storage(&Location::File(path), &limits)
         .await
         .unwrap();
-    let store = MemoryStore::new(Arc::clone(&storage), limits);
+    let embedder = build_embedder(&EmbedderConfig::default(), &limits).unwrap();
+    let store = MemoryStore::new(Arc::clone(&storage), limits).with_embedder(embedder);
     let mut workload = Workload::new(42);
     let now = chrono::Utc::now();
     let started = std::time::Instant::now();

@@ -1,20 +1,29 @@
 //! Times recall over a query file written by `make_corpus` and prints the
 //! slowest queries: `cargo run --release -p mnemosyne-storage --example
-//! recall_profile -- DB QUERIES_FILE`.
+//! recall_profile -- DB QUERIES_FILE [keyword|vector|hybrid]` (default hybrid).
 #![allow(clippy::print_stdout, missing_docs)]
 
 use std::path::PathBuf;
 use std::time::Instant;
 
 use mnemosyne_core::Limits;
-use mnemosyne_storage::{Location, MemoryStore, RecallQuery};
+use mnemosyne_storage::embed::{EmbedderConfig, build_embedder};
+use mnemosyne_storage::{Location, MemoryStore, RecallMode, RecallQuery};
 
 #[tokio::main(flavor = "multi_thread", worker_threads = 2)]
 async fn main() {
     let args: Vec<String> = std::env::args().skip(1).collect();
-    let store = MemoryStore::open(&Location::File(PathBuf::from(&args[0])), Limits::default())
+    let mode = match args.get(2).map(String::as_str) {
+        Some("keyword") => RecallMode::Keyword,
+        Some("vector") => RecallMode::Vector,
+        _ => RecallMode::Hybrid,
+    };
+    let limits = Limits::default();
+    let embedder = build_embedder(&EmbedderConfig::default(), &limits).unwrap();
+    let store = MemoryStore::open(&Location::File(PathBuf::from(&args[0])), limits)
         .await
-        .unwrap();
+        .unwrap()
+        .with_embedder(embedder);
     let text = std::fs::read_to_string(&args[1]).unwrap();
     let mut timings = Vec::new();
     for line in text.lines() {
@@ -26,6 +35,7 @@ async fn main() {
             text: query.clone(),
             namespace: (!namespace.is_empty()).then(|| namespace.parse().unwrap()),
             limit: Some(10),
+            mode,
             ..RecallQuery::default()
         };
         let started = Instant::now();

@@ -13,7 +13,9 @@ compile_error!(
      and their sqlite3_* symbols clash; build with `--no-default-features --features libsql` for libsql"
 );
 
+pub mod embed;
 pub mod fts_query;
+pub mod fusion;
 pub mod keyword_plan;
 #[cfg(all(feature = "libsql", not(feature = "sqlite")))]
 mod libsql_backend;
@@ -35,7 +37,10 @@ pub use mnemosyne_core::Error;
 use mnemosyne_core::{Limits, Result, Storage};
 #[cfg(feature = "sqlite")]
 pub use sqlite::{HeldConnection, SqliteStorage};
-pub use store::{MemoryStore, Recall, RecallHit, RecallQuery, SignalScores};
+pub use store::{
+    MemoryStore, Recall, RecallHit, RecallMode, RecallQuery, SignalScores, VECTOR_SIMILARITY_MIN,
+    VECTOR_SIMILARITY_RATIO_MIN,
+};
 
 /// Name of the backend compiled in (`sqlite`, `libsql`, or `none`).
 pub const BACKEND: &str = if cfg!(feature = "sqlite") {

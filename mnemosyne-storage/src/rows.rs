@@ -272,3 +272,90 @@ pub fn links_of_sql(count: usize) -> String {
         placeholders.join(", ")
     )
 }
+
+/// Stores or replaces the vector of the memory with id `?1`:
+/// `(id, model_id, dims, vector blob)`; changes() = 0 when the memory is gone.
+pub const UPSERT_EMBEDDING: &str = "INSERT INTO memory_embeddings (memory_seq, model_id, dims, vector) \
+     SELECT seq, ?2, ?3, ?4 FROM memories WHERE id = ?1 \
+     ON CONFLICT (memory_seq) DO UPDATE SET model_id = excluded.model_id, dims = excluded.dims, \
+     vector = excluded.vector";
+
+/// Memories whose vector is missing or made by another model than `?1`, in
+/// id order after `?2` (NULL: from the start), at most `?3`: `(id, content, summary)`.
+pub const PENDING_EMBEDDINGS: &str = "SELECT m.id, m.content, m.summary FROM memories m \
+     LEFT JOIN memory_embeddings e ON e.memory_seq = m.seq \
+     WHERE (e.memory_seq IS NULL OR e.model_id <> ?1) AND (?2 IS NULL OR m.id > ?2) \
+     ORDER BY m.id LIMIT ?3";
+
+/// Number of memories whose vector is missing or made by another model than `?1`.
+pub const COUNT_PENDING_EMBEDDINGS: &str = "SELECT count(*) FROM memories m \
+     LEFT JOIN memory_embeddings e ON e.memory_seq = m.seq \
+     WHERE e.memory_seq IS NULL OR e.model_id <> ?1";
+
+/// The text a memory's vector is made from: its content, then its summary.
+pub fn embedding_text(content: &str, summary: Option<&str>) -> String {
+    match summary {
+        Some(summary) if !summary.is_empty() => format!("{content}\n{summary}"),
+        _ => content.to_owned(),
+    }
+}
+
+/// Little-endian f32 bytes, as stored in `memory_embeddings.vector`.
+pub fn vector_to_blob(vector: &[f32]) -> Vec<u8> {
+    vector.iter().flat_map(|x| x.to_le_bytes()).collect()
+}
+
+/// The vector stored as little-endian f32 bytes.
+pub fn blob_to_vector(blob: &[u8]) -> Result<Vec<f32>, Error> {
+    if !blob.len().is_multiple_of(4) {
+        return Err(Error::Storage(format!(
+            "corrupt vector of {} bytes",
+            blob.len()
+        )));
+    }
+    Ok(blob
+        .chunks_exact(4)
+        .map(|b| f32::from_le_bytes([b[0], b[1], b[2], b[3]]))
+        .collect())
+}
+
+/// Cosine similarity of two vectors of equal length (0 when either is zero).
+pub fn cosine(a: &[f32], b: &[f32]) -> f64 {
+    let (mut dot, mut norm_a, mut norm_b) = (0f32, 0f32, 0f32);
+    for (x, y) in a.iter().zip(b) {
+        dot += x * y;
+        norm_a += x * x;
+        norm_b += y * y;
+    }
+    if norm_a == 0.0 || norm_b == 0.0 {
+        return 0.0;
+    }
+    f64::from(dot) / (f64::from(norm_a).sqrt() * f64::from(norm_b).sqrt())
+}
+
+/// SQL for memories linked to or from `count` given ids (bound first, as
+/// `?1..?count`), at most `?count+1` per given id, highest importance first;
+/// rows are `from_id` then the memory columns. Given ids linked to each other
+/// are returned too (each gets a share of the other's score).
+pub fn linked_memories_sql(count: usize, include_archived: bool) -> String {
+    let ids: Vec<String> = (1..=count).map(|i| format!("?{i}")).collect();
+    let ids = ids.join(", ");
+    let per_memory = count + 1;
+    let archived = if include_archived {
+        ""
+    } else {
+        " AND m.archived = 0"
+    };
+    format!(
+        "SELECT from_id, {MEMORY_COLUMNS} FROM (\
+           SELECT l.from_id, l.other_id, ROW_NUMBER() OVER (PARTITION BY l.from_id \
+             ORDER BY o.importance DESC, o.updated_at_ms DESC, o.seq DESC) AS n \
+           FROM (SELECT source_id AS from_id, target_id AS other_id FROM memory_links WHERE source_id IN ({ids}) \
+                 UNION SELECT target_id, source_id FROM memory_links WHERE target_id IN ({ids})) l \
+           JOIN memories o ON o.id = l.other_id \
+           WHERE 1 = 1{} \
+         ) x JOIN memories m ON m.id = x.other_id WHERE x.n <= ?{per_memory} \
+         ORDER BY from_id, x.n",
+        archived.replace("m.", "o.")
+    )
+}

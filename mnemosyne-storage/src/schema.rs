@@ -6,6 +6,7 @@ use mnemosyne_core::Error;
 pub const MIGRATIONS: &[&str] = &[
     include_str!("../migrations/0001_memories.sql"),
     include_str!("../migrations/0002_tags_links.sql"),
+    include_str!("../migrations/0003_embeddings.sql"),
 ];
 
 /// Schema version this build writes.

@@ -8,7 +8,10 @@ mod conformance;
 use std::path::Path;
 
 use async_trait::async_trait;
-use mnemosyne_core::{Error, Limits, Storage};
+use mnemosyne_core::{
+    Embedding, Error, Limits, Memory, MemoryId, NewMemory, OnConflict, Storage, VectorQuery,
+};
+use mnemosyne_storage::rows::cosine;
 use mnemosyne_storage::schema::SCHEMA_VERSION;
 use mnemosyne_storage::{LibsqlStorage, Location};
 
@@ -195,6 +198,225 @@ async fn a_panic_inside_libsql_is_an_error() {
         .unwrap_err();
     assert!(
         matches!(&err, Error::Storage(m) if m.contains("cannot reach libsql server")),
+        "{err:?}"
+    );
+}
+
+fn random_unit(rng: &mut impl rand::Rng, dims: usize) -> Vec<f32> {
+    let v: Vec<f32> = (0..dims).map(|_| rng.random_range(-1.0f32..1.0)).collect();
+    let norm = v.iter().map(|x| x * x).sum::<f32>().sqrt();
+    v.into_iter().map(|x| x / norm).collect()
+}
+
+fn embedding(model: &str, vector: Vec<f32>) -> Embedding {
+    Embedding {
+        model_id: model.into(),
+        vector,
+    }
+}
+
+fn memory(content: &str, namespace: &str) -> Memory {
+    NewMemory {
+        namespace: namespace.parse().unwrap(),
+        ..NewMemory::new(content)
+    }
+    .into_memory(&Limits::default(), chrono::Utc::now())
+    .unwrap()
+}
+
+async fn count(path: &Path, sql: &str) -> i64 {
+    match raw_column(path, sql).await.as_slice() {
+        [libsql::Value::Integer(n)] => *n,
+        other => panic!("{sql}: {other:?}"),
+    }
+}
+
+/// The per-size index tables (and libsql's DiskANN shadow tables behind
+/// them) gain and lose rows with the vectors: deletes, size changes, zero vectors.
+#[tokio::test]
+async fn vector_index_rows_follow_the_vectors() {
+    use rand::SeedableRng;
+    let f = conformance::fixture();
+    let storage = LibsqlStorage::open(&Location::File(f.path.clone()), &Limits::default())
+        .await
+        .unwrap();
+    let mut rng = rand::rngs::StdRng::seed_from_u64(11);
+    let mut ids = Vec::new();
+    for i in 0..6 {
+        let m = memory(&format!("indexed {i}"), "global");
+        let vector = random_unit(&mut rng, 8);
+        storage
+            .insert_memory(&m, Some(&embedding("small", vector)))
+            .await
+            .unwrap();
+        ids.push(m.id);
+    }
+    let zero = memory("zero vector", "global");
+    storage
+        .insert_memory(&zero, Some(&embedding("small", vec![0.0; 8])))
+        .await
+        .unwrap();
+    let index = "SELECT count(*) FROM memory_vectors_8";
+    let shadow = "SELECT count(*) FROM memory_vectors_8_ann_shadow";
+    assert_eq!(
+        count(&f.path, "SELECT count(*) FROM memory_embeddings").await,
+        7
+    );
+    assert_eq!(
+        count(&f.path, index).await,
+        6,
+        "a zero vector is stored, not indexed"
+    );
+    assert_eq!(count(&f.path, shadow).await, 6);
+
+    storage.delete_memory(ids[0]).await.unwrap();
+    assert_eq!(
+        count(&f.path, index).await,
+        5,
+        "a delete cascades into the index"
+    );
+    assert_eq!(count(&f.path, shadow).await, 5);
+
+    // Re-embedded with another size: the row moves to that size's index.
+    let moved = [(ids[1], embedding("wide", random_unit(&mut rng, 24)))];
+    assert_eq!(storage.set_embeddings(&moved).await.unwrap(), 1);
+    assert_eq!(count(&f.path, index).await, 4);
+    assert_eq!(count(&f.path, shadow).await, 4);
+    assert_eq!(
+        count(&f.path, "SELECT count(*) FROM memory_vectors_24").await,
+        1
+    );
+    // Re-embedded with the same size: replaced, not duplicated.
+    let same = [(ids[2], embedding("small", random_unit(&mut rng, 8)))];
+    assert_eq!(storage.set_embeddings(&same).await.unwrap(), 1);
+    assert_eq!(count(&f.path, index).await, 4);
+    assert_eq!(count(&f.path, shadow).await, 4);
+
+    let hits = storage
+        .vector_search(&VectorQuery {
+            vector: random_unit(&mut rng, 8),
+            model_id: "small".into(),
+            namespaces: Vec::new(),
+            tags: Vec::new(),
+            limit: 10,
+            include_archived: false,
+        })
+        .await
+        .unwrap();
+    assert_eq!(hits.len(), 5, "the zero vector is still compared exactly");
+    let zero_hit = hits.iter().find(|h| h.memory.id == zero.id).unwrap();
+    assert_eq!(zero_hit.similarity, 0.0);
+    assert_eq!(storage.integrity_check().await.unwrap(), "ok");
+}
+
+/// Above the exact-scan bound the index proposes candidates: hits are still
+/// ranked by exact similarity, and filters that reject the index's
+/// candidates fall back to an exact scan of the filtered memories.
+#[tokio::test]
+async fn approximate_search_ranks_exactly_and_filters_fall_back() {
+    use rand::SeedableRng;
+    let f = conformance::fixture();
+    let storage = LibsqlStorage::open(&Location::File(f.path.clone()), &Limits::default())
+        .await
+        .unwrap();
+    let mut rng = rand::rngs::StdRng::seed_from_u64(12);
+    // 2 000 vectors is the exact-scan bound; the crowd makes the model larger.
+    let dims = 16;
+    let mut stored: Vec<(MemoryId, Vec<f32>)> = Vec::new();
+    let mut memories = Vec::new();
+    for i in 0..2_300 {
+        memories.push(memory(&format!("crowd {i}"), "project:cinder"));
+    }
+    let mut few = Vec::new();
+    for i in 0..5 {
+        let mut m = memory(&format!("few {i}"), "project:atlas");
+        if i == 2 {
+            m.tags = vec!["pick".into()];
+        }
+        few.push(m);
+    }
+    memories.extend(few.iter().cloned());
+    let outcome = storage
+        .insert_memories(&memories, OnConflict::Fail)
+        .await
+        .unwrap();
+    assert_eq!(outcome.inserted, 2_305);
+    let items: Vec<(MemoryId, Embedding)> = memories
+        .iter()
+        .map(|m| (m.id, embedding("m", random_unit(&mut rng, dims))))
+        .collect();
+    assert_eq!(storage.set_embeddings(&items).await.unwrap(), 2_305);
+    stored.extend(items.iter().map(|(id, e)| (*id, e.vector.clone())));
+    let query = |vector: Vec<f32>, limit: u32| VectorQuery {
+        vector,
+        model_id: "m".into(),
+        namespaces: Vec::new(),
+        tags: Vec::new(),
+        limit,
+        include_archived: false,
+    };
+    let brute = |q: &[f32], among: &[(MemoryId, Vec<f32>)], k: usize| -> Vec<MemoryId> {
+        let mut scored: Vec<(MemoryId, f64)> =
+            among.iter().map(|(id, v)| (*id, cosine(v, q))).collect();
+        scored.sort_by(|a, b| b.1.total_cmp(&a.1));
+        scored.into_iter().take(k).map(|(id, _)| id).collect()
+    };
+    let by_id: std::collections::HashMap<MemoryId, &Vec<f32>> =
+        stored.iter().map(|(id, v)| (*id, v)).collect();
+
+    let mut found = 0;
+    let trials = 20;
+    for _ in 0..trials {
+        let q = random_unit(&mut rng, dims);
+        let hits = storage.vector_search(&query(q.clone(), 10)).await.unwrap();
+        assert_eq!(hits.len(), 10);
+        for pair in hits.windows(2) {
+            assert!(pair[0].similarity >= pair[1].similarity, "best first");
+        }
+        for hit in &hits {
+            let exact = cosine(by_id[&hit.memory.id], &q);
+            assert!(
+                (hit.similarity - exact).abs() < 1e-9,
+                "ranked by the exact vector"
+            );
+        }
+        let want = brute(&q, &stored, 10);
+        found += hits.iter().filter(|h| want.contains(&h.memory.id)).count();
+    }
+    let recall = found as f64 / f64::from(trials * 10);
+    assert!(recall >= 0.9, "recall@10 {recall}");
+
+    // A stored vector finds its own memory first.
+    let (own, vector) = stored[1_234].clone();
+    let hits = storage.vector_search(&query(vector, 1)).await.unwrap();
+    assert_eq!(hits[0].memory.id, own);
+    assert!((hits[0].similarity - 1.0).abs() < 1e-6);
+
+    // 5 of 2 305 in the namespace: the index's 200 candidates hold few or
+    // none of them, the fallback scan finds them all, in exact order.
+    let few_stored: Vec<(MemoryId, Vec<f32>)> =
+        few.iter().map(|m| (m.id, by_id[&m.id].clone())).collect();
+    for _ in 0..5 {
+        let q = random_unit(&mut rng, dims);
+        let mut filtered = query(q.clone(), 3);
+        filtered.namespaces = vec!["project:atlas".parse().unwrap()];
+        let hits = storage.vector_search(&filtered).await.unwrap();
+        let got: Vec<MemoryId> = hits.iter().map(|h| h.memory.id).collect();
+        assert_eq!(got, brute(&q, &few_stored, 3));
+    }
+    let mut tagged = query(random_unit(&mut rng, dims), 5);
+    tagged.tags = vec!["pick".into()];
+    let hits = storage.vector_search(&tagged).await.unwrap();
+    assert_eq!(
+        hits.iter().map(|h| h.memory.id).collect::<Vec<_>>(),
+        [few[2].id]
+    );
+    let err = storage
+        .vector_search(&query(vec![0.5; 3], 5))
+        .await
+        .unwrap_err();
+    assert!(
+        matches!(&err, Error::InvalidInput(m) if m == "query vector has 3 dimensions, the model's vectors have 16"),
         "{err:?}"
     );
 }

@@ -3,6 +3,8 @@
 //! - `ci`: format check, clippy with warnings denied, and every test, once per
 //!   storage backend (`sqlite`, `libsql`: they bundle SQLite and cannot be
 //!   built into one binary, so each gets its own build).
+//! - `eval`: recall@5 and MRR of keyword, vector and hybrid recall on the
+//!   labelled set in `eval/recall-eval.json` (report in `target/eval-report.json`).
 #![allow(clippy::print_stdout, clippy::print_stderr)]
 
 use std::process::{Command, ExitCode};
@@ -20,8 +22,11 @@ fn main() -> ExitCode {
     let args: Vec<String> = std::env::args().skip(1).collect();
     let result = match args.first().map(String::as_str) {
         Some("ci") => ci(&args[1..]),
+        Some("eval") => eval(&args[1..]),
         Some("help") | Some("--help") | Some("-h") | None => {
-            println!("usage: cargo xtask ci [--backend sqlite|libsql]");
+            println!(
+                "usage: cargo xtask ci [--backend sqlite|libsql]\n       cargo xtask eval [--backend sqlite|libsql]"
+            );
             return ExitCode::SUCCESS;
         }
         Some(other) => Err(anyhow::anyhow!(
@@ -55,17 +60,40 @@ fn cargo(args: &[&str]) -> Result<()> {
     Ok(())
 }
 
-fn ci(args: &[String]) -> Result<()> {
-    let only = match args {
-        [] => None,
-        [flag, backend] if flag == "--backend" => Some(backend.as_str()),
-        _ => bail!("usage: cargo xtask ci [--backend sqlite|libsql]"),
+/// The backend named by `--backend NAME`, if any.
+fn backend_arg(
+    task: &str,
+    args: &[String],
+) -> Result<Option<&'static (&'static str, &'static [&'static str])>> {
+    let name = match args {
+        [] => return Ok(None),
+        [flag, backend] if flag == "--backend" => backend.as_str(),
+        _ => bail!("usage: cargo xtask {task} [--backend sqlite|libsql]"),
     };
-    if let Some(name) = only
-        && !BACKENDS.iter().any(|(backend, _)| *backend == name)
-    {
-        bail!("unknown backend {name:?}; expected sqlite or libsql");
+    match BACKENDS.iter().find(|(backend, _)| *backend == name) {
+        Some(found) => Ok(Some(found)),
+        None => bail!("unknown backend {name:?}; expected sqlite or libsql"),
     }
+}
+
+fn eval(args: &[String]) -> Result<()> {
+    let (backend, features) = backend_arg("eval", args)?.unwrap_or(&BACKENDS[0]);
+    println!("xtask: recall evaluation on the {backend} backend");
+    let mut run = vec!["run", "--release", "--locked", "-p", "mnemosyne-storage"];
+    run.extend_from_slice(features);
+    run.extend_from_slice(&[
+        "--example",
+        "recall_eval",
+        "--",
+        "eval/recall-eval.json",
+        "--json",
+        "target/eval-report.json",
+    ]);
+    cargo(&run)
+}
+
+fn ci(args: &[String]) -> Result<()> {
+    let only = backend_arg("ci", args)?.map(|(name, _)| *name);
     cargo(&["fmt", "--all", "--check"])?;
     for (backend, features) in BACKENDS
         .iter()

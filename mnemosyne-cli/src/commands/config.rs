@@ -5,6 +5,7 @@ use std::path::PathBuf;
 
 use anyhow::Result;
 use mnemosyne_core::Limits;
+use mnemosyne_storage::embed::EmbedderConfig;
 use serde::Serialize;
 
 use crate::config::Settings;
@@ -18,6 +19,7 @@ struct Effective<'a> {
     db: String,
     db_source: String,
     limits: &'a Limits,
+    embedder: &'a EmbedderConfig,
 }
 
 /// The part that is valid config file TOML.
@@ -25,6 +27,7 @@ struct Effective<'a> {
 struct AsToml<'a> {
     db: String,
     limits: &'a Limits,
+    embedder: &'a EmbedderConfig,
 }
 
 pub fn run(settings: &Settings, out: Output) -> Result<()> {
@@ -34,10 +37,12 @@ pub fn run(settings: &Settings, out: Output) -> Result<()> {
         db: settings.location.to_string(),
         db_source: settings.db_source.to_string(),
         limits: &settings.limits,
+        embedder: &settings.embedder,
     };
     let toml = toml::to_string(&AsToml {
         db: effective.db.clone(),
         limits: &settings.limits,
+        embedder: &settings.embedder,
     })?;
     out.emit(&effective, |w| {
         writeln!(w, "# backend: {}", effective.backend)?;

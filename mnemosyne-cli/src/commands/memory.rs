@@ -66,6 +66,7 @@ pub async fn recall(args: RecallArgs, settings: &Settings, out: Output) -> Resul
         tags: filter_tags(args.tags),
         limit: args.limit,
         include_archived: args.include_archived,
+        mode: args.mode.into(),
     };
     let recall = with_store(settings, async |store| Ok(store.recall(query).await?)).await?;
     let width = output::width();
@@ -89,6 +90,7 @@ pub async fn recall(args: RecallArgs, settings: &Settings, out: Output) -> Resul
                 output::tags(memory)
             )?;
             writeln!(w, "    {}", output::preview(&memory.content, width - 4))?;
+            writeln!(w, "    why: {}", output::signals(&hit.signals))?;
             writeln!(w)?;
         }
         let n = recall.hits.len();

@@ -6,11 +6,13 @@ mod config;
 mod export;
 mod import;
 mod memory;
+mod reindex;
 
 use std::io::Read;
 
 use anyhow::{Context, Result, bail};
 use mnemosyne_core::Limits;
+use mnemosyne_storage::embed::build_embedder;
 use mnemosyne_storage::{Location, MemoryStore};
 
 use crate::cli::Command;
@@ -42,6 +44,7 @@ pub async fn run(command: Command, settings: &Settings, out: Output) -> Result<(
         Command::Count(args) => memory::count(args, settings, out).await,
         Command::Export(args) => export::run(args, settings, out).await,
         Command::Import(args) => import::run(args, settings, out).await,
+        Command::Reindex => reindex::run(settings, out).await,
         Command::Config => config::run(settings, out),
     }
 }
@@ -59,9 +62,12 @@ async fn with_store<T>(
             .with_context(|| format!("cannot create directory {}", parent.display()))?;
     }
     tracing::info!(db = %settings.location, backend = mnemosyne_storage::BACKEND, "opening the database");
+    let embedder = build_embedder(&settings.embedder, &settings.limits)
+        .context("cannot set up the embedder")?;
     let store = MemoryStore::open(&settings.location, settings.limits.clone())
         .await
-        .with_context(|| format!("cannot open the database {}", settings.location))?;
+        .with_context(|| format!("cannot open the database {}", settings.location))?
+        .with_embedder(embedder);
     let result = tokio::select! {
         result = work(&store) => result,
         _ = tokio::signal::ctrl_c() => Err(Interrupted.into()),

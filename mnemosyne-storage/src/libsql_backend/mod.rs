@@ -10,6 +10,7 @@
 //! caller stops waiting, and a panic inside libsql becomes a storage error.
 
 mod ops;
+mod vectors;
 
 use std::future::Future;
 use std::path::Path;
@@ -21,8 +22,9 @@ use chrono::{DateTime, Utc};
 use deadpool::managed::{self, Metrics, PoolError, RecycleError, RecycleResult, Timeouts};
 use libsql::Connection;
 use mnemosyne_core::{
-    BatchOutcome, Error, KeywordHit, KeywordQuery, Limits, Link, LinkOutcome, ListQuery, Memory,
-    MemoryId, MemoryPatch, OnConflict, PoolStatus, Result, Storage,
+    BatchOutcome, Embedding, Error, KeywordHit, KeywordQuery, Limits, Link, LinkOutcome,
+    LinkedMemory, ListQuery, Memory, MemoryId, MemoryPatch, OnConflict, PendingEmbedding,
+    PoolStatus, Result, Storage, VectorHit, VectorQuery,
 };
 
 use crate::location::Location;
@@ -324,10 +326,16 @@ impl Storage for LibsqlStorage {
         }
     }
 
-    async fn insert_memory(&self, memory: &Memory) -> Result<()> {
+    async fn insert_memory(&self, memory: &Memory, embedding: Option<&Embedding>) -> Result<()> {
+        if let Some(embedding) = embedding {
+            vectors::validate(embedding)?;
+        }
         let memory = memory.clone();
-        self.write(move |conn| async move { ops::insert_memory(&conn, &memory).await })
-            .await
+        let embedding = embedding.cloned();
+        self.write(move |conn| async move {
+            ops::insert_memory(&conn, &memory, embedding.as_ref()).await
+        })
+        .await
     }
 
     async fn insert_memories(
@@ -357,10 +365,75 @@ impl Storage for LibsqlStorage {
         id: MemoryId,
         patch: &MemoryPatch,
         now: DateTime<Utc>,
+        embedding: Option<&Embedding>,
     ) -> Result<Memory> {
+        if let Some(embedding) = embedding {
+            vectors::validate(embedding)?;
+        }
         let patch = patch.clone();
-        self.write(move |conn| async move { ops::update_memory(&conn, id, &patch, now).await })
+        let embedding = embedding.cloned();
+        self.write(move |conn| async move {
+            ops::update_memory(&conn, id, &patch, now, embedding.as_ref()).await
+        })
+        .await
+    }
+
+    async fn set_embeddings(&self, items: &[(MemoryId, Embedding)]) -> Result<u64> {
+        for (_, embedding) in items {
+            vectors::validate(embedding)?;
+        }
+        if items.is_empty() {
+            return Ok(0);
+        }
+        let items = items.to_vec();
+        self.write(move |conn| async move { ops::set_embeddings(&conn, &items).await })
             .await
+    }
+
+    async fn pending_embeddings(
+        &self,
+        model_id: &str,
+        after: Option<MemoryId>,
+        limit: u32,
+    ) -> Result<Vec<PendingEmbedding>> {
+        let model_id = model_id.to_owned();
+        self.read(move |conn| async move {
+            ops::pending_embeddings(&conn, &model_id, after, limit).await
+        })
+        .await
+    }
+
+    async fn count_pending_embeddings(&self, model_id: &str) -> Result<u64> {
+        let model_id = model_id.to_owned();
+        self.read(move |conn| async move { ops::count_pending_embeddings(&conn, &model_id).await })
+            .await
+    }
+
+    async fn vector_search(&self, query: &VectorQuery) -> Result<Vec<VectorHit>> {
+        vectors::validate_query(query)?;
+        if query.limit == 0 {
+            return Ok(Vec::new());
+        }
+        let query = query.clone();
+        self.read(move |conn| async move { vectors::search(&conn, &query).await })
+            .await
+    }
+
+    async fn linked_memories(
+        &self,
+        ids: &[MemoryId],
+        per_memory_max: u32,
+        include_archived: bool,
+    ) -> Result<Vec<LinkedMemory>> {
+        if ids.is_empty() || per_memory_max == 0 {
+            return Ok(Vec::new());
+        }
+        ops::check_linked_ids(ids)?;
+        let ids = ids.to_vec();
+        self.read(move |conn| async move {
+            ops::linked_memories(&conn, &ids, per_memory_max, include_archived).await
+        })
+        .await
     }
 
     async fn delete_memory(&self, id: MemoryId) -> Result<()> {

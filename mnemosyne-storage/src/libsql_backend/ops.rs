@@ -12,14 +12,16 @@ use std::sync::LazyLock;
 use chrono::{DateTime, Utc};
 use libsql::{Connection, Row, Value};
 use mnemosyne_core::{
-    BatchOutcome, Error, KeywordHit, KeywordQuery, Link, LinkOutcome, ListQuery, Memory, MemoryId,
-    MemoryPatch, OnConflict, Result,
+    BatchOutcome, Embedding, Error, KeywordHit, KeywordQuery, Link, LinkOutcome, LinkedMemory,
+    ListQuery, Memory, MemoryId, MemoryPatch, OnConflict, PendingEmbedding, Result,
 };
 
 use crate::fts_query::query_terms;
 use crate::keyword_plan;
 use crate::rows::{self, MEMORY_COLUMN_COUNT, MemoryRow, SqlValue};
 use crate::schema;
+
+use super::vectors;
 
 /// Starts a write transaction. Foreign keys are switched on first, on the
 /// same connection: for a remote database every statement outside a
@@ -62,7 +64,7 @@ static MEMORY_COLUMNS_NUL_SAFE: LazyLock<String> = LazyLock::new(|| {
 });
 
 /// A memory query of [`rows`] that reads the text columns whole.
-fn nul_safe(sql: &str) -> String {
+pub(super) fn nul_safe(sql: &str) -> String {
     sql.replacen(rows::MEMORY_COLUMNS, &MEMORY_COLUMNS_NUL_SAFE, 1)
 }
 
@@ -75,15 +77,15 @@ fn value(param: SqlValue) -> Value {
     }
 }
 
-fn values(params: Vec<SqlValue>) -> Vec<Value> {
+pub(super) fn values(params: Vec<SqlValue>) -> Vec<Value> {
     params.into_iter().map(value).collect()
 }
 
-fn text(v: &str) -> Value {
+pub(super) fn text(v: &str) -> Value {
     Value::Text(v.to_owned())
 }
 
-async fn begin(conn: &Connection) -> Result<()> {
+pub(super) async fn begin(conn: &Connection) -> Result<()> {
     conn.execute_batch(BEGIN).await.map_err(db)?;
     Ok(())
 }
@@ -99,7 +101,7 @@ async fn rollback(conn: &Connection) {
 }
 
 /// Commits after `outcome` succeeded, rolls back after it failed.
-async fn finish<T>(conn: &Connection, outcome: Result<T>) -> Result<T> {
+pub(super) async fn finish<T>(conn: &Connection, outcome: Result<T>) -> Result<T> {
     match outcome {
         Ok(value) => match conn.execute("COMMIT", ()).await {
             Ok(_) => Ok(value),
@@ -131,14 +133,14 @@ fn type_error(row: &Row, idx: i32, expected: &str, found: &Value) -> Error {
 
 // `Row::get` panics on a type mismatch; these read the value and check it.
 
-fn col_int(row: &Row, idx: i32) -> Result<i64> {
+pub(super) fn col_int(row: &Row, idx: i32) -> Result<i64> {
     match row.get_value(idx).map_err(db)? {
         Value::Integer(v) => Ok(v),
         other => Err(type_error(row, idx, "an integer", &other)),
     }
 }
 
-fn col_real(row: &Row, idx: i32) -> Result<f64> {
+pub(super) fn col_real(row: &Row, idx: i32) -> Result<f64> {
     match row.get_value(idx).map_err(db)? {
         Value::Real(v) => Ok(v),
         Value::Integer(v) => Ok(v as f64),
@@ -147,7 +149,7 @@ fn col_real(row: &Row, idx: i32) -> Result<f64> {
 }
 
 /// Text, or a BLOB holding UTF-8 (see [`nul_safe`]).
-fn col_text(row: &Row, idx: i32) -> Result<String> {
+pub(super) fn col_text(row: &Row, idx: i32) -> Result<String> {
     match row.get_value(idx).map_err(db)? {
         Value::Text(v) => Ok(v),
         Value::Blob(bytes) => utf8(row, idx, bytes),
@@ -155,7 +157,7 @@ fn col_text(row: &Row, idx: i32) -> Result<String> {
     }
 }
 
-fn col_opt_text(row: &Row, idx: i32) -> Result<Option<String>> {
+pub(super) fn col_opt_text(row: &Row, idx: i32) -> Result<Option<String>> {
     match row.get_value(idx).map_err(db)? {
         Value::Null => Ok(None),
         Value::Text(v) => Ok(Some(v)),
@@ -175,7 +177,7 @@ fn utf8(row: &Row, idx: i32, bytes: Vec<u8>) -> Result<String> {
 
 /// Every row of a query, each decoded before the next is fetched (a local
 /// row is only a view of the statement's current row).
-async fn query_all<T>(
+pub(super) async fn query_all<T>(
     conn: &Connection,
     sql: &str,
     params: Vec<Value>,
@@ -190,7 +192,7 @@ async fn query_all<T>(
 }
 
 /// The first row of a query, if any.
-async fn query_first<T>(
+pub(super) async fn query_first<T>(
     conn: &Connection,
     sql: &str,
     params: Vec<Value>,
@@ -204,7 +206,7 @@ async fn query_first<T>(
 }
 
 /// The single value a query returns.
-async fn query_value<T>(
+pub(super) async fn query_value<T>(
     conn: &Connection,
     sql: &str,
     params: Vec<Value>,
@@ -265,19 +267,24 @@ pub(super) async fn migrate(conn: &Connection) -> Result<()> {
 }
 
 fn read_memory_row(row: &Row) -> Result<MemoryRow> {
+    read_memory_row_at(row, 0)
+}
+
+/// The memory columns starting at column `first`.
+pub(super) fn read_memory_row_at(row: &Row, first: i32) -> Result<MemoryRow> {
     Ok(MemoryRow {
-        id: col_text(row, 0)?,
-        namespace: col_text(row, 1)?,
-        content: col_text(row, 2)?,
-        summary: col_opt_text(row, 3)?,
-        memory_type: col_text(row, 4)?,
-        importance: col_int(row, 5)?,
-        tags: col_text(row, 6)?,
-        created_at_ms: col_int(row, 7)?,
-        updated_at_ms: col_int(row, 8)?,
-        accessed_at_ms: col_int(row, 9)?,
-        access_count: col_int(row, 10)?,
-        archived: col_int(row, 11)?,
+        id: col_text(row, first)?,
+        namespace: col_text(row, first + 1)?,
+        content: col_text(row, first + 2)?,
+        summary: col_opt_text(row, first + 3)?,
+        memory_type: col_text(row, first + 4)?,
+        importance: col_int(row, first + 5)?,
+        tags: col_text(row, first + 6)?,
+        created_at_ms: col_int(row, first + 7)?,
+        updated_at_ms: col_int(row, first + 8)?,
+        accessed_at_ms: col_int(row, first + 9)?,
+        access_count: col_int(row, first + 10)?,
+        archived: col_int(row, first + 11)?,
     })
 }
 
@@ -311,7 +318,11 @@ async fn insert_link(conn: &Connection, source: &str, link: &Link, now_ms: i64) 
     Ok(changed == 1 || (exists(conn, source).await? && exists(conn, &target).await?))
 }
 
-pub(super) async fn insert_memory(conn: &Connection, memory: &Memory) -> Result<()> {
+pub(super) async fn insert_memory(
+    conn: &Connection,
+    memory: &Memory,
+    embedding: Option<&Embedding>,
+) -> Result<()> {
     begin(conn).await?;
     let outcome = async {
         let id = memory.id.to_string();
@@ -328,6 +339,9 @@ pub(super) async fn insert_memory(conn: &Connection, memory: &Memory) -> Result<
             if !insert_link(conn, &id, link, now_ms).await? {
                 return Err(Error::NotFound(link.target));
             }
+        }
+        if let Some(embedding) = embedding {
+            vectors::store(conn, &id, embedding).await?;
         }
         Ok(())
     }
@@ -414,6 +428,7 @@ pub(super) async fn update_memory(
     id: MemoryId,
     patch: &MemoryPatch,
     now: DateTime<Utc>,
+    embedding: Option<&Embedding>,
 ) -> Result<Memory> {
     begin(conn).await?;
     let outcome = async {
@@ -428,6 +443,9 @@ pub(super) async fn update_memory(
                 .await
                 .map_err(db)?;
             insert_tags(conn, &memory, &key).await?;
+        }
+        if let Some(embedding) = embedding {
+            vectors::store(conn, &key, embedding).await?;
         }
         Ok(memory)
     }
@@ -518,7 +536,7 @@ pub(super) async fn add_links(
 }
 
 /// Fills in the links of each memory with one query per chunk of ids.
-async fn attach_links(
+pub(super) async fn attach_links(
     conn: &Connection,
     memories: Vec<(MemoryRow, Option<f64>)>,
 ) -> Result<Vec<(Memory, Option<f64>)>> {
@@ -540,7 +558,8 @@ async fn attach_links(
     memories
         .into_iter()
         .map(|(row, score)| {
-            let own = links.remove(&row.id).unwrap_or_default();
+            // A memory may come more than once (linked from several given ones).
+            let own = links.get(&row.id).cloned().unwrap_or_default();
             Ok((row.into_memory(own)?, score))
         })
         .collect()
@@ -595,6 +614,115 @@ pub(super) async fn keyword_search(
             bm25: score.unwrap_or_default(),
         })
         .collect())
+}
+
+pub(super) async fn set_embeddings(
+    conn: &Connection,
+    items: &[(MemoryId, Embedding)],
+) -> Result<u64> {
+    begin(conn).await?;
+    let outcome = async {
+        let mut stored = 0;
+        for (id, embedding) in items {
+            if vectors::store(conn, &id.to_string(), embedding).await? {
+                stored += 1;
+            }
+        }
+        Ok(stored)
+    }
+    .await;
+    finish(conn, outcome).await
+}
+
+/// [`rows::PENDING_EMBEDDINGS`] reading `content` and `summary` whole (see [`nul_safe`]).
+static PENDING_EMBEDDINGS_NUL_SAFE: LazyLock<String> = LazyLock::new(|| {
+    rows::PENDING_EMBEDDINGS.replacen(
+        "m.content, m.summary",
+        "CAST(m.content AS BLOB), CAST(m.summary AS BLOB)",
+        1,
+    )
+});
+
+pub(super) async fn pending_embeddings(
+    conn: &Connection,
+    model_id: &str,
+    after: Option<MemoryId>,
+    limit: u32,
+) -> Result<Vec<PendingEmbedding>> {
+    let params = vec![
+        text(model_id),
+        after.map_or(Value::Null, |id| Value::Text(id.to_string())),
+        Value::Integer(i64::from(limit)),
+    ];
+    query_all(conn, &PENDING_EMBEDDINGS_NUL_SAFE, params, |row| {
+        let id = col_text(row, 0)?;
+        let content = col_text(row, 1)?;
+        let summary = col_opt_text(row, 2)?;
+        Ok(PendingEmbedding {
+            id: id
+                .parse()
+                .map_err(|_| Error::Storage(format!("corrupt row for memory {id}: bad id")))?,
+            text: rows::embedding_text(&content, summary.as_deref()),
+        })
+    })
+    .await
+}
+
+pub(super) async fn count_pending_embeddings(conn: &Connection, model_id: &str) -> Result<u64> {
+    let count = query_value(
+        conn,
+        rows::COUNT_PENDING_EMBEDDINGS,
+        vec![text(model_id)],
+        |row| col_int(row, 0),
+    )
+    .await?;
+    Ok(u64::try_from(count).unwrap_or(0))
+}
+
+/// Most ids one [`linked_memories`] call takes: they are bound as
+/// parameters, and libsql binds at most 32 766 in one statement.
+pub(super) const LINKED_IDS_MAX: usize = 10_000;
+
+pub(super) fn check_linked_ids(ids: &[MemoryId]) -> Result<()> {
+    if ids.len() > LINKED_IDS_MAX {
+        return Err(Error::invalid(format!(
+            "linked memories of {} ids asked for, at most {LINKED_IDS_MAX} in one call",
+            ids.len()
+        )));
+    }
+    Ok(())
+}
+
+pub(super) async fn linked_memories(
+    conn: &Connection,
+    ids: &[MemoryId],
+    per_memory_max: u32,
+    include_archived: bool,
+) -> Result<Vec<LinkedMemory>> {
+    check_linked_ids(ids)?;
+    let sql = nul_safe(&rows::linked_memories_sql(ids.len(), include_archived));
+    let mut params: Vec<Value> = ids.iter().map(|id| Value::Text(id.to_string())).collect();
+    params.push(Value::Integer(i64::from(per_memory_max)));
+    let found = query_all(conn, &sql, params, |row| {
+        Ok((col_text(row, 0)?, read_memory_row_at(row, 1)?))
+    })
+    .await?;
+    let (from, memories): (Vec<String>, Vec<(MemoryRow, Option<f64>)>) = found
+        .into_iter()
+        .map(|(from, row)| (from, (row, None)))
+        .unzip();
+    let memories = attach_links(conn, memories).await?;
+    from.into_iter()
+        .zip(memories)
+        .map(|(from, (memory, _))| {
+            Ok(LinkedMemory {
+                from: from
+                    .parse()
+                    .map_err(|_| Error::Storage(format!("corrupt link from {from:?}")))?,
+                memory,
+            })
+        })
+        .collect()
 }
 
 pub(super) async fn count_memories(conn: &Connection, include_archived: bool) -> Result<u64> {

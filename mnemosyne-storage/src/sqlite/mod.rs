@@ -1,20 +1,26 @@
 //! The `sqlite` backend: bundled SQLite through rusqlite, pooled by
 //! deadpool-sqlite. One writer connection (SQLite has one writer anyway) and
 //! `pool_readers_max` read-only connections, every timeout set from [`Limits`].
+//! Vectors are indexed by the sqlite-vec extension (see [`vectors`]), which
+//! is registered with every connection the process opens.
 
 mod ops;
+mod vectors;
 
+use std::ffi::{c_char, c_int};
 use std::path::Path;
+use std::sync::OnceLock;
 use std::time::Duration;
 
 use async_trait::async_trait;
 use chrono::{DateTime, Utc};
 use deadpool_sqlite::{Config, Hook, HookError, Object, Pool, PoolError, Runtime};
 use mnemosyne_core::{
-    BatchOutcome, Error, KeywordHit, KeywordQuery, Limits, Link, LinkOutcome, ListQuery, Memory,
-    MemoryId, MemoryPatch, OnConflict, PoolStatus, Result, Storage,
+    BatchOutcome, Embedding, Error, KeywordHit, KeywordQuery, Limits, Link, LinkOutcome,
+    LinkedMemory, ListQuery, Memory, MemoryId, MemoryPatch, OnConflict, PendingEmbedding,
+    PoolStatus, Result, Storage, VectorHit, VectorQuery,
 };
-use rusqlite::Connection;
+use rusqlite::{Connection, ffi};
 
 use crate::location::Location;
 use crate::schema;
@@ -35,6 +41,44 @@ pub struct SqliteStorage {
 #[derive(Debug)]
 pub struct HeldConnection(#[allow(dead_code)] Object);
 
+/// The signature SQLite calls an extension's entry point with.
+type ExtensionEntryPoint = unsafe extern "C" fn(
+    *mut ffi::sqlite3,
+    *mut *mut c_char,
+    *const ffi::sqlite3_api_routines,
+) -> c_int;
+
+/// Registers sqlite-vec (the `vec0` virtual table and the `vec_*` functions)
+/// as an automatic extension: every SQLite connection this process opens
+/// afterwards loads it. Runs once; later calls return the first outcome.
+#[allow(unsafe_code)]
+fn register_sqlite_vec() -> Result<()> {
+    static REGISTERED: OnceLock<c_int> = OnceLock::new();
+    let rc = *REGISTERED.get_or_init(|| {
+        // SAFETY: `sqlite3_vec_init` is sqlite-vec's C entry point, compiled
+        // (with SQLITE_CORE) against and linked with the SQLite that rusqlite
+        // bundles. Its C signature is `int (sqlite3*, char**, const
+        // sqlite3_api_routines*)`, exactly `ExtensionEntryPoint`; the crate
+        // merely declares it without arguments, hence the transmute between
+        // two function pointers of the same size. sqlite3_auto_extension is
+        // thread-safe, copies the pointer, and ignores a second registration
+        // of the same function.
+        unsafe {
+            let entry_point = std::mem::transmute::<*const (), ExtensionEntryPoint>(
+                sqlite_vec::sqlite3_vec_init as *const (),
+            );
+            ffi::sqlite3_auto_extension(Some(entry_point))
+        }
+    });
+    if rc == ffi::SQLITE_OK {
+        Ok(())
+    } else {
+        Err(Error::Storage(format!(
+            "cannot register the sqlite-vec extension (SQLite error {rc})"
+        )))
+    }
+}
+
 fn pool_timeouts(limits: &Limits) -> deadpool_sqlite::Timeouts {
     let wait = Duration::from_millis(limits.pool_wait_timeout_ms);
     deadpool_sqlite::Timeouts {
@@ -46,6 +90,13 @@ fn pool_timeouts(limits: &Limits) -> deadpool_sqlite::Timeouts {
 
 fn build_pool(path: &Path, size: usize, limits: &Limits, read_only: bool) -> Result<Pool> {
     let mut setup = schema::connection_pragmas(limits.sqlite_busy_timeout_ms);
+    // Vector search reads a few thousand scattered rows per query; through
+    // read() each page miss in SQLite's small per-connection cache is a
+    // system call and a copy, which cost more than the search itself.
+    setup.push_str(&format!(
+        "PRAGMA mmap_size = {};",
+        limits.sqlite_mmap_bytes_max
+    ));
     if read_only {
         setup.push_str("PRAGMA query_only = ON;");
     }
@@ -91,6 +142,7 @@ impl SqliteStorage {
                 Error::Storage(format!("cannot create directory {}: {e}", parent.display()))
             })?;
         }
+        register_sqlite_vec()?;
         let writer = build_pool(&path, 1, limits, false)?;
         let readers = build_pool(&path, limits.pool_readers_max as usize, limits, true)?;
         let storage = Self {
@@ -168,9 +220,10 @@ impl Storage for SqliteStorage {
         "sqlite"
     }
 
-    async fn insert_memory(&self, memory: &Memory) -> Result<()> {
+    async fn insert_memory(&self, memory: &Memory, embedding: Option<&Embedding>) -> Result<()> {
         let memory = memory.clone();
-        self.write(move |conn| ops::insert_memory(conn, &memory))
+        let embedding = embedding.cloned();
+        self.write(move |conn| ops::insert_memory(conn, &memory, embedding.as_ref()))
             .await
     }
 
@@ -198,9 +251,54 @@ impl Storage for SqliteStorage {
         id: MemoryId,
         patch: &MemoryPatch,
         now: DateTime<Utc>,
+        embedding: Option<&Embedding>,
     ) -> Result<Memory> {
         let patch = patch.clone();
-        self.write(move |conn| ops::update_memory(conn, id, &patch, now))
+        let embedding = embedding.cloned();
+        self.write(move |conn| ops::update_memory(conn, id, &patch, now, embedding.as_ref()))
+            .await
+    }
+
+    async fn set_embeddings(&self, items: &[(MemoryId, Embedding)]) -> Result<u64> {
+        if items.is_empty() {
+            return Ok(0);
+        }
+        let items = items.to_vec();
+        self.write(move |conn| vectors::set_embeddings(conn, &items))
+            .await
+    }
+
+    async fn pending_embeddings(
+        &self,
+        model_id: &str,
+        after: Option<MemoryId>,
+        limit: u32,
+    ) -> Result<Vec<PendingEmbedding>> {
+        let model_id = model_id.to_owned();
+        self.read(move |conn| ops::pending_embeddings(conn, &model_id, after, limit))
+            .await
+    }
+
+    async fn count_pending_embeddings(&self, model_id: &str) -> Result<u64> {
+        let model_id = model_id.to_owned();
+        self.read(move |conn| ops::count_pending_embeddings(conn, &model_id))
+            .await
+    }
+
+    async fn vector_search(&self, query: &VectorQuery) -> Result<Vec<VectorHit>> {
+        let query = query.clone();
+        self.read(move |conn| vectors::vector_search(conn, &query))
+            .await
+    }
+
+    async fn linked_memories(
+        &self,
+        ids: &[MemoryId],
+        per_memory_max: u32,
+        include_archived: bool,
+    ) -> Result<Vec<LinkedMemory>> {
+        let ids = ids.to_vec();
+        self.read(move |conn| ops::linked_memories(conn, &ids, per_memory_max, include_archived))
             .await
     }
 

@@ -2,8 +2,8 @@
 
 use chrono::{DateTime, Utc};
 use mnemosyne_core::{
-    BatchOutcome, Error, KeywordHit, KeywordQuery, Link, LinkOutcome, ListQuery, Memory, MemoryId,
-    MemoryPatch, OnConflict, Result,
+    BatchOutcome, Embedding, Error, KeywordHit, KeywordQuery, Link, LinkOutcome, LinkedMemory,
+    ListQuery, Memory, MemoryId, MemoryPatch, OnConflict, PendingEmbedding, Result,
 };
 use rusqlite::types::{ToSqlOutput, Value};
 use rusqlite::{
@@ -14,6 +14,8 @@ use crate::fts_query::query_terms;
 use crate::keyword_plan;
 use crate::rows::{self, MEMORY_COLUMN_COUNT, MemoryRow, SqlValue};
 use crate::schema;
+
+use super::vectors;
 
 impl ToSql for SqlValue {
     fn to_sql(&self) -> rusqlite::Result<ToSqlOutput<'_>> {
@@ -26,7 +28,7 @@ impl ToSql for SqlValue {
     }
 }
 
-fn db(error: rusqlite::Error) -> Error {
+pub(super) fn db(error: rusqlite::Error) -> Error {
     Error::Storage(format!("sqlite: {error}"))
 }
 
@@ -36,7 +38,7 @@ fn is_unique_violation(error: &rusqlite::Error) -> bool {
             || e.extended_code == rusqlite::ffi::SQLITE_CONSTRAINT_PRIMARYKEY)
 }
 
-fn begin(conn: &mut Connection) -> Result<Transaction<'_>> {
+pub(super) fn begin(conn: &mut Connection) -> Result<Transaction<'_>> {
     conn.transaction_with_behavior(TransactionBehavior::Immediate)
         .map_err(db)
 }
@@ -61,20 +63,21 @@ pub(super) fn migrate(conn: &mut Connection) -> Result<()> {
     Ok(())
 }
 
-fn read_memory_row(row: &Row<'_>) -> rusqlite::Result<MemoryRow> {
+/// Reads [`rows::MEMORY_COLUMNS`] starting at column `at`.
+pub(super) fn read_memory_row(row: &Row<'_>, at: usize) -> rusqlite::Result<MemoryRow> {
     Ok(MemoryRow {
-        id: row.get(0)?,
-        namespace: row.get(1)?,
-        content: row.get(2)?,
-        summary: row.get(3)?,
-        memory_type: row.get(4)?,
-        importance: row.get(5)?,
-        tags: row.get(6)?,
-        created_at_ms: row.get(7)?,
-        updated_at_ms: row.get(8)?,
-        accessed_at_ms: row.get(9)?,
-        access_count: row.get(10)?,
-        archived: row.get(11)?,
+        id: row.get(at)?,
+        namespace: row.get(at + 1)?,
+        content: row.get(at + 2)?,
+        summary: row.get(at + 3)?,
+        memory_type: row.get(at + 4)?,
+        importance: row.get(at + 5)?,
+        tags: row.get(at + 6)?,
+        created_at_ms: row.get(at + 7)?,
+        updated_at_ms: row.get(at + 8)?,
+        accessed_at_ms: row.get(at + 9)?,
+        access_count: row.get(at + 10)?,
+        archived: row.get(at + 11)?,
     })
 }
 
@@ -102,7 +105,11 @@ fn insert_link(conn: &Connection, source: &str, link: &Link, now_ms: i64) -> Res
     Ok(changed == 1 || (exists(conn, source)? && exists(conn, &target)?))
 }
 
-pub(super) fn insert_memory(conn: &mut Connection, memory: &Memory) -> Result<()> {
+pub(super) fn insert_memory(
+    conn: &mut Connection,
+    memory: &Memory,
+    embedding: Option<&Embedding>,
+) -> Result<()> {
     let tx = begin(conn)?;
     let id = memory.id.to_string();
     let inserted = tx
@@ -118,6 +125,9 @@ pub(super) fn insert_memory(conn: &mut Connection, memory: &Memory) -> Result<()
         if !insert_link(&tx, &id, link, now_ms)? {
             return Err(Error::NotFound(link.target));
         }
+    }
+    if let Some(embedding) = embedding {
+        vectors::store_vector(&tx, &id, embedding)?;
     }
     tx.commit().map_err(db)
 }
@@ -169,7 +179,10 @@ fn links_of(conn: &Connection, id: &str) -> Result<Vec<Link>> {
 fn load_memory(conn: &Connection, id: &str) -> Result<Option<Memory>> {
     let row = conn
         .prepare_cached(&rows::select_memory_by_id())
-        .and_then(|mut stmt| stmt.query_row([id], read_memory_row).optional())
+        .and_then(|mut stmt| {
+            stmt.query_row([id], |row| read_memory_row(row, 0))
+                .optional()
+        })
         .map_err(db)?;
     match row {
         Some(row) => Ok(Some(row.into_memory(links_of(conn, id)?)?)),
@@ -198,6 +211,7 @@ pub(super) fn update_memory(
     id: MemoryId,
     patch: &MemoryPatch,
     now: DateTime<Utc>,
+    embedding: Option<&Embedding>,
 ) -> Result<Memory> {
     let tx = begin(conn)?;
     let key = id.to_string();
@@ -210,19 +224,34 @@ pub(super) fn update_memory(
         tx.execute(rows::DELETE_TAGS, [&key]).map_err(db)?;
         insert_tags(&tx, &memory, &key)?;
     }
+    if let Some(embedding) = embedding {
+        vectors::store_vector(&tx, &key, embedding)?;
+    }
     tx.commit().map_err(db)?;
     Ok(memory)
 }
 
 pub(super) fn delete_memory(conn: &mut Connection, id: MemoryId) -> Result<()> {
-    let changed = conn
-        .execute(rows::DELETE_MEMORY, [id.to_string()])
+    let tx = begin(conn)?;
+    let key = id.to_string();
+    let indexed: Option<(i64, i64)> = tx
+        .prepare_cached(
+            "SELECT e.memory_seq, e.dims FROM memories m \
+             JOIN memory_embeddings e ON e.memory_seq = m.seq WHERE m.id = ?1",
+        )
+        .and_then(|mut stmt| {
+            stmt.query_row([&key], |row| Ok((row.get(0)?, row.get(1)?)))
+                .optional()
+        })
         .map_err(db)?;
-    if changed == 0 {
-        Err(Error::NotFound(id))
-    } else {
-        Ok(())
+    if let Some((seq, dims)) = indexed {
+        vectors::unindex(&tx, seq, usize::try_from(dims).unwrap_or(0))?;
     }
+    let changed = tx.execute(rows::DELETE_MEMORY, [&key]).map_err(db)?;
+    if changed == 0 {
+        return Err(Error::NotFound(id));
+    }
+    tx.commit().map_err(db)
 }
 
 pub(super) fn add_link(
@@ -277,18 +306,15 @@ pub(super) fn add_links(conn: &mut Connection, links: &[(MemoryId, Link)]) -> Re
     Ok(outcome)
 }
 
-/// Fills in the links of each memory with one query per chunk of ids.
-fn attach_links(
-    conn: &Connection,
-    memories: Vec<(MemoryRow, Option<f64>)>,
-) -> Result<Vec<(Memory, Option<f64>)>> {
+/// Decodes the rows, filling in the links of each memory with one query per chunk of ids.
+pub(super) fn attach_links(conn: &Connection, memories: Vec<MemoryRow>) -> Result<Vec<Memory>> {
     const CHUNK: usize = 500;
     let mut links: std::collections::HashMap<String, Vec<Link>> = std::collections::HashMap::new();
     for chunk in memories.chunks(CHUNK) {
         let mut stmt = conn
             .prepare_cached(&rows::links_of_sql(chunk.len()))
             .map_err(db)?;
-        let ids = chunk.iter().map(|(row, _)| row.id.as_str());
+        let ids = chunk.iter().map(|row| row.id.as_str());
         let mut raw = stmt.query(rusqlite::params_from_iter(ids)).map_err(db)?;
         while let Some(row) = raw.next().map_err(db)? {
             let source: String = row.get(0).map_err(db)?;
@@ -302,9 +328,9 @@ fn attach_links(
     }
     memories
         .into_iter()
-        .map(|(row, score)| {
+        .map(|row| {
             let own = links.remove(&row.id).unwrap_or_default();
-            Ok((row.into_memory(own)?, score))
+            row.into_memory(own)
         })
         .collect()
 }
@@ -314,16 +340,13 @@ pub(super) fn list_memories(conn: &mut Connection, query: &ListQuery) -> Result<
     let mut stmt = conn.prepare_cached(&sql).map_err(db)?;
     let found = stmt
         .query_map(rusqlite::params_from_iter(params), |row| {
-            Ok((read_memory_row(row)?, None))
+            read_memory_row(row, 0)
         })
         .map_err(db)?
         .collect::<rusqlite::Result<Vec<_>>>()
         .map_err(db)?;
     drop(stmt);
-    Ok(attach_links(conn, found)?
-        .into_iter()
-        .map(|(memory, _)| memory)
-        .collect())
+    attach_links(conn, found)
 }
 
 pub(super) fn keyword_search(
@@ -356,20 +379,19 @@ pub(super) fn keyword_search(
     let found = stmt
         .query_map(rusqlite::params_from_iter(params), |row| {
             Ok((
-                read_memory_row(row)?,
-                Some(row.get::<_, f64>(MEMORY_COLUMN_COUNT)?),
+                read_memory_row(row, 0)?,
+                row.get::<_, f64>(MEMORY_COLUMN_COUNT)?,
             ))
         })
         .map_err(db)?
         .collect::<rusqlite::Result<Vec<_>>>()
         .map_err(db)?;
     drop(stmt);
+    let (found, scores): (Vec<MemoryRow>, Vec<f64>) = found.into_iter().unzip();
     Ok(attach_links(conn, found)?
         .into_iter()
-        .map(|(memory, score)| KeywordHit {
-            memory,
-            bm25: score.unwrap_or_default(),
-        })
+        .zip(scores)
+        .map(|(memory, bm25)| KeywordHit { memory, bm25 })
         .collect())
 }
 
@@ -392,4 +414,84 @@ pub(super) fn integrity_check(conn: &mut Connection) -> Result<String> {
         .collect::<rusqlite::Result<Vec<_>>>()
         .map_err(db)?;
     Ok(lines.join("\n"))
+}
+
+/// Memories whose vector is missing or made by another model, in id order after `after`.
+pub(super) fn pending_embeddings(
+    conn: &mut Connection,
+    model_id: &str,
+    after: Option<MemoryId>,
+    limit: u32,
+) -> Result<Vec<PendingEmbedding>> {
+    let mut stmt = conn.prepare_cached(rows::PENDING_EMBEDDINGS).map_err(db)?;
+    let found = stmt
+        .query_map(
+            params![model_id, after.map(|id| id.to_string()), i64::from(limit)],
+            |row| {
+                Ok((
+                    row.get::<_, String>(0)?,
+                    row.get::<_, String>(1)?,
+                    row.get::<_, Option<String>>(2)?,
+                ))
+            },
+        )
+        .map_err(db)?
+        .collect::<rusqlite::Result<Vec<_>>>()
+        .map_err(db)?;
+    found
+        .into_iter()
+        .map(|(id, content, summary)| {
+            Ok(PendingEmbedding {
+                id: id
+                    .parse()
+                    .map_err(|_| Error::Storage(format!("corrupt row for memory {id}: bad id")))?,
+                text: rows::embedding_text(&content, summary.as_deref()),
+            })
+        })
+        .collect()
+}
+
+/// Number of memories whose vector is missing or made by another model.
+pub(super) fn count_pending_embeddings(conn: &mut Connection, model_id: &str) -> Result<u64> {
+    conn.prepare_cached(rows::COUNT_PENDING_EMBEDDINGS)
+        .and_then(|mut stmt| stmt.query_row([model_id], |row| row.get::<_, i64>(0)))
+        .map(|n| u64::try_from(n).unwrap_or(0))
+        .map_err(db)
+}
+
+/// Memories linked to or from `ids`, at most `per_memory_max` per given id.
+pub(super) fn linked_memories(
+    conn: &mut Connection,
+    ids: &[MemoryId],
+    per_memory_max: u32,
+    include_archived: bool,
+) -> Result<Vec<LinkedMemory>> {
+    if ids.is_empty() || per_memory_max == 0 {
+        return Ok(Vec::new());
+    }
+    let sql = rows::linked_memories_sql(ids.len(), include_archived);
+    let mut params: Vec<SqlValue> = ids.iter().map(|id| id.to_string().into()).collect();
+    params.push(i64::from(per_memory_max).into());
+    let mut stmt = conn.prepare_cached(&sql).map_err(db)?;
+    let found = stmt
+        .query_map(rusqlite::params_from_iter(params), |row| {
+            Ok((row.get::<_, String>(0)?, read_memory_row(row, 1)?))
+        })
+        .map_err(db)?
+        .collect::<rusqlite::Result<Vec<_>>>()
+        .map_err(db)?;
+    drop(stmt);
+    let (from, found): (Vec<String>, Vec<MemoryRow>) = found.into_iter().unzip();
+    let memories = attach_links(conn, found)?;
+    from.into_iter()
+        .zip(memories)
+        .map(|(from, memory)| {
+            Ok(LinkedMemory {
+                from: from
+                    .parse()
+                    .map_err(|_| Error::Storage(format!("corrupt link from {from:?}")))?,
+                memory,
+            })
+        })
+        .collect()
 }

@@ -10,11 +10,11 @@ use std::time::{Duration, Instant};
 
 use async_trait::async_trait;
 use mnemosyne_core::{
-    Error, Importance, Limits, Link, LinkType, ListQuery, ListSort, Memory, MemoryId, MemoryPatch,
-    MemoryType, Namespace, NewMemory, OnConflict, Storage,
+    Embedder, Embedding, Error, Importance, Limits, Link, LinkType, ListQuery, ListSort, Memory,
+    MemoryId, MemoryPatch, MemoryType, Namespace, NewMemory, OnConflict, Storage, VectorQuery,
 };
 use mnemosyne_storage::schema::SCHEMA_VERSION;
-use mnemosyne_storage::{MemoryStore, RecallQuery};
+use mnemosyne_storage::{MemoryStore, RecallMode, RecallQuery};
 
 /// What the suite needs from a backend beyond the `Storage` trait.
 #[async_trait]
@@ -140,7 +140,7 @@ pub async fn crud<B: Backend>() {
         Err(Error::NotFound(_))
     ));
     assert!(matches!(
-        store.storage().insert_memory(&got).await,
+        store.storage().insert_memory(&got, None).await,
         Err(Error::AlreadyExists(id)) if id == got.id
     ));
     assert_eq!(store.count(true).await.unwrap(), 1);
@@ -398,7 +398,7 @@ pub async fn keyword_search_ranks_and_quotes_user_text<B: Backend>() {
     let ids: Vec<MemoryId> = recall.hits.iter().map(|h| h.memory.id).collect();
     assert_eq!(ids, [strong.id, weak.id]);
     assert!(recall.hits[0].score > recall.hits[1].score);
-    assert_eq!(recall.hits[0].signals.keyword_rank, 1);
+    assert_eq!(recall.hits[0].signals.keyword_rank, Some(1));
     assert!(!recall.truncated);
 
     // Porter stemming: "checkpoints" finds "checkpoint".
@@ -893,6 +893,661 @@ pub async fn refuses_a_newer_database<B: Backend>() {
     B::exec_raw(&f.path, "INSERT INTO future VALUES (1);").await;
 }
 
+fn random_unit(rng: &mut impl rand::Rng, dims: usize) -> Vec<f32> {
+    let v: Vec<f32> = (0..dims).map(|_| rng.random_range(-1.0f32..1.0)).collect();
+    let norm = v.iter().map(|x| x * x).sum::<f32>().sqrt();
+    v.into_iter().map(|x| x / norm).collect()
+}
+
+fn embedding(model: &str, vector: Vec<f32>) -> Embedding {
+    Embedding {
+        model_id: model.into(),
+        vector,
+    }
+}
+
+fn vector_query(vector: Vec<f32>, model: &str, limit: u32) -> VectorQuery {
+    VectorQuery {
+        vector,
+        model_id: model.into(),
+        namespaces: Vec::new(),
+        tags: Vec::new(),
+        limit,
+        include_archived: false,
+    }
+}
+
+/// Stores `count` memories with random vectors of `dims` in `namespace`.
+async fn store_random(
+    store: &MemoryStore,
+    rng: &mut impl rand::Rng,
+    count: usize,
+    dims: usize,
+    model: &str,
+    namespace: &str,
+) -> Vec<(MemoryId, Vec<f32>)> {
+    let mut stored = Vec::new();
+    for i in 0..count {
+        let memory = new_memory(&format!("vector memory {i}"), namespace)
+            .into_memory(store.limits(), chrono::Utc::now())
+            .unwrap();
+        let vector = random_unit(rng, dims);
+        store
+            .storage()
+            .insert_memory(&memory, Some(&embedding(model, vector.clone())))
+            .await
+            .unwrap();
+        stored.push((memory.id, vector));
+    }
+    stored
+}
+
+fn brute_force(stored: &[(MemoryId, Vec<f32>)], query: &[f32], k: usize) -> Vec<(MemoryId, f64)> {
+    let mut scored: Vec<(MemoryId, f64)> = stored
+        .iter()
+        .map(|(id, v)| (*id, mnemosyne_storage::rows::cosine(v, query)))
+        .collect();
+    scored.sort_by(|a, b| b.1.total_cmp(&a.1));
+    scored.truncate(k);
+    scored
+}
+
+/// Nearest neighbours equal a brute-force reference on random data.
+pub async fn vector_search_matches_brute_force<B: Backend>() {
+    use rand::SeedableRng;
+    let f = fixture();
+    let store = open::<B>(&f.path, Limits::default()).await;
+    let mut rng = rand::rngs::StdRng::seed_from_u64(7);
+    let stored = store_random(&store, &mut rng, 400, 32, "test-32", "global").await;
+    for _ in 0..20 {
+        let query = random_unit(&mut rng, 32);
+        let expected = brute_force(&stored, &query, 10);
+        let hits = store
+            .storage()
+            .vector_search(&vector_query(query, "test-32", 10))
+            .await
+            .unwrap();
+        let got: Vec<MemoryId> = hits.iter().map(|h| h.memory.id).collect();
+        let want: Vec<MemoryId> = expected.iter().map(|e| e.0).collect();
+        assert_eq!(got, want);
+        for (hit, (_, similarity)) in hits.iter().zip(&expected) {
+            assert!(
+                (hit.similarity - similarity).abs() < 1e-4,
+                "{} vs {similarity}",
+                hit.similarity
+            );
+        }
+    }
+}
+
+/// Model, namespace, tag and archive filters apply, with over-fetch.
+pub async fn vector_search_filters<B: Backend>() {
+    use rand::SeedableRng;
+    let f = fixture();
+    let store = open::<B>(&f.path, Limits::default()).await;
+    let mut rng = rand::rngs::StdRng::seed_from_u64(8);
+    let crowd = store_random(&store, &mut rng, 300, 16, "m1", "project:cinder").await;
+    let allowed = store_random(&store, &mut rng, 5, 16, "m1", "project:atlas").await;
+    let other_model = store_random(&store, &mut rng, 50, 16, "m2", "project:atlas").await;
+    let query = random_unit(&mut rng, 16);
+
+    let mut q = vector_query(query.clone(), "m1", 3);
+    q.namespaces = "project:atlas"
+        .parse::<Namespace>()
+        .unwrap()
+        .with_ancestors();
+    let hits = store.storage().vector_search(&q).await.unwrap();
+    assert_eq!(
+        hits.iter().map(|h| h.memory.id).collect::<Vec<_>>(),
+        brute_force(&allowed, &query, 3)
+            .iter()
+            .map(|e| e.0)
+            .collect::<Vec<_>>(),
+        "nearest in the namespace even when 300 nearer ones are elsewhere"
+    );
+
+    let hits = store
+        .storage()
+        .vector_search(&vector_query(query.clone(), "m2", 100))
+        .await
+        .unwrap();
+    assert_eq!(
+        hits.len(),
+        other_model.len(),
+        "only the query's model is compared"
+    );
+
+    let tagged = crowd[0].0;
+    store
+        .update(
+            tagged,
+            MemoryPatch {
+                tags: Some(vec!["pick".into()]),
+                ..MemoryPatch::default()
+            },
+        )
+        .await
+        .unwrap();
+    let mut q = vector_query(query.clone(), "m1", 5);
+    q.tags = vec!["pick".into()];
+    let hits = store.storage().vector_search(&q).await.unwrap();
+    assert_eq!(
+        hits.iter().map(|h| h.memory.id).collect::<Vec<_>>(),
+        [tagged]
+    );
+
+    let nearest = brute_force(&crowd, &query, 1)[0].0;
+    store.forget(nearest, false).await.unwrap();
+    let hits = store
+        .storage()
+        .vector_search(&vector_query(query.clone(), "m1", 1))
+        .await
+        .unwrap();
+    assert_ne!(hits[0].memory.id, nearest, "archived memories are hidden");
+    let mut q = vector_query(query.clone(), "m1", 1);
+    q.include_archived = true;
+    assert_eq!(
+        store.storage().vector_search(&q).await.unwrap()[0]
+            .memory
+            .id,
+        nearest
+    );
+}
+
+/// Updates replace vectors, deletes remove them, other dimensions live beside.
+pub async fn vectors_follow_updates_deletes_and_models<B: Backend>() {
+    use rand::SeedableRng;
+    let f = fixture();
+    let store = open::<B>(&f.path, Limits::default()).await;
+    let mut rng = rand::rngs::StdRng::seed_from_u64(9);
+    let stored = store_random(&store, &mut rng, 20, 8, "small", "global").await;
+    let (id, _) = stored[3];
+    let target = random_unit(&mut rng, 8);
+    let patch = MemoryPatch {
+        content: Some("moved".into()),
+        ..MemoryPatch::default()
+    };
+    store
+        .storage()
+        .update_memory(
+            id,
+            &patch,
+            chrono::Utc::now(),
+            Some(&embedding("small", target.clone())),
+        )
+        .await
+        .unwrap();
+    let hits = store
+        .storage()
+        .vector_search(&vector_query(target.clone(), "small", 1))
+        .await
+        .unwrap();
+    assert_eq!(hits[0].memory.id, id);
+    assert!((hits[0].similarity - 1.0).abs() < 1e-4);
+
+    store.forget(id, true).await.unwrap();
+    let hits = store
+        .storage()
+        .vector_search(&vector_query(target.clone(), "small", 50))
+        .await
+        .unwrap();
+    assert_eq!(hits.len(), 19);
+    assert!(hits.iter().all(|h| h.memory.id != id));
+
+    // A second model with another dimension count, for some memories.
+    let mut items: Vec<(MemoryId, Embedding)> = stored[..5]
+        .iter()
+        .filter(|(other, _)| *other != id)
+        .map(|(other, _)| (*other, embedding("wide", random_unit(&mut rng, 24))))
+        .collect();
+    items.push((
+        MemoryId::new(),
+        embedding("wide", random_unit(&mut rng, 24)),
+    ));
+    assert_eq!(
+        store.storage().set_embeddings(&items).await.unwrap(),
+        4,
+        "a missing id is skipped"
+    );
+    let hits = store
+        .storage()
+        .vector_search(&vector_query(random_unit(&mut rng, 24), "wide", 50))
+        .await
+        .unwrap();
+    assert_eq!(hits.len(), 4);
+    let hits = store
+        .storage()
+        .vector_search(&vector_query(random_unit(&mut rng, 8), "small", 50))
+        .await
+        .unwrap();
+    assert_eq!(
+        hits.len(),
+        15,
+        "re-embedded memories left the old model's index"
+    );
+    let err = store
+        .storage()
+        .vector_search(&vector_query(vec![0.5; 3], "small", 5))
+        .await
+        .unwrap_err();
+    assert!(matches!(err, Error::InvalidInput(_)), "{err:?}");
+}
+
+/// Reindex bookkeeping: what is missing or stale, in id order, resumable.
+pub async fn pending_embeddings_find_missing_and_stale<B: Backend>() {
+    let f = fixture();
+    let store = open::<B>(&f.path, Limits::default()).await;
+    let mut ids = Vec::new();
+    for i in 0..6 {
+        ids.push(
+            store
+                .remember(new_memory(&format!("pending {i}"), "global"))
+                .await
+                .unwrap()
+                .id,
+        );
+    }
+    let summary = MemoryPatch {
+        summary: Some(Some("and its summary".into())),
+        ..MemoryPatch::default()
+    };
+    store.update(ids[0], summary).await.unwrap();
+    assert_eq!(
+        store.storage().count_pending_embeddings("m").await.unwrap(),
+        6
+    );
+    let page = store
+        .storage()
+        .pending_embeddings("m", None, 4)
+        .await
+        .unwrap();
+    assert_eq!(page.iter().map(|p| p.id).collect::<Vec<_>>(), ids[..4]);
+    assert_eq!(page[0].text, "pending 0\nand its summary");
+    let rest = store
+        .storage()
+        .pending_embeddings("m", Some(ids[3]), 4)
+        .await
+        .unwrap();
+    assert_eq!(rest.iter().map(|p| p.id).collect::<Vec<_>>(), ids[4..]);
+    let items: Vec<(MemoryId, Embedding)> = ids[..3]
+        .iter()
+        .map(|id| (*id, embedding("m", vec![1.0, 0.0])))
+        .collect();
+    store.storage().set_embeddings(&items).await.unwrap();
+    store
+        .storage()
+        .set_embeddings(&[(ids[3], embedding("old", vec![1.0, 0.0]))])
+        .await
+        .unwrap();
+    assert_eq!(
+        store.storage().count_pending_embeddings("m").await.unwrap(),
+        3
+    );
+    let page = store
+        .storage()
+        .pending_embeddings("m", None, 10)
+        .await
+        .unwrap();
+    assert_eq!(page.iter().map(|p| p.id).collect::<Vec<_>>(), ids[3..]);
+}
+
+/// Links are followed both ways, bounded per memory, filtered.
+pub async fn linked_memories_both_ways_and_bounded<B: Backend>() {
+    let f = fixture();
+    let store = open::<B>(&f.path, Limits::default()).await;
+    let hub = store
+        .remember(new_memory("hub", "global"))
+        .await
+        .unwrap()
+        .id;
+    let mut spokes = Vec::new();
+    for i in 0..4 {
+        let mut new = new_memory(&format!("spoke {i}"), "global");
+        new.importance = Importance::try_from(i + 2).unwrap();
+        spokes.push(store.remember(new).await.unwrap().id);
+    }
+    store
+        .link(hub, spokes[0], LinkType::RelatesTo)
+        .await
+        .unwrap();
+    store
+        .link(hub, spokes[1], LinkType::DependsOn)
+        .await
+        .unwrap();
+    store.link(spokes[2], hub, LinkType::Fixes).await.unwrap();
+    store.link(spokes[3], hub, LinkType::PartOf).await.unwrap();
+    store
+        .link(spokes[0], spokes[1], LinkType::RelatesTo)
+        .await
+        .unwrap();
+
+    let linked = store
+        .storage()
+        .linked_memories(&[hub], 10, false)
+        .await
+        .unwrap();
+    let mut got: Vec<MemoryId> = linked.iter().map(|l| l.memory.id).collect();
+    got.sort();
+    let mut want = spokes.clone();
+    want.sort();
+    assert_eq!(got, want);
+    assert!(linked.iter().all(|l| l.from == hub));
+
+    let top2 = store
+        .storage()
+        .linked_memories(&[hub], 2, false)
+        .await
+        .unwrap();
+    assert_eq!(
+        top2.iter().map(|l| l.memory.id).collect::<Vec<_>>(),
+        [spokes[3], spokes[2]],
+        "highest importance first"
+    );
+
+    let pair = store
+        .storage()
+        .linked_memories(&[spokes[0], hub], 10, false)
+        .await
+        .unwrap();
+    assert!(
+        pair.iter()
+            .any(|l| l.from == spokes[0] && l.memory.id == hub),
+        "given ids linked to each other"
+    );
+    assert!(pair.iter().all(|l| l.from != l.memory.id));
+
+    store.forget(spokes[3], false).await.unwrap();
+    let linked = store
+        .storage()
+        .linked_memories(&[hub], 10, false)
+        .await
+        .unwrap();
+    assert_eq!(linked.len(), 3);
+    assert_eq!(
+        store
+            .storage()
+            .linked_memories(&[hub], 10, true)
+            .await
+            .unwrap()
+            .len(),
+        4
+    );
+}
+
+/// A small deterministic embedder for the facade tests: character trigrams
+/// hashed into 64 dimensions (lexical, typo tolerant).
+#[derive(Debug)]
+pub struct TrigramEmbedder;
+
+#[async_trait]
+impl Embedder for TrigramEmbedder {
+    fn model_id(&self) -> &str {
+        "test-trigram-64"
+    }
+
+    fn dims(&self) -> usize {
+        64
+    }
+
+    async fn embed(&self, texts: &[&str]) -> mnemosyne_core::Result<Vec<Vec<f32>>> {
+        Ok(texts
+            .iter()
+            .map(|text| {
+                let mut v = vec![0f32; 64];
+                for word in text
+                    .to_lowercase()
+                    .split(|c: char| !c.is_alphanumeric())
+                    .filter(|w| !w.is_empty())
+                {
+                    let padded: Vec<char> = format!("<{word}>").chars().collect();
+                    for gram in padded.windows(3) {
+                        let mut h: u64 = 0xcbf29ce484222325;
+                        for c in gram {
+                            h = (h ^ *c as u64).wrapping_mul(0x100000001b3);
+                        }
+                        v[(h % 64) as usize] += 1.0;
+                    }
+                }
+                let norm = v.iter().map(|x| x * x).sum::<f32>().sqrt().max(1e-6);
+                v.into_iter().map(|x| x / norm).collect()
+            })
+            .collect())
+    }
+}
+
+async fn open_embedded<B: Backend>(path: &Path) -> MemoryStore {
+    open::<B>(path, Limits::default())
+        .await
+        .with_embedder(Arc::new(TrigramEmbedder))
+}
+
+fn recall_mode(text: &str, mode: RecallMode) -> RecallQuery {
+    RecallQuery {
+        text: text.into(),
+        mode,
+        ..RecallQuery::default()
+    }
+}
+
+/// Keyword and vector signals fuse; each hit says which signals found it.
+pub async fn hybrid_recall_fuses_signals_and_explains_them<B: Backend>() {
+    let f = fixture();
+    let store = open_embedded::<B>(&f.path).await;
+    let shutdown = store
+        .remember(new_memory(
+            "tokio runtime shutdown drains the work queue",
+            "global",
+        ))
+        .await
+        .unwrap();
+    store
+        .remember(new_memory("frontend build uses vite and vitest", "global"))
+        .await
+        .unwrap();
+    store
+        .remember(new_memory(
+            "postgres vacuum settings for the analytics cluster",
+            "global",
+        ))
+        .await
+        .unwrap();
+
+    let recall = store
+        .recall(recall_mode("runtime shutdown", RecallMode::Hybrid))
+        .await
+        .unwrap();
+    let top = &recall.hits[0];
+    assert_eq!(top.memory.id, shutdown.id);
+    assert_eq!(top.signals.keyword_rank, Some(1));
+    assert_eq!(top.signals.vector_rank, Some(1));
+    assert!(top.signals.similarity.unwrap() > 0.3);
+    assert!(top.signals.rrf > 0.0 && top.score > 0.0);
+
+    // A typo: BM25 finds nothing, the vector still does.
+    let recall = store
+        .recall(recall_mode("runtiem shutdonw", RecallMode::Hybrid))
+        .await
+        .unwrap();
+    assert_eq!(recall.hits[0].memory.id, shutdown.id);
+    assert_eq!(recall.hits[0].signals.keyword_rank, None);
+    assert!(recall.hits[0].signals.vector_rank.is_some());
+    assert!(
+        store
+            .recall(recall_mode("runtiem shutdonw", RecallMode::Keyword))
+            .await
+            .unwrap()
+            .hits
+            .is_empty()
+    );
+
+    let keyword_only = store
+        .recall(recall_mode("runtime shutdown", RecallMode::Keyword))
+        .await
+        .unwrap();
+    assert!(
+        keyword_only
+            .hits
+            .iter()
+            .all(|h| h.signals.vector_rank.is_none())
+    );
+    let vector_only = store
+        .recall(recall_mode("runtime shutdown", RecallMode::Vector))
+        .await
+        .unwrap();
+    assert!(
+        vector_only
+            .hits
+            .iter()
+            .all(|h| h.signals.keyword_rank.is_none())
+    );
+    assert_eq!(vector_only.hits[0].memory.id, shutdown.id);
+
+    let without_embedder = open::<B>(&f.path, Limits::default()).await;
+    let err = without_embedder
+        .recall(recall_mode("runtime", RecallMode::Vector))
+        .await
+        .unwrap_err();
+    assert!(matches!(err, Error::InvalidInput(_)), "{err:?}");
+}
+
+/// Links pull in memories that share no words with the query; filters and
+/// archiving still apply; the own namespace ranks first when otherwise equal.
+pub async fn hybrid_recall_expands_links_and_respects_filters<B: Backend>() {
+    let f = fixture();
+    let store = open_embedded::<B>(&f.path).await;
+    let hit = store
+        .remember(new_memory("deadlock in the lease reaper", "project:atlas"))
+        .await
+        .unwrap();
+    let linked = store
+        .remember(new_memory(
+            "always take the queue lock before the map lock",
+            "project:atlas",
+        ))
+        .await
+        .unwrap();
+    let elsewhere = store
+        .remember(new_memory(
+            "ordering rule for cinder locks",
+            "project:cinder",
+        ))
+        .await
+        .unwrap();
+    store
+        .link(hit.id, linked.id, LinkType::Fixes)
+        .await
+        .unwrap();
+    store
+        .link(hit.id, elsewhere.id, LinkType::RelatesTo)
+        .await
+        .unwrap();
+
+    let mut query = recall_mode("reaper deadlock", RecallMode::Hybrid);
+    query.namespace = Some("project:atlas".parse().unwrap());
+    let recall = store.recall(query.clone()).await.unwrap();
+    let got = recall
+        .hits
+        .iter()
+        .find(|h| h.memory.id == linked.id)
+        .expect("linked memory recalled");
+    assert_eq!(got.signals.linked_from, Some(hit.id));
+    assert!(
+        recall.hits.iter().all(|h| h.memory.id != elsewhere.id),
+        "links do not leave the namespace filter"
+    );
+    let keyword = store
+        .recall(RecallQuery {
+            mode: RecallMode::Keyword,
+            ..query.clone()
+        })
+        .await
+        .unwrap();
+    assert!(keyword.hits.iter().all(|h| h.memory.id != linked.id));
+
+    store.forget(linked.id, false).await.unwrap();
+    let recall = store.recall(query.clone()).await.unwrap();
+    assert!(
+        recall.hits.iter().all(|h| h.memory.id != linked.id),
+        "archived memories stay hidden"
+    );
+    let recall = store
+        .recall(RecallQuery {
+            include_archived: true,
+            ..query
+        })
+        .await
+        .unwrap();
+    assert!(recall.hits.iter().any(|h| h.memory.id == linked.id));
+
+    let global = store
+        .remember(new_memory("flaky test quarantine list", "global"))
+        .await
+        .unwrap();
+    let own = store
+        .remember(new_memory("flaky test quarantine list", "session:atlas/s1"))
+        .await
+        .unwrap();
+    let mut query = recall_mode("flaky quarantine", RecallMode::Hybrid);
+    query.namespace = Some("session:atlas/s1".parse().unwrap());
+    let ids: Vec<MemoryId> = store
+        .recall(query)
+        .await
+        .unwrap()
+        .hits
+        .iter()
+        .map(|h| h.memory.id)
+        .collect();
+    let own_at = ids.iter().position(|id| *id == own.id).unwrap();
+    let global_at = ids.iter().position(|id| *id == global.id).unwrap();
+    assert!(
+        own_at < global_at,
+        "the session's own memory ranks above the global one: {ids:?}"
+    );
+}
+
+/// Memories stored without an embedder (or by another model) are found by
+/// reindex, embedded in resumable batches, then recalled by vector.
+pub async fn reindex_embeds_missing_vectors_in_batches<B: Backend>() {
+    let f = fixture();
+    let limits = Limits {
+        reindex_batch_rows: 2,
+        ..Limits::default()
+    };
+    let plain = open::<B>(&f.path, limits.clone()).await;
+    for i in 0..5 {
+        plain
+            .remember(new_memory(&format!("reindexed note number {i}"), "global"))
+            .await
+            .unwrap();
+    }
+    plain.close().await;
+    let store = open::<B>(&f.path, limits)
+        .await
+        .with_embedder(Arc::new(TrigramEmbedder));
+    assert_eq!(store.pending_reindex().await.unwrap(), 5);
+    let (embedded, after) = store.reindex_step(None).await.unwrap();
+    assert_eq!(embedded, 2);
+    assert_eq!(
+        store.pending_reindex().await.unwrap(),
+        3,
+        "each batch commits on its own"
+    );
+    let mut after = after;
+    let mut steps = 1;
+    while let Some(last) = after {
+        let (_, next) = store.reindex_step(Some(last)).await.unwrap();
+        after = next;
+        steps += 1;
+    }
+    assert_eq!(steps, 4);
+    assert_eq!(store.pending_reindex().await.unwrap(), 0);
+    let recall = store
+        .recall(recall_mode("reindexed", RecallMode::Vector))
+        .await
+        .unwrap();
+    assert_eq!(recall.hits.len(), 5);
+}
+
 /// Env var that makes [`open_files_child`] run (alone in its own process,
 /// so other tests' files do not blur the count).
 pub const FD_CHILD: &str = "MNEMOSYNE_TEST_FD_CHILD";
@@ -1079,6 +1734,14 @@ macro_rules! conformance_tests {
             migrates_a_version_1_database,
             refuses_a_newer_database,
             open_files_child,
+            vector_search_matches_brute_force,
+            vector_search_filters,
+            vectors_follow_updates_deletes_and_models,
+            pending_embeddings_find_missing_and_stale,
+            linked_memories_both_ways_and_bounded,
+            hybrid_recall_fuses_signals_and_explains_them,
+            hybrid_recall_expands_links_and_respects_filters,
+            reindex_embeds_missing_vectors_in_batches,
         );
 
         #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

@@ -1,0 +1,123 @@
+//! Hybrid recall, recall modes, the `[embedder]` table and `reindex`.
+
+mod common;
+
+use common::Sandbox;
+
+#[test]
+fn vector_mode_finds_a_typo_that_keyword_mode_misses() {
+    let sandbox = Sandbox::new();
+    sandbox.remember(&["lease reaper deadlocks"]);
+    sandbox.remember(&["frontend build uses vite"]);
+    let keyword = sandbox.json(&["recall", "deadlcoks", "--mode", "keyword"]);
+    assert!(keyword["hits"].as_array().unwrap().is_empty(), "{keyword}");
+    let vector = sandbox.json(&["recall", "deadlcoks", "--mode", "vector"]);
+    let hits = vector["hits"].as_array().unwrap();
+    assert!(
+        hits[0]["memory"]["content"]
+            .as_str()
+            .unwrap()
+            .contains("reaper"),
+        "{vector}"
+    );
+    assert!(hits[0]["signals"]["keyword_rank"].is_null());
+    assert_eq!(hits[0]["signals"]["vector_rank"], 1);
+    let hybrid = sandbox.json(&["recall", "deadlcoks reaper"]);
+    let top = &hybrid["hits"][0]["signals"];
+    assert_eq!(top["keyword_rank"], 1, "{hybrid}");
+    assert_eq!(top["vector_rank"], 1, "{hybrid}");
+}
+
+#[test]
+fn linked_memories_come_with_their_hit() {
+    let sandbox = Sandbox::new();
+    let hit = sandbox.remember(&["pool exhaustion returns PoolTimeout after five seconds"]);
+    let fix = sandbox.remember(&[
+        "raise pool_readers_max for the importer",
+        "--link",
+        &format!("{}:fixes", hit.trim()),
+    ]);
+    let recall = sandbox.json(&["recall", "PoolTimeout exhaustion"]);
+    let linked = recall["hits"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|h| h["memory"]["id"] == fix.trim())
+        .expect("the linked memory is recalled");
+    assert_eq!(linked["signals"]["linked_from"], hit.trim());
+}
+
+#[test]
+fn reindex_re_embeds_after_the_embedder_changes() {
+    let sandbox = Sandbox::new();
+    for text in ["first note", "second note", "third note"] {
+        sandbox.remember(&[text]);
+    }
+    let report = sandbox.json(&["reindex"]);
+    assert_eq!(
+        report["embedded"], 0,
+        "vectors were made on remember: {report}"
+    );
+    assert_eq!(report["model"], "hash-v1-384");
+    let config = sandbox.path("config.toml");
+    std::fs::write(&config, "[embedder]\nkind = \"hash\"\ndims = 64\n").unwrap();
+    let config = config.to_str().unwrap();
+    let report = sandbox.json(&["--config", config, "reindex"]);
+    assert_eq!(report["embedded"], 3, "{report}");
+    assert_eq!(report["model"], "hash-v1-64");
+    assert_eq!(
+        sandbox.json(&["--config", config, "reindex"])["embedded"],
+        0
+    );
+    let recall = sandbox.json(&["--config", config, "recall", "second", "--mode", "vector"]);
+    assert_eq!(recall["hits"][0]["memory"]["content"], "second note");
+    let text = sandbox.ok(&["--config", config, "reindex"]);
+    assert_eq!(text.trim(), "re-embedded 0 memories with hash-v1-64");
+}
+
+#[test]
+fn bad_embedder_tables_are_one_line_errors() {
+    let sandbox = Sandbox::new();
+    let config = sandbox.path("config.toml");
+    for (text, expected) in [
+        ("[embedder]\nkind = \"magic\"\n", "magic"),
+        ("[embedder]\nkind = \"hash\"\ndims = 0\n", "dims"),
+        (
+            "[embedder]\nkind = \"http\"\nmodel = \"m\"\ndims = 8\n",
+            "base_url",
+        ),
+        (
+            "[embedder]\nkind = \"http\"\nbase_url = \"ftp://x\"\nmodel = \"m\"\ndims = 8\n",
+            "http",
+        ),
+    ] {
+        std::fs::write(&config, text).unwrap();
+        let line = sandbox.fail(&["--config", config.to_str().unwrap(), "count"]);
+        assert!(
+            line.contains(expected),
+            "{text:?}: want {expected:?} in {line:?}"
+        );
+    }
+}
+
+#[test]
+fn an_unreachable_http_embedder_fails_remember_cleanly_and_stores_nothing() {
+    let sandbox = Sandbox::new();
+    let port = std::net::TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port();
+    let config = sandbox.path("config.toml");
+    std::fs::write(
+        &config,
+        format!("[embedder]\nkind = \"http\"\nbase_url = \"http://127.0.0.1:{port}\"\nmodel = \"m\"\ndims = 8\n[limits]\nembedder_retries_max = 0\n"),
+    )
+    .unwrap();
+    let line = sandbox.fail(&["--config", config.to_str().unwrap(), "remember", "hello"]);
+    assert!(
+        line.contains(&format!("127.0.0.1:{port}")),
+        "names the endpoint: {line}"
+    );
+    assert_eq!(sandbox.count(), 0);
+}
