@@ -117,6 +117,7 @@ fn export_then_import_round_trips_ids_links_and_tags() {
             "skipped": 0,
             "links_added": 2,
             "links_missing": 0,
+            "links_over_limit": 0,
             "complete": true,
         })
     );

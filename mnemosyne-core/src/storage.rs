@@ -147,6 +147,9 @@ pub struct LinkOutcome {
     pub linked: u64,
     /// Links skipped because an end does not exist.
     pub missing: u64,
+    /// Links skipped because their source already has `memory_links_max` links.
+    #[serde(default)]
+    pub over_limit: u64,
 }
 
 /// How busy the connection pools are right now.
@@ -236,7 +239,8 @@ pub trait Storage: Send + Sync + Debug {
     /// Adds one link; both ends must exist. Adding an existing link is a no-op.
     async fn add_link(&self, source: MemoryId, link: &Link) -> Result<()>;
 
-    /// Adds many links in one transaction, skipping those with a missing end.
+    /// Adds many links in one transaction, skipping those with a missing end
+    /// and those that would take a memory past `memory_links_max`.
     async fn add_links(&self, links: &[(MemoryId, Link)]) -> Result<LinkOutcome>;
 
     /// A page of memories.

@@ -32,6 +32,10 @@ pub const INSERT_LINK: &str = "INSERT OR IGNORE INTO memory_links (source_id, ta
      SELECT ?1, ?2, ?3, ?4 WHERE EXISTS (SELECT 1 FROM memories WHERE id = ?1) \
      AND EXISTS (SELECT 1 FROM memories WHERE id = ?2)";
 
+/// `(outgoing links of ?1, 1 if the link ?1 -> ?2 of type ?3 exists)`.
+pub const LINK_STATE: &str = "SELECT (SELECT count(*) FROM memory_links WHERE source_id = ?1), \
+     EXISTS (SELECT 1 FROM memory_links WHERE source_id = ?1 AND target_id = ?2 AND link_type = ?3)";
+
 /// 1 when a memory with id `?1` exists.
 pub const MEMORY_EXISTS: &str = "SELECT 1 FROM memories WHERE id = ?1";
 

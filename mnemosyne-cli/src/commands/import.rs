@@ -45,6 +45,8 @@ struct ImportReport {
     links_added: u64,
     /// Links not written because one end does not exist.
     links_missing: u64,
+    /// Links not written because their source already had `memory_links_max` links.
+    links_over_limit: u64,
     /// False when the import stopped early.
     complete: bool,
     /// First line of the batch that failed.
@@ -105,6 +107,11 @@ pub async fn run(args: ImportArgs, settings: &Settings, out: Output) -> Result<(
                     w,
                     "links skipped  {} (an end is missing)",
                     report.links_missing
+                )?;
+                writeln!(
+                    w,
+                    "links skipped  {} (over memory_links_max)",
+                    report.links_over_limit
                 )
             })
         }
@@ -251,6 +258,7 @@ async fn add_links(
         Ok(outcome) => {
             report.links_added += outcome.linked;
             report.links_missing += outcome.missing;
+            report.links_over_limit += outcome.over_limit;
             links.clear();
             Ok(())
         }

@@ -450,7 +450,8 @@ impl Storage for LibsqlStorage {
 
     async fn add_links(&self, links: &[(MemoryId, Link)]) -> Result<LinkOutcome> {
         let links = links.to_vec();
-        self.write(move |conn| async move { ops::add_links(&conn, &links).await })
+        let links_max = self.memory_links_max;
+        self.write(move |conn| async move { ops::add_links(&conn, &links, links_max).await })
             .await
     }
 

@@ -517,13 +517,27 @@ pub(super) async fn add_link(
 pub(super) async fn add_links(
     conn: &Connection,
     links: &[(MemoryId, Link)],
+    links_max: u32,
 ) -> Result<LinkOutcome> {
     begin(conn).await?;
     let outcome = async {
         let now_ms = rows::to_ms(Utc::now());
         let mut outcome = LinkOutcome::default();
         for (source, link) in links {
-            if insert_link(conn, &source.to_string(), link, now_ms).await? {
+            let key = source.to_string();
+            let params = vec![
+                text(&key),
+                text(&link.target.to_string()),
+                text(link.link_type.as_str()),
+            ];
+            let (count, already) = query_first(conn, rows::LINK_STATE, params, |row| {
+                Ok((col_int(row, 0)?, col_int(row, 1)? != 0))
+            })
+            .await?
+            .unwrap_or((0, false));
+            if !already && count >= i64::from(links_max) {
+                outcome.over_limit += 1;
+            } else if insert_link(conn, &key, link, now_ms).await? {
                 outcome.linked += 1;
             } else {
                 outcome.missing += 1;

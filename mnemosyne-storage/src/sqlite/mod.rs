@@ -315,7 +315,9 @@ impl Storage for SqliteStorage {
 
     async fn add_links(&self, links: &[(MemoryId, Link)]) -> Result<LinkOutcome> {
         let links = links.to_vec();
-        self.write(move |conn| ops::add_links(conn, &links)).await
+        let links_max = self.memory_links_max;
+        self.write(move |conn| ops::add_links(conn, &links, links_max))
+            .await
     }
 
     async fn list_memories(&self, query: &ListQuery) -> Result<Vec<Memory>> {

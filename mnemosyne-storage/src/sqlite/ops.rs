@@ -291,12 +291,28 @@ pub(super) fn add_link(
     tx.commit().map_err(db)
 }
 
-pub(super) fn add_links(conn: &mut Connection, links: &[(MemoryId, Link)]) -> Result<LinkOutcome> {
+pub(super) fn add_links(
+    conn: &mut Connection,
+    links: &[(MemoryId, Link)],
+    links_max: u32,
+) -> Result<LinkOutcome> {
     let tx = begin(conn)?;
     let now_ms = rows::to_ms(Utc::now());
     let mut outcome = LinkOutcome::default();
     for (source, link) in links {
-        if insert_link(&tx, &source.to_string(), link, now_ms)? {
+        let key = source.to_string();
+        let (count, already): (u32, bool) = tx
+            .prepare_cached(rows::LINK_STATE)
+            .and_then(|mut stmt| {
+                stmt.query_row(
+                    params![key, link.target.to_string(), link.link_type.as_str()],
+                    |row| Ok((row.get(0)?, row.get(1)?)),
+                )
+            })
+            .map_err(db)?;
+        if !already && count >= links_max {
+            outcome.over_limit += 1;
+        } else if insert_link(&tx, &key, link, now_ms)? {
             outcome.linked += 1;
         } else {
             outcome.missing += 1;

@@ -726,7 +726,36 @@ pub async fn batches_are_all_or_nothing<B: Backend>() {
         ),
     ];
     let outcome = store.import_links(&links).await.unwrap();
-    assert_eq!((outcome.linked, outcome.missing), (1, 1));
+    assert_eq!(
+        (outcome.linked, outcome.missing, outcome.over_limit),
+        (1, 1, 0)
+    );
+    let again = store.import_links(&links[..1]).await.unwrap();
+    assert_eq!(
+        (again.linked, again.over_limit),
+        (1, 0),
+        "an existing link is not over the limit"
+    );
+
+    // Bulk links respect memory_links_max like single links do.
+    let bounded = open::<B>(
+        &f.path,
+        Limits {
+            memory_links_max: 1,
+            ..limits.clone()
+        },
+    )
+    .await;
+    let extra = vec![(
+        fresh[0].id,
+        Link {
+            target: existing.id,
+            link_type: LinkType::RelatesTo,
+        },
+    )];
+    let outcome = bounded.import_links(&extra).await.unwrap();
+    assert_eq!((outcome.linked, outcome.over_limit), (0, 1));
+    assert_eq!(bounded.get(fresh[0].id).await.unwrap().links.len(), 1);
 }
 
 pub async fn concurrent_readers_and_writer_never_see_locks<B: Backend>() {
