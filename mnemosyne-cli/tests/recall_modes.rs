@@ -121,3 +121,46 @@ fn an_unreachable_http_embedder_fails_remember_cleanly_and_stores_nothing() {
     );
     assert_eq!(sandbox.count(), 0);
 }
+
+#[test]
+fn hybrid_recall_survives_an_embedder_that_is_down() {
+    let sandbox = Sandbox::new();
+    sandbox.remember(&["the lease reaper holds the queue lock"]);
+    let port = std::net::TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port();
+    let config = sandbox.path("config.toml");
+    std::fs::write(
+        &config,
+        format!("[embedder]\nkind = \"http\"\nbase_url = \"http://127.0.0.1:{port}\"\nmodel = \"m\"\ndims = 8\n[limits]\nembedder_retries_max = 0\n"),
+    )
+    .unwrap();
+    let config = config.to_str().unwrap();
+    let recall = sandbox.json(&["--config", config, "recall", "reaper lock"]);
+    assert_eq!(recall["hits"].as_array().unwrap().len(), 1, "{recall}");
+    let degraded = recall["degraded"]
+        .as_str()
+        .expect("says it lost the vector signal");
+    assert!(
+        degraded.contains(&format!("127.0.0.1:{port}")),
+        "{degraded}"
+    );
+    let text = sandbox.ok(&["--config", config, "recall", "reaper lock"]);
+    assert!(
+        text.contains("answered from keywords and links only"),
+        "{text}"
+    );
+    let line = sandbox.fail(&[
+        "--config",
+        config,
+        "recall",
+        "reaper lock",
+        "--mode",
+        "vector",
+    ]);
+    assert!(line.contains("embedding"), "{line}");
+    let healthy = sandbox.json(&["recall", "reaper lock"]);
+    assert!(healthy.get("degraded").is_none(), "{healthy}");
+}

@@ -79,6 +79,10 @@ pub struct Recall {
     pub limit: u32,
     /// True when more memories matched than were returned.
     pub truncated: bool,
+    /// Set when a hybrid recall lost its vector signal (the embedder failed)
+    /// and answered from keywords and links alone: the embedder's error.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub degraded: Option<String>,
 }
 
 /// A pooled, bounded memory store.
@@ -306,7 +310,18 @@ impl MemoryStore {
             hits.retain(|hit| hit.similarity >= floor);
             Ok::<_, Error>(hits)
         };
-        let (keyword, vector) = tokio::try_join!(keyword, vector)?;
+        let (keyword, vector) = tokio::join!(keyword, vector);
+        let keyword = keyword?;
+        // A hybrid recall survives a failing embedder (an HTTP endpoint that
+        // is down) on its keyword signal, and says so; vector mode cannot.
+        let (vector, degraded) = match vector {
+            Ok(hits) => (hits, None),
+            Err(Error::Embedding(message)) if query.mode == RecallMode::Hybrid => {
+                tracing::warn!(error = %message, "recall without vectors: the embedder failed");
+                (Vec::new(), Some(format!("embedding error: {message}")))
+            }
+            Err(other) => return Err(other),
+        };
         let now = timestamp_now();
         let mut fused = fusion::fuse(keyword, vector, &namespaces, now);
         if query.mode == RecallMode::Hybrid {
@@ -335,6 +350,7 @@ impl MemoryStore {
             hits,
             limit,
             truncated,
+            degraded,
         })
     }
 

@@ -94,6 +94,9 @@ pub async fn recall(args: RecallArgs, settings: &Settings, out: Output) -> Resul
             writeln!(w)?;
         }
         let n = recall.hits.len();
+        if let Some(reason) = &recall.degraded {
+            writeln!(w, "answered from keywords and links only ({reason})")?;
+        }
         if recall.truncated {
             writeln!(
                 w,
