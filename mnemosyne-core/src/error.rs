@@ -1,4 +1,4 @@
-use crate::MemoryId;
+use crate::{MemoryId, WorkItemId};
 
 /// Result with the core [`Error`].
 pub type Result<T, E = Error> = std::result::Result<T, E>;
@@ -39,6 +39,18 @@ pub enum Error {
     /// The embedder failed (endpoint down, wrong dimension, bad answer); the message names it.
     #[error("embedding error: {0}")]
     Embedding(String),
+    /// `work_items_max` work items are active (pending or claimed); nothing was added.
+    #[error("work queue is full: {capacity} active items (work_items_max); retry later")]
+    WorkQueueFull {
+        /// The configured `work_items_max`.
+        capacity: u32,
+    },
+    /// No work item has this id.
+    #[error("work item not found: {0}")]
+    WorkItemNotFound(WorkItemId),
+    /// The work item is not in a state or phase that allows this change; the message says why.
+    #[error("invalid transition: {0}")]
+    InvalidTransition(String),
     /// The backend failed (I/O, corruption, a remote server); the message says which.
     #[error("storage error: {0}")]
     Storage(String),

@@ -4,6 +4,9 @@
 //! vocabulary the other crates share. Every bound lives in [`Limits`].
 #![deny(missing_docs)]
 
+#[macro_use]
+mod string_enum;
+
 mod embed;
 mod error;
 mod ids;
@@ -11,6 +14,7 @@ mod limits;
 mod memory;
 mod namespace;
 mod storage;
+mod work;
 #[cfg(feature = "workload")]
 pub mod workload;
 
@@ -27,3 +31,4 @@ pub use storage::{
     BatchOutcome, KeywordHit, KeywordQuery, LinkOutcome, LinkedMemory, ListQuery, ListSort,
     OnConflict, PendingEmbedding, PoolStatus, Storage, VectorHit, VectorQuery,
 };
+pub use work::{Phase, Requirement, WorkItem, WorkItemId, WorkState};

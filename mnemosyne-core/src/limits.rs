@@ -109,6 +109,8 @@ pub struct Limits {
     pub heartbeat_interval_s: u64,
     /// Seconds a work claim lasts without a heartbeat.
     pub work_lease_s: u64,
+    /// Expired claims a work item may have: when its attempts reach this, it becomes failed.
+    pub work_attempts_max: u32,
 }
 
 impl Default for Limits {
@@ -147,6 +149,7 @@ impl Default for Limits {
             monitor_interval_s: 30,
             heartbeat_interval_s: 10,
             work_lease_s: 300,
+            work_attempts_max: 3,
         }
     }
 }
@@ -200,7 +203,7 @@ impl Limits {
     /// Checks that every limit is usable: positive where zero would wedge the
     /// system, and `recall_results_max` within its hard cap.
     pub fn validate(&self) -> Result<(), LimitsError> {
-        let positive: [(&'static str, u64); 18] = [
+        let positive: [(&'static str, u64); 19] = [
             ("embedding_batch_max", self.embedding_batch_max.into()),
             ("embedder_timeout_ms", self.embedder_timeout_ms),
             ("vector_candidates_max", self.vector_candidates_max.into()),
@@ -225,6 +228,7 @@ impl Limits {
             ("import_batch_rows", self.import_batch_rows.into()),
             ("request_body_bytes_max", self.request_body_bytes_max),
             ("work_lease_s", self.work_lease_s),
+            ("work_attempts_max", self.work_attempts_max.into()),
         ];
         for (name, value) in positive {
             if value == 0 {
@@ -269,6 +273,7 @@ mod tests {
         assert_eq!(limits.work_items_max, 10_000);
         assert_eq!(limits.memory_content_bytes_max, 65_536);
         assert_eq!(limits.embedding_cache_bytes_max, 67_108_864);
+        assert_eq!(limits.work_attempts_max, 3);
         limits.validate().unwrap();
     }
 

@@ -4,7 +4,10 @@ use async_trait::async_trait;
 use chrono::{DateTime, Utc};
 use serde::{Deserialize, Serialize};
 
-use crate::{Embedding, Link, Memory, MemoryId, MemoryPatch, Namespace, Result};
+use crate::{
+    Embedding, Link, Memory, MemoryId, MemoryPatch, Namespace, Phase, Result, WorkItem, WorkItemId,
+    WorkState,
+};
 
 /// Order of a list.
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
@@ -251,6 +254,33 @@ pub trait Storage: Send + Sync + Debug {
 
     /// Number of stored memories.
     async fn count_memories(&self, include_archived: bool) -> Result<u64>;
+
+    /// Stores each work item, inserting it or replacing the stored item with
+    /// the same id, all in one transaction: a queue transition that touches
+    /// several items is persisted whole or not at all. Returns after commit.
+    async fn save_work_items(&self, items: &[WorkItem]) -> Result<()>;
+
+    /// The work item with this id, in any state.
+    async fn work_item(&self, id: WorkItemId) -> Result<Option<WorkItem>>;
+
+    /// Every active (pending or claimed) work item, oldest first: what a
+    /// restarted queue reloads.
+    async fn active_work_items(&self) -> Result<Vec<WorkItem>>;
+
+    /// The state of each known id among `ids`; unknown ids are left out.
+    async fn work_item_states(&self, ids: &[WorkItemId]) -> Result<Vec<(WorkItemId, WorkState)>>;
+
+    /// A page of work items, newest first, optionally only in one state and/or phase.
+    async fn list_work_items(
+        &self,
+        state: Option<WorkState>,
+        phase: Option<Phase>,
+        limit: u32,
+        offset: u64,
+    ) -> Result<Vec<WorkItem>>;
+
+    /// Number of stored work items per state (states with none are left out).
+    async fn count_work_items_by_state(&self) -> Result<Vec<(WorkState, u64)>>;
 
     /// Schema version of the open database.
     async fn schema_version(&self) -> Result<u32>;

@@ -9,49 +9,25 @@
 //! `MNEMOSYNE_BENCH_QUICK=1` shrinks the corpus for a smoke run.
 #![allow(clippy::print_stdout, missing_docs)]
 
+mod common;
+
 use std::path::Path;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use chrono::Utc;
 use criterion::{BenchmarkId, Criterion, Throughput};
-use mnemosyne_core::workload::{Workload, WorkloadQuery};
+use mnemosyne_core::workload::WorkloadQuery;
 use mnemosyne_core::{Limits, Memory, OnConflict};
 use mnemosyne_storage::embed::{EmbedderConfig, build_embedder};
 use mnemosyne_storage::fts_query::{match_any, query_terms};
 use mnemosyne_storage::schema;
-use mnemosyne_storage::{Location, MemoryStore, RecallMode, RecallQuery, SqliteStorage};
+use mnemosyne_storage::{Location, MemoryStore, RecallMode, SqliteStorage};
 use rusqlite::{Connection, params};
 use tokio::runtime::Runtime;
 
-const SEED: u64 = 42;
-const RECALL_LIMIT: u32 = 10;
-
-fn quick() -> bool {
-    std::env::var_os("MNEMOSYNE_BENCH_QUICK").is_some()
-}
-
-fn runtime() -> Runtime {
-    tokio::runtime::Builder::new_multi_thread()
-        .worker_threads(2)
-        .enable_all()
-        .build()
-        .unwrap()
-}
-
-fn corpus(count: usize) -> (Vec<Memory>, Vec<WorkloadQuery>) {
-    let mut workload = Workload::new(SEED);
-    let now = Utc::now();
-    let memories: Vec<Memory> = (0..count)
-        .map(|_| {
-            let mut memory = workload.memory(now);
-            memory.links.clear();
-            memory
-        })
-        .collect();
-    let queries = (0..2_000).map(|_| workload.query()).collect();
-    (memories, queries)
-}
+use common::{
+    Latency, RECALL_LIMIT, corpus, percentiles, quick, recall_query, runtime, store_latency,
+};
 
 async fn open_store(path: &Path) -> MemoryStore {
     let limits = Limits {
@@ -231,16 +207,6 @@ fn load(rt: &Runtime, count: usize) -> Loaded {
     }
 }
 
-fn recall_query(query: &WorkloadQuery, mode: RecallMode) -> RecallQuery {
-    RecallQuery {
-        text: query.text.clone(),
-        namespace: query.namespace.clone(),
-        limit: Some(RECALL_LIMIT),
-        mode,
-        ..RecallQuery::default()
-    }
-}
-
 const RAW_KEYWORD: &str =
     "SELECT rowid, rank FROM memories_fts WHERE memories_fts MATCH ?1 ORDER BY rank LIMIT ?2";
 
@@ -292,51 +258,6 @@ fn bench_recall(c: &mut Criterion, rt: &Runtime, loaded: &Loaded, count: usize) 
     group.finish();
 }
 
-#[derive(Debug, serde::Serialize)]
-struct Latency {
-    p50_ms: f64,
-    p99_ms: f64,
-    frequent_p99_ms: f64,
-    max_ms: f64,
-}
-
-fn percentiles(mut samples: Vec<(Duration, bool)>) -> Latency {
-    let pick = |sorted: &[Duration], q: f64| {
-        sorted[((sorted.len() as f64 * q) as usize).min(sorted.len() - 1)].as_secs_f64() * 1e3
-    };
-    let mut frequent: Vec<Duration> = samples.iter().filter(|s| s.1).map(|s| s.0).collect();
-    frequent.sort();
-    samples.sort();
-    let all: Vec<Duration> = samples.into_iter().map(|s| s.0).collect();
-    Latency {
-        p50_ms: pick(&all, 0.50),
-        p99_ms: pick(&all, 0.99),
-        frequent_p99_ms: if frequent.is_empty() {
-            0.0
-        } else {
-            pick(&frequent, 0.99)
-        },
-        max_ms: pick(&all, 1.0),
-    }
-}
-
-/// Times each query inside the runtime, as a server calling the store would.
-fn store_latency(rt: &Runtime, loaded: &Loaded, mode: RecallMode) -> Latency {
-    percentiles(rt.block_on(async {
-        let mut samples = Vec::with_capacity(loaded.queries.len());
-        for query in &loaded.queries {
-            let started = Instant::now();
-            loaded
-                .store
-                .recall(recall_query(query, mode))
-                .await
-                .unwrap();
-            samples.push((started.elapsed(), query.frequent));
-        }
-        samples
-    }))
-}
-
 fn raw_latency(loaded: &Loaded) -> Latency {
     let mut samples = Vec::with_capacity(loaded.queries.len());
     for query in &loaded.queries {
@@ -367,8 +288,8 @@ fn main() {
     for &count in sizes {
         let loaded = load(&rt, count);
         bench_recall(&mut criterion, &rt, &loaded, count);
-        let keyword = store_latency(&rt, &loaded, RecallMode::Keyword);
-        let hybrid = store_latency(&rt, &loaded, RecallMode::Hybrid);
+        let keyword = store_latency(&rt, &loaded.store, &loaded.queries, RecallMode::Keyword);
+        let hybrid = store_latency(&rt, &loaded.store, &loaded.queries, RecallMode::Hybrid);
         let raw = raw_latency(&loaded);
         println!(
             "recall@{count}: keyword p50 {:.3} ms p99 {:.3} ms (frequent-term p99 {:.3} ms, max {:.3} ms); \

@@ -27,6 +27,7 @@ pub mod schema;
 #[cfg(feature = "sqlite")]
 mod sqlite;
 mod store;
+pub mod work_rows;
 
 use std::sync::Arc;
 

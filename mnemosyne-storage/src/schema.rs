@@ -7,6 +7,7 @@ pub const MIGRATIONS: &[&str] = &[
     include_str!("../migrations/0001_memories.sql"),
     include_str!("../migrations/0002_tags_links.sql"),
     include_str!("../migrations/0003_embeddings.sql"),
+    include_str!("../migrations/0004_work_items.sql"),
 ];
 
 /// Schema version this build writes.

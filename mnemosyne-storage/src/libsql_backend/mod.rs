@@ -11,6 +11,7 @@
 
 mod ops;
 mod vectors;
+mod work;
 
 use std::future::Future;
 use std::path::Path;
@@ -23,8 +24,8 @@ use deadpool::managed::{self, Metrics, PoolError, RecycleError, RecycleResult, T
 use libsql::Connection;
 use mnemosyne_core::{
     BatchOutcome, Embedding, Error, KeywordHit, KeywordQuery, Limits, Link, LinkOutcome,
-    LinkedMemory, ListQuery, Memory, MemoryId, MemoryPatch, OnConflict, PendingEmbedding,
-    PoolStatus, Result, Storage, VectorHit, VectorQuery,
+    LinkedMemory, ListQuery, Memory, MemoryId, MemoryPatch, OnConflict, PendingEmbedding, Phase,
+    PoolStatus, Result, Storage, VectorHit, VectorQuery, WorkItem, WorkItemId, WorkState,
 };
 
 use crate::location::Location;
@@ -469,6 +470,52 @@ impl Storage for LibsqlStorage {
 
     async fn count_memories(&self, include_archived: bool) -> Result<u64> {
         self.read(move |conn| async move { ops::count_memories(&conn, include_archived).await })
+            .await
+    }
+
+    async fn save_work_items(&self, items: &[WorkItem]) -> Result<()> {
+        if items.is_empty() {
+            return Ok(());
+        }
+        let items = items.to_vec();
+        self.write(move |conn| async move { work::save_work_items(&conn, &items).await })
+            .await
+    }
+
+    async fn work_item(&self, id: WorkItemId) -> Result<Option<WorkItem>> {
+        self.read(move |conn| async move { work::work_item(&conn, id).await })
+            .await
+    }
+
+    async fn active_work_items(&self) -> Result<Vec<WorkItem>> {
+        self.read(|conn| async move { work::active_work_items(&conn).await })
+            .await
+    }
+
+    async fn work_item_states(&self, ids: &[WorkItemId]) -> Result<Vec<(WorkItemId, WorkState)>> {
+        if ids.is_empty() {
+            return Ok(Vec::new());
+        }
+        let ids = ids.to_vec();
+        self.read(move |conn| async move { work::work_item_states(&conn, &ids).await })
+            .await
+    }
+
+    async fn list_work_items(
+        &self,
+        state: Option<WorkState>,
+        phase: Option<Phase>,
+        limit: u32,
+        offset: u64,
+    ) -> Result<Vec<WorkItem>> {
+        self.read(move |conn| async move {
+            work::list_work_items(&conn, state, phase, limit, offset).await
+        })
+        .await
+    }
+
+    async fn count_work_items_by_state(&self) -> Result<Vec<(WorkState, u64)>> {
+        self.read(|conn| async move { work::count_work_items_by_state(&conn).await })
             .await
     }
 

@@ -6,6 +6,7 @@
 
 mod ops;
 mod vectors;
+mod work;
 
 use std::ffi::{c_char, c_int};
 use std::path::Path;
@@ -17,8 +18,8 @@ use chrono::{DateTime, Utc};
 use deadpool_sqlite::{Config, Hook, HookError, Object, Pool, PoolError, Runtime};
 use mnemosyne_core::{
     BatchOutcome, Embedding, Error, KeywordHit, KeywordQuery, Limits, Link, LinkOutcome,
-    LinkedMemory, ListQuery, Memory, MemoryId, MemoryPatch, OnConflict, PendingEmbedding,
-    PoolStatus, Result, Storage, VectorHit, VectorQuery,
+    LinkedMemory, ListQuery, Memory, MemoryId, MemoryPatch, OnConflict, PendingEmbedding, Phase,
+    PoolStatus, Result, Storage, VectorHit, VectorQuery, WorkItem, WorkItemId, WorkState,
 };
 use rusqlite::{Connection, ffi};
 
@@ -335,6 +336,47 @@ impl Storage for SqliteStorage {
     async fn count_memories(&self, include_archived: bool) -> Result<u64> {
         self.read(move |conn| ops::count_memories(conn, include_archived))
             .await
+    }
+
+    async fn save_work_items(&self, items: &[WorkItem]) -> Result<()> {
+        if items.is_empty() {
+            return Ok(());
+        }
+        let items = items.to_vec();
+        self.write(move |conn| work::save_work_items(conn, &items))
+            .await
+    }
+
+    async fn work_item(&self, id: WorkItemId) -> Result<Option<WorkItem>> {
+        self.read(move |conn| work::work_item(conn, id)).await
+    }
+
+    async fn active_work_items(&self) -> Result<Vec<WorkItem>> {
+        self.read(work::active_work_items).await
+    }
+
+    async fn work_item_states(&self, ids: &[WorkItemId]) -> Result<Vec<(WorkItemId, WorkState)>> {
+        if ids.is_empty() {
+            return Ok(Vec::new());
+        }
+        let ids = ids.to_vec();
+        self.read(move |conn| work::work_item_states(conn, &ids))
+            .await
+    }
+
+    async fn list_work_items(
+        &self,
+        state: Option<WorkState>,
+        phase: Option<Phase>,
+        limit: u32,
+        offset: u64,
+    ) -> Result<Vec<WorkItem>> {
+        self.read(move |conn| work::list_work_items(conn, state, phase, limit, offset))
+            .await
+    }
+
+    async fn count_work_items_by_state(&self) -> Result<Vec<(WorkState, u64)>> {
+        self.read(work::count_work_items_by_state).await
     }
 
     async fn schema_version(&self) -> Result<u32> {

@@ -11,7 +11,8 @@ use std::time::{Duration, Instant};
 use async_trait::async_trait;
 use mnemosyne_core::{
     Embedder, Embedding, Error, Importance, Limits, Link, LinkType, ListQuery, ListSort, Memory,
-    MemoryId, MemoryPatch, MemoryType, Namespace, NewMemory, OnConflict, Storage, VectorQuery,
+    MemoryId, MemoryPatch, MemoryType, Namespace, NewMemory, OnConflict, Phase, Requirement,
+    Storage, VectorQuery, WorkItem, WorkItemId, WorkState,
 };
 use mnemosyne_storage::schema::SCHEMA_VERSION;
 use mnemosyne_storage::{MemoryStore, RecallMode, RecallQuery};
@@ -1741,6 +1742,436 @@ pub async fn crash_keeps_acknowledged_writes<B: Backend>(child_test_name: &str) 
     assert!(store.count(true).await.unwrap() >= acked.len() as u64);
 }
 
+/// A work item created `created_ms` after an arbitrary epoch, every list empty.
+pub fn work_item(description: &str, state: WorkState, phase: Phase, created_ms: i64) -> WorkItem {
+    let created_at =
+        chrono::DateTime::from_timestamp_millis(1_700_000_000_000 + created_ms).unwrap();
+    WorkItem {
+        id: WorkItemId::new(),
+        description: description.into(),
+        phase,
+        state,
+        priority: 0,
+        dependencies: Vec::new(),
+        requirements: Vec::new(),
+        evidence: Vec::new(),
+        review_feedback: Vec::new(),
+        suggested_tests: Vec::new(),
+        claimant: None,
+        lease_expires_at: None,
+        attempts: 0,
+        failure_reason: None,
+        created_at,
+        updated_at: created_at,
+    }
+}
+
+async fn open_backend<B: Backend>(path: &Path) -> B {
+    B::open_at(path, &Limits::default())
+        .await
+        .expect("open store")
+}
+
+pub async fn work_items_round_trip_every_field_and_upsert_replaces<B: Backend>() {
+    let f = fixture();
+    let storage = open_backend::<B>(&f.path).await;
+    let now = chrono::Utc::now();
+    let dependency = work_item("the schema", WorkState::Done, Phase::Done, 0);
+    let item = WorkItem {
+        id: WorkItemId::new(),
+        description: "build the lease reaper \u{1F9F9} with a NUL \0 inside".into(),
+        phase: Phase::Review,
+        state: WorkState::Claimed,
+        priority: -7,
+        dependencies: vec![dependency.id, WorkItemId::new()],
+        requirements: vec![
+            Requirement {
+                text: "expired leases return to pending".into(),
+                met: true,
+            },
+            Requirement {
+                text: "attempts are counted".into(),
+                met: false,
+            },
+        ],
+        evidence: vec![MemoryId::new(), MemoryId::new()],
+        review_feedback: vec![
+            "needs a paused clock test".into(),
+            "\"quoted\"\nline".into(),
+        ],
+        suggested_tests: vec!["reaper_under_paused_clock".into()],
+        claimant: Some("agent-7".into()),
+        lease_expires_at: Some(now + chrono::Duration::seconds(300)),
+        attempts: 2,
+        failure_reason: Some("previous run crashed".into()),
+        created_at: now,
+        updated_at: now + chrono::Duration::milliseconds(1),
+    };
+    assert_eq!(storage.work_item(item.id).await.unwrap(), None);
+    storage
+        .save_work_items(&[item.clone(), dependency.clone()])
+        .await
+        .unwrap();
+    assert_eq!(
+        storage.work_item(item.id).await.unwrap().as_ref(),
+        Some(&item)
+    );
+    assert_eq!(
+        storage.work_item(dependency.id).await.unwrap().as_ref(),
+        Some(&dependency)
+    );
+    assert_eq!(storage.work_item(WorkItemId::new()).await.unwrap(), None);
+    storage.save_work_items(&[]).await.unwrap();
+
+    let mut replaced = item.clone();
+    replaced.state = WorkState::Done;
+    replaced.phase = Phase::Done;
+    replaced.priority = 9;
+    replaced.claimant = None;
+    replaced.lease_expires_at = None;
+    replaced.failure_reason = None;
+    replaced.requirements[1].met = true;
+    replaced.evidence.push(MemoryId::new());
+    replaced.review_feedback.clear();
+    replaced.updated_at = now + chrono::Duration::seconds(1);
+    storage.save_work_items(&[replaced.clone()]).await.unwrap();
+    assert_eq!(
+        storage.work_item(item.id).await.unwrap(),
+        Some(replaced.clone())
+    );
+    assert_eq!(
+        storage.count_work_items_by_state().await.unwrap(),
+        [(WorkState::Done, 2)],
+        "the upsert replaced the row instead of adding one"
+    );
+    assert!(storage.active_work_items().await.unwrap().is_empty());
+    assert_eq!(
+        storage
+            .list_work_items(Some(WorkState::Done), Some(Phase::Done), 10, 0)
+            .await
+            .unwrap(),
+        [replaced, dependency],
+        "indexed columns follow the replacement"
+    );
+}
+
+pub async fn work_item_batches_are_all_or_nothing_and_large<B: Backend>() {
+    let f = fixture();
+    let storage = open_backend::<B>(&f.path).await;
+    let items: Vec<WorkItem> = (0..1_000)
+        .map(|i| work_item(&format!("item {i}"), WorkState::Pending, Phase::Spec, i))
+        .collect();
+    storage.save_work_items(&items).await.unwrap();
+    assert_eq!(storage.active_work_items().await.unwrap(), items);
+    assert_eq!(
+        storage.count_work_items_by_state().await.unwrap(),
+        [(WorkState::Pending, 1_000)]
+    );
+    storage.close().await;
+    drop(storage);
+
+    // A trigger that refuses one item makes a batch fail half way.
+    B::exec_raw(
+        &f.path,
+        "CREATE TRIGGER refuse_poison BEFORE INSERT ON work_items \
+         WHEN new.body LIKE '%poison%' BEGIN SELECT RAISE(ABORT, 'poisoned item'); END;",
+    )
+    .await;
+    let storage = open_backend::<B>(&f.path).await;
+    let mut claimed = items[0].clone();
+    claimed.state = WorkState::Claimed;
+    claimed.claimant = Some("agent-1".into());
+    let fresh = work_item("fresh", WorkState::Pending, Phase::Plan, 5_000);
+    let poison = work_item("poison", WorkState::Pending, Phase::Plan, 5_001);
+    let err = storage
+        .save_work_items(&[claimed, fresh.clone(), poison.clone()])
+        .await
+        .unwrap_err();
+    assert!(matches!(err, Error::Storage(_)), "{err:?}");
+    assert_eq!(
+        storage.work_item(items[0].id).await.unwrap().as_ref(),
+        Some(&items[0]),
+        "the update before the failure was rolled back"
+    );
+    assert_eq!(storage.work_item(fresh.id).await.unwrap(), None);
+    assert_eq!(storage.work_item(poison.id).await.unwrap(), None);
+    assert_eq!(
+        storage.count_work_items_by_state().await.unwrap(),
+        [(WorkState::Pending, 1_000)]
+    );
+    storage
+        .save_work_items(std::slice::from_ref(&fresh))
+        .await
+        .unwrap();
+    assert_eq!(storage.work_item(fresh.id).await.unwrap(), Some(fresh));
+}
+
+pub async fn active_work_items_survive_a_restart<B: Backend>() {
+    let f = fixture();
+    let storage = open_backend::<B>(&f.path).await;
+    let states = [
+        WorkState::Claimed,
+        WorkState::Done,
+        WorkState::Pending,
+        WorkState::Failed,
+        WorkState::Cancelled,
+    ];
+    // Saved newest first, in separate transactions, so order comes from created_at.
+    let mut items: Vec<WorkItem> = (0..20)
+        .map(|i| {
+            let state = states[i % states.len()];
+            work_item(&format!("item {i}"), state, Phase::Implement, i as i64)
+        })
+        .collect();
+    items[0].claimant = Some("agent-1".into());
+    items[0].lease_expires_at = Some(chrono::Utc::now());
+    for item in items.iter().rev() {
+        storage
+            .save_work_items(std::slice::from_ref(item))
+            .await
+            .unwrap();
+    }
+    storage.close().await;
+    drop(storage);
+
+    let storage = open_backend::<B>(&f.path).await;
+    let active: Vec<WorkItem> = items
+        .iter()
+        .filter(|item| item.state.is_active())
+        .cloned()
+        .collect();
+    assert_eq!(active.len(), 8);
+    assert_eq!(storage.active_work_items().await.unwrap(), active);
+    for item in &items {
+        assert_eq!(
+            storage.work_item(item.id).await.unwrap().as_ref(),
+            Some(item)
+        );
+    }
+    assert_eq!(
+        storage.count_work_items_by_state().await.unwrap(),
+        [
+            (WorkState::Pending, 4),
+            (WorkState::Claimed, 4),
+            (WorkState::Done, 4),
+            (WorkState::Failed, 4),
+            (WorkState::Cancelled, 4),
+        ]
+    );
+    assert_eq!(storage.integrity_check().await.unwrap(), "ok");
+}
+
+pub async fn work_item_states_skip_unknown_ids<B: Backend>() {
+    let f = fixture();
+    let storage = open_backend::<B>(&f.path).await;
+    assert!(storage.work_item_states(&[]).await.unwrap().is_empty());
+    // More than one query's worth of ids, known and unknown mixed.
+    let items: Vec<WorkItem> = (0..700)
+        .map(|i| {
+            let state = if i % 3 == 0 {
+                WorkState::Done
+            } else {
+                WorkState::Pending
+            };
+            work_item(&format!("item {i}"), state, Phase::Spec, i)
+        })
+        .collect();
+    storage.save_work_items(&items).await.unwrap();
+    let mut ids = Vec::new();
+    for item in &items {
+        ids.push(item.id);
+        ids.push(WorkItemId::new());
+    }
+    let mut states = storage.work_item_states(&ids).await.unwrap();
+    states.sort_by_key(|(id, _)| *id);
+    let mut expected: Vec<(WorkItemId, WorkState)> =
+        items.iter().map(|item| (item.id, item.state)).collect();
+    expected.sort_by_key(|(id, _)| *id);
+    assert_eq!(states, expected);
+    let unknown = [WorkItemId::new(), WorkItemId::new()];
+    assert!(storage.work_item_states(&unknown).await.unwrap().is_empty());
+}
+
+pub async fn work_items_list_by_state_and_phase_with_paging<B: Backend>() {
+    let f = fixture();
+    let storage = open_backend::<B>(&f.path).await;
+    assert!(
+        storage
+            .count_work_items_by_state()
+            .await
+            .unwrap()
+            .is_empty()
+    );
+    assert!(
+        storage
+            .list_work_items(None, None, 10, 0)
+            .await
+            .unwrap()
+            .is_empty()
+    );
+    let items: Vec<WorkItem> = (0..60)
+        .map(|i| {
+            let state = WorkState::ALL[i % WorkState::ALL.len()];
+            let phase = Phase::ALL[(i / 2) % Phase::ALL.len()];
+            work_item(&format!("item {i}"), state, phase, i as i64)
+        })
+        .collect();
+    storage.save_work_items(&items).await.unwrap();
+    let newest_first = |keep: &dyn Fn(&WorkItem) -> bool| -> Vec<WorkItem> {
+        items
+            .iter()
+            .rev()
+            .filter(|item| keep(item))
+            .cloned()
+            .collect()
+    };
+
+    assert_eq!(
+        storage.list_work_items(None, None, 100, 0).await.unwrap(),
+        newest_first(&|_| true)
+    );
+    for state in WorkState::ALL {
+        assert_eq!(
+            storage
+                .list_work_items(Some(*state), None, 100, 0)
+                .await
+                .unwrap(),
+            newest_first(&|item| item.state == *state),
+            "{state}"
+        );
+    }
+    for phase in Phase::ALL {
+        assert_eq!(
+            storage
+                .list_work_items(None, Some(*phase), 100, 0)
+                .await
+                .unwrap(),
+            newest_first(&|item| item.phase == *phase),
+            "{phase}"
+        );
+    }
+    let both = newest_first(&|item| item.state == WorkState::Pending && item.phase == Phase::Spec);
+    assert!(!both.is_empty());
+    assert_eq!(
+        storage
+            .list_work_items(Some(WorkState::Pending), Some(Phase::Spec), 100, 0)
+            .await
+            .unwrap(),
+        both
+    );
+
+    let mut paged = Vec::new();
+    let mut offset = 0;
+    loop {
+        let page = storage
+            .list_work_items(None, None, 7, offset)
+            .await
+            .unwrap();
+        assert!(page.len() <= 7);
+        if page.is_empty() {
+            break;
+        }
+        offset += page.len() as u64;
+        paged.extend(page);
+    }
+    assert_eq!(
+        paged,
+        newest_first(&|_| true),
+        "pages cover everything once"
+    );
+    let page = storage
+        .list_work_items(Some(WorkState::Done), None, 5, 5)
+        .await
+        .unwrap();
+    assert_eq!(
+        page,
+        newest_first(&|item| item.state == WorkState::Done)[5..10]
+    );
+    assert!(
+        storage
+            .list_work_items(None, None, 0, 0)
+            .await
+            .unwrap()
+            .is_empty()
+    );
+
+    let counts = storage.count_work_items_by_state().await.unwrap();
+    let expected: Vec<(WorkState, u64)> = WorkState::ALL.iter().map(|s| (*s, 12)).collect();
+    assert_eq!(counts, expected);
+}
+
+pub async fn corrupt_work_item_is_an_error_not_a_panic<B: Backend>() {
+    let f = fixture();
+    let storage = open_backend::<B>(&f.path).await;
+    storage.close().await;
+    drop(storage);
+    let id = WorkItemId::new();
+    B::exec_raw(
+        &f.path,
+        &format!(
+            "INSERT INTO work_items (id, state, phase, priority, created_at_ms, updated_at_ms, body) \
+             VALUES ('{id}', 'pending', 'spec', 0, 1, 1, '{{\"id\": \"{id}\", \"description\": ');"
+        ),
+    )
+    .await;
+    let storage = open_backend::<B>(&f.path).await;
+    for err in [
+        storage.work_item(id).await.unwrap_err(),
+        storage.active_work_items().await.unwrap_err(),
+        storage
+            .list_work_items(None, None, 10, 0)
+            .await
+            .unwrap_err(),
+    ] {
+        assert!(
+            matches!(&err, Error::Storage(m) if m.contains(&format!("corrupt work item {id}"))),
+            "{err:?}"
+        );
+    }
+    assert_eq!(
+        storage.work_item_states(&[id]).await.unwrap(),
+        [(id, WorkState::Pending)]
+    );
+}
+
+pub async fn migrates_a_version_3_database_to_work_items<B: Backend>() {
+    let f = fixture();
+    let v3 = mnemosyne_storage::schema::MIGRATIONS[..3].join("\n");
+    let id = MemoryId::new();
+    B::exec_raw(
+        &f.path,
+        &format!(
+            "{v3}\nINSERT INTO memories (id, namespace, content, memory_type, importance, tags, \
+             created_at_ms, updated_at_ms, accessed_at_ms) VALUES \
+             ('{id}', 'project:atlas', 'written by version three', 'fact', 7, 'legacy', 1, 2, 3);\n\
+             INSERT INTO memory_tags (tag, memory_seq) SELECT 'legacy', seq FROM memories;\n\
+             PRAGMA user_version = 3;"
+        ),
+    )
+    .await;
+    let store = open::<B>(&f.path, Limits::default()).await;
+    let storage = store.storage();
+    assert_eq!(storage.schema_version().await.unwrap(), SCHEMA_VERSION);
+    let memory = store.get(id).await.unwrap();
+    assert_eq!(memory.content, "written by version three");
+    assert_eq!(memory.tags, ["legacy"]);
+    assert_eq!(recall_ids(&store, recall_text("version three")).await, [id]);
+    assert!(
+        storage
+            .count_work_items_by_state()
+            .await
+            .unwrap()
+            .is_empty()
+    );
+    let item = work_item("after the upgrade", WorkState::Pending, Phase::Plan, 0);
+    storage
+        .save_work_items(std::slice::from_ref(&item))
+        .await
+        .unwrap();
+    assert_eq!(storage.active_work_items().await.unwrap(), [item]);
+    assert_eq!(storage.integrity_check().await.unwrap(), "ok");
+}
+
 /// Expands to one `#[tokio::test]` per conformance check for backend `$backend`.
 #[macro_export]
 macro_rules! conformance_tests {
@@ -1771,6 +2202,13 @@ macro_rules! conformance_tests {
             hybrid_recall_fuses_signals_and_explains_them,
             hybrid_recall_expands_links_and_respects_filters,
             reindex_embeds_missing_vectors_in_batches,
+            work_items_round_trip_every_field_and_upsert_replaces,
+            work_item_batches_are_all_or_nothing_and_large,
+            active_work_items_survive_a_restart,
+            work_item_states_skip_unknown_ids,
+            work_items_list_by_state_and_phase_with_paging,
+            corrupt_work_item_is_an_error_not_a_panic,
+            migrates_a_version_3_database_to_work_items,
         );
 
         #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
