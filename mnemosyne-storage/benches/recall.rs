@@ -15,7 +15,7 @@
 mod common;
 
 use std::path::Path;
-use std::time::{Duration, Instant};
+use std::time::Instant;
 
 use criterion::{BenchmarkId, Criterion};
 use mnemosyne_core::workload::WorkloadQuery;
@@ -24,7 +24,7 @@ use mnemosyne_storage::embed::{EmbedderConfig, build_embedder};
 use mnemosyne_storage::{BACKEND, Location, MemoryStore, RecallMode};
 use tokio::runtime::Runtime;
 
-use common::{corpus, quick, recall_query, runtime, store_latency};
+use common::{corpus, recall_query, runtime, store_latency};
 
 struct Loaded {
     _dir: tempfile::TempDir,
@@ -82,15 +82,8 @@ fn main() {
     let rt = runtime();
     // Pooled connections are dropped on the runtime's blocking threads.
     let _runtime_guard = rt.enter();
-    let mut criterion = Criterion::default()
-        .configure_from_args()
-        .measurement_time(Duration::from_secs(if quick() { 1 } else { 5 }))
-        .warm_up_time(Duration::from_secs(1));
-    let sizes: &[usize] = if quick() {
-        &[1_000, 5_000]
-    } else {
-        &[10_000, 100_000]
-    };
+    let mut criterion = common::criterion();
+    let sizes = common::recall_sizes();
     let mut report = serde_json::Map::new();
     for &count in sizes {
         let loaded = load(&rt, count);

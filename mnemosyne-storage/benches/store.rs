@@ -13,7 +13,7 @@ mod common;
 
 use std::path::Path;
 use std::sync::Arc;
-use std::time::{Duration, Instant};
+use std::time::Instant;
 
 use criterion::{BenchmarkId, Criterion, Throughput};
 use mnemosyne_core::workload::WorkloadQuery;
@@ -25,9 +25,7 @@ use mnemosyne_storage::{Location, MemoryStore, RecallMode, SqliteStorage};
 use rusqlite::{Connection, params};
 use tokio::runtime::Runtime;
 
-use common::{
-    Latency, RECALL_LIMIT, corpus, percentiles, quick, recall_query, runtime, store_latency,
-};
+use common::{Latency, RECALL_LIMIT, corpus, percentiles, recall_query, runtime, store_latency};
 
 async fn open_store(path: &Path) -> MemoryStore {
     let limits = Limits {
@@ -272,15 +270,8 @@ fn main() {
     let rt = runtime();
     // Pooled connections are dropped on the runtime's blocking threads.
     let _runtime_guard = rt.enter();
-    let mut criterion = Criterion::default()
-        .configure_from_args()
-        .measurement_time(Duration::from_secs(if quick() { 1 } else { 5 }))
-        .warm_up_time(Duration::from_secs(1));
-    let sizes: &[usize] = if quick() {
-        &[1_000, 5_000]
-    } else {
-        &[10_000, 100_000]
-    };
+    let mut criterion = common::criterion();
+    let sizes = common::recall_sizes();
     let (memories, _) = corpus(20_000.min(sizes[sizes.len() - 1]));
     bench_single_writes(&mut criterion, &rt, &memories);
     bench_batches(&mut criterion, &rt, &memories);

@@ -4,6 +4,8 @@
 
 use std::time::{Duration, Instant};
 
+use criterion::Criterion;
+
 use chrono::Utc;
 use mnemosyne_core::Memory;
 use mnemosyne_core::workload::{Workload, WorkloadQuery};
@@ -95,4 +97,21 @@ pub fn store_latency(
         }
         samples
     }))
+}
+
+/// Criterion as every bench configures it (shorter with `MNEMOSYNE_BENCH_QUICK`).
+pub fn criterion() -> Criterion {
+    Criterion::default()
+        .configure_from_args()
+        .measurement_time(Duration::from_secs(if quick() { 1 } else { 5 }))
+        .warm_up_time(Duration::from_secs(1))
+}
+
+/// Corpus sizes of the recall benches: 10k and 100k (1k and 5k when quick).
+pub fn recall_sizes() -> &'static [usize] {
+    if quick() {
+        &[1_000, 5_000]
+    } else {
+        &[10_000, 100_000]
+    }
 }
