@@ -103,18 +103,8 @@ fn bad_embedder_tables_are_one_line_errors() {
 #[test]
 fn an_unreachable_http_embedder_fails_remember_cleanly_and_stores_nothing() {
     let sandbox = Sandbox::new();
-    let port = std::net::TcpListener::bind("127.0.0.1:0")
-        .unwrap()
-        .local_addr()
-        .unwrap()
-        .port();
-    let config = sandbox.path("config.toml");
-    std::fs::write(
-        &config,
-        format!("[embedder]\nkind = \"http\"\nbase_url = \"http://127.0.0.1:{port}\"\nmodel = \"m\"\ndims = 8\n[limits]\nembedder_retries_max = 0\n"),
-    )
-    .unwrap();
-    let line = sandbox.fail(&["--config", config.to_str().unwrap(), "remember", "hello"]);
+    let (config, port) = unreachable_http_embedder(&sandbox);
+    let line = sandbox.fail(&["--config", &config, "remember", "hello"]);
     assert!(
         line.contains(&format!("127.0.0.1:{port}")),
         "names the endpoint: {line}"
@@ -126,18 +116,8 @@ fn an_unreachable_http_embedder_fails_remember_cleanly_and_stores_nothing() {
 fn hybrid_recall_survives_an_embedder_that_is_down() {
     let sandbox = Sandbox::new();
     sandbox.remember(&["the lease reaper holds the queue lock"]);
-    let port = std::net::TcpListener::bind("127.0.0.1:0")
-        .unwrap()
-        .local_addr()
-        .unwrap()
-        .port();
-    let config = sandbox.path("config.toml");
-    std::fs::write(
-        &config,
-        format!("[embedder]\nkind = \"http\"\nbase_url = \"http://127.0.0.1:{port}\"\nmodel = \"m\"\ndims = 8\n[limits]\nembedder_retries_max = 0\n"),
-    )
-    .unwrap();
-    let config = config.to_str().unwrap();
+    let (config, port) = unreachable_http_embedder(&sandbox);
+    let config = config.as_str();
     let recall = sandbox.json(&["--config", config, "recall", "reaper lock"]);
     assert_eq!(recall["hits"].as_array().unwrap().len(), 1, "{recall}");
     let degraded = recall["degraded"]
@@ -163,4 +143,24 @@ fn hybrid_recall_survives_an_embedder_that_is_down() {
     assert!(line.contains("embedding"), "{line}");
     let healthy = sandbox.json(&["recall", "reaper lock"]);
     assert!(healthy.get("degraded").is_none(), "{healthy}");
+}
+
+/// A config file whose `[embedder]` is an HTTP endpoint on a closed port of
+/// 127.0.0.1 (no retries); returns the file and the port.
+fn unreachable_http_embedder(sandbox: &Sandbox) -> (String, u16) {
+    let port = std::net::TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port();
+    let config = sandbox.path("config.toml");
+    std::fs::write(
+        &config,
+        format!(
+            "[embedder]\nkind = \"http\"\nbase_url = \"http://127.0.0.1:{port}\"\nmodel = \"m\"\ndims = 8\n\
+             [limits]\nembedder_retries_max = 0\n"
+        ),
+    )
+    .unwrap();
+    (config.to_str().unwrap().to_owned(), port)
 }

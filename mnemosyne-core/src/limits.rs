@@ -47,6 +47,9 @@ pub struct Limits {
     pub pool_wait_timeout_ms: u64,
     /// How long SQLite retries a locked database before giving up.
     pub sqlite_busy_timeout_ms: u64,
+    /// Time a remote (libsql server) database has to answer the first
+    /// request when it is opened.
+    pub remote_connect_timeout_ms: u64,
     /// Bytes of the database file each local connection reads through a
     /// memory map (`PRAGMA mmap_size`: address space shared through the page
     /// cache, not memory per connection); 0 turns it off.
@@ -120,6 +123,7 @@ impl Default for Limits {
             pool_wait_timeout_ms: 5_000,
             sqlite_busy_timeout_ms: 5_000,
             sqlite_mmap_bytes_max: 1 << 30,
+            remote_connect_timeout_ms: 10_000,
             work_items_max: 10_000,
             work_completed_retained_max: 1_000,
             events_capacity: 1_000,

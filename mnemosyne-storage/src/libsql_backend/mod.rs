@@ -31,9 +31,6 @@ use mnemosyne_core::{
 use crate::location::Location;
 use crate::schema;
 
-/// How long opening a remote database waits for the server's first answer.
-const REMOTE_PROBE_TIMEOUT: Duration = Duration::from_secs(10);
-
 type Pool = managed::Pool<Manager>;
 type Object = managed::Object<Manager>;
 
@@ -209,7 +206,9 @@ impl LibsqlStorage {
             memory_links_max: limits.memory_links_max,
         };
         if let Location::Remote { url, .. } = location {
-            storage.probe_remote(url).await?;
+            storage
+                .probe_remote(url, Duration::from_millis(limits.remote_connect_timeout_ms))
+                .await?;
         }
         storage
             .write(|conn| async move { ops::migrate(&conn).await })
@@ -225,17 +224,17 @@ impl LibsqlStorage {
 
     /// Sends the first request to a remote server, so that an unreachable or
     /// refusing server is one clear error at open.
-    async fn probe_remote(&self, url: &str) -> Result<()> {
+    async fn probe_remote(&self, url: &str, timeout: Duration) -> Result<()> {
         let probe = self.read(|conn| async move { ops::user_version(&conn).await });
-        match tokio::time::timeout(REMOTE_PROBE_TIMEOUT, probe).await {
+        match tokio::time::timeout(timeout, probe).await {
             Ok(Ok(_)) => Ok(()),
             Ok(Err(Error::Storage(message))) => Err(Error::Storage(format!(
                 "cannot reach libsql server {url}: {message}"
             ))),
             Ok(Err(other)) => Err(other),
             Err(_) => Err(Error::Storage(format!(
-                "cannot reach libsql server {url}: no answer within {} s",
-                REMOTE_PROBE_TIMEOUT.as_secs()
+                "cannot reach libsql server {url}: no answer within {} ms (remote_connect_timeout_ms)",
+                timeout.as_millis()
             ))),
         }
     }
