@@ -45,6 +45,15 @@ pub enum Error {
         /// The configured `work_items_max`.
         capacity: u32,
     },
+    /// `work_write_backlog_max` queue transitions wait for their commit;
+    /// nothing was changed.
+    #[error(
+        "work queue is busy: {capacity} transitions wait to be written (work_write_backlog_max); retry later"
+    )]
+    WorkWriteBacklogFull {
+        /// The configured `work_write_backlog_max`.
+        capacity: u32,
+    },
     /// No work item has this id.
     #[error("work item not found: {0}")]
     WorkItemNotFound(WorkItemId),

@@ -114,6 +114,15 @@ pub struct Limits {
     pub work_lease_s: u64,
     /// Expired claims a work item may have: when its attempts reach this, it becomes failed.
     pub work_attempts_max: u32,
+    /// Longest text of a work item (description, requirement, feedback, reason, agent), in bytes.
+    pub work_text_bytes_max: u32,
+    /// Entries of each list of one work item (dependencies, requirements,
+    /// evidence, suggested tests; review feedback keeps its newest this many).
+    pub work_item_entries_max: u32,
+    /// Queue transitions persisted in one commit (group commit).
+    pub work_commit_batch_max: u32,
+    /// Queue transitions waiting to be committed; more is `WorkWriteBacklogFull`.
+    pub work_write_backlog_max: u32,
 }
 
 impl Default for Limits {
@@ -154,6 +163,10 @@ impl Default for Limits {
             heartbeat_interval_s: 10,
             work_lease_s: 300,
             work_attempts_max: 3,
+            work_text_bytes_max: 16 * 1024,
+            work_item_entries_max: 100,
+            work_commit_batch_max: 1_024,
+            work_write_backlog_max: 10_000,
         }
     }
 }
@@ -207,7 +220,7 @@ impl Limits {
     /// Checks that every limit is usable: positive where zero would wedge the
     /// system, and `recall_results_max` within its hard cap.
     pub fn validate(&self) -> Result<(), LimitsError> {
-        let positive: [(&'static str, u64); 19] = [
+        let positive: [(&'static str, u64); 23] = [
             ("embedding_batch_max", self.embedding_batch_max.into()),
             ("embedder_timeout_ms", self.embedder_timeout_ms),
             ("vector_candidates_max", self.vector_candidates_max.into()),
@@ -233,6 +246,10 @@ impl Limits {
             ("request_body_bytes_max", self.request_body_bytes_max),
             ("work_lease_s", self.work_lease_s),
             ("work_attempts_max", self.work_attempts_max.into()),
+            ("work_text_bytes_max", self.work_text_bytes_max.into()),
+            ("work_item_entries_max", self.work_item_entries_max.into()),
+            ("work_commit_batch_max", self.work_commit_batch_max.into()),
+            ("work_write_backlog_max", self.work_write_backlog_max.into()),
         ];
         for (name, value) in positive {
             if value == 0 {

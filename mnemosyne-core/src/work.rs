@@ -129,6 +129,10 @@ pub struct WorkItem {
     /// What it must satisfy, each with its status.
     #[serde(default)]
     pub requirements: Vec<Requirement>,
+    /// Whether finishing `implement` sends the item to `review` (true) or
+    /// straight to done (false).
+    #[serde(default)]
+    pub review_required: bool,
     /// Memories that show the work was done.
     #[serde(default)]
     pub evidence: Vec<MemoryId>,

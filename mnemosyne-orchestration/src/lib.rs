@@ -1,5 +1,5 @@
 //! Orchestration for Mnemosyne: the [`Supervisor`] that owns every background
-//! task and stops them on shutdown.
+//! task and stops them on shutdown, and the agents' [`WorkQueue`].
 //!
 //! Invariants:
 //! - no SQL: whatever this crate persists goes through core's `Storage` trait;
@@ -12,8 +12,13 @@
 #![deny(missing_docs)]
 
 mod supervisor;
+mod work_queue;
 
 pub use supervisor::{ABORT_GRACE_MS, ShutdownReport, Supervisor, SupervisorError, TaskId};
 /// The token a supervised task receives; re-exported so callers need not
 /// depend on tokio-util themselves.
 pub use tokio_util::sync::CancellationToken;
+pub use work_queue::{
+    Completion, NewWorkItem, OwnerLock, OwnerLockError, REAPER_TASK, Review, WRITER_TASK,
+    WorkQueue, WorkQueueGauges, WorkStats,
+};

@@ -137,6 +137,7 @@ mod tests {
             priority: -3,
             dependencies: vec![WorkItemId::new()],
             requirements: Vec::new(),
+            review_required: false,
             evidence: Vec::new(),
             review_feedback: Vec::new(),
             suggested_tests: Vec::new(),

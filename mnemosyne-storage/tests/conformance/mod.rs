@@ -1754,6 +1754,7 @@ pub fn work_item(description: &str, state: WorkState, phase: Phase, created_ms: 
         priority: 0,
         dependencies: Vec::new(),
         requirements: Vec::new(),
+        review_required: false,
         evidence: Vec::new(),
         review_feedback: Vec::new(),
         suggested_tests: Vec::new(),
@@ -1794,6 +1795,7 @@ pub async fn work_items_round_trip_every_field_and_upsert_replaces<B: Backend>()
                 met: false,
             },
         ],
+        review_required: true,
         evidence: vec![MemoryId::new(), MemoryId::new()],
         review_feedback: vec![
             "needs a paused clock test".into(),

@@ -1,0 +1,120 @@
+//! The writer task: commits queue transitions in order, many per transaction.
+
+use std::collections::HashMap;
+use std::sync::Arc;
+use std::time::Duration;
+
+use mnemosyne_core::{Error, Result, WorkItem, WorkItemId};
+use tokio::sync::{mpsc, oneshot};
+use tokio_util::sync::CancellationToken;
+
+use super::{RELOAD_RETRY_MS, Shared, Status, load_state};
+
+/// One transition's changed items and the caller waiting for their commit.
+#[derive(Debug)]
+pub(crate) struct WriteRequest {
+    pub items: Vec<WorkItem>,
+    pub done: oneshot::Sender<Result<()>>,
+}
+
+/// Commits what waits, `batch_max` transitions at most per transaction,
+/// until cancelled; then closes the queue and commits what was accepted
+/// before it closed.
+pub(crate) async fn run(
+    shared: Arc<Shared>,
+    mut requests: mpsc::Receiver<WriteRequest>,
+    batch_max: usize,
+    token: CancellationToken,
+) {
+    let mut batch = Vec::with_capacity(batch_max);
+    loop {
+        let received = tokio::select! {
+            biased;
+            received = requests.recv_many(&mut batch, batch_max) => received,
+            () = token.cancelled() => break,
+        };
+        if received == 0 {
+            return;
+        }
+        if !commit(&shared, &mut batch).await {
+            reload(&shared, &mut requests, &token).await;
+        }
+    }
+    shared.lock().status = Status::Closed;
+    requests.close();
+    while requests.recv_many(&mut batch, batch_max).await > 0 {
+        commit(&shared, &mut batch).await;
+    }
+}
+
+/// Writes the newest snapshot of each item in `batch` in one transaction and
+/// answers every waiting caller; false when the commit failed.
+async fn commit(shared: &Shared, batch: &mut Vec<WriteRequest>) -> bool {
+    let mut position: HashMap<WorkItemId, usize> = HashMap::new();
+    let mut items: Vec<WorkItem> = Vec::new();
+    for request in batch.iter_mut() {
+        for item in request.items.drain(..) {
+            match position.get(&item.id) {
+                Some(&at) => items[at] = item,
+                None => {
+                    position.insert(item.id, items.len());
+                    items.push(item);
+                }
+            }
+        }
+    }
+    let result = shared.storage.save_work_items(&items).await;
+    let ok = result.is_ok();
+    let message = result.err().map(|error| error.to_string());
+    for request in batch.drain(..) {
+        let answer = match &message {
+            None => Ok(()),
+            Some(message) => Err(Error::Storage(format!(
+                "work queue change not written: {message}"
+            ))),
+        };
+        // The caller may have given up waiting; the change stands either way.
+        let _ = request.done.send(answer);
+    }
+    if let Some(message) = message {
+        tracing::error!(error = %message, "work queue commit failed; reloading from storage");
+    }
+    ok
+}
+
+/// After a failed commit: refuses new transitions, fails those accepted but
+/// not written, and reloads the state from storage (retrying until it works
+/// or the queue is shut down).
+async fn reload(
+    shared: &Shared,
+    requests: &mut mpsc::Receiver<WriteRequest>,
+    token: &CancellationToken,
+) {
+    shared.lock().status = Status::Reloading;
+    while let Ok(request) = requests.try_recv() {
+        let _ = request.done.send(Err(Error::Storage(
+            "work queue change not written: an earlier commit failed".into(),
+        )));
+    }
+    loop {
+        let rules = shared.lock().state.rules().clone();
+        match load_state(&*shared.storage, rules).await {
+            Ok(state) => {
+                let mut inner = shared.lock();
+                inner.state = state;
+                inner.status = Status::Open;
+                drop(inner);
+                shared.reaper_wake.notify_one();
+                tracing::info!("work queue reloaded from storage");
+                return;
+            }
+            Err(error) => {
+                tracing::error!(%error, "cannot reload the work queue; retrying");
+                tokio::select! {
+                    () = token.cancelled() => return,
+                    () = tokio::time::sleep(Duration::from_millis(RELOAD_RETRY_MS)) => {}
+                }
+            }
+        }
+    }
+}
