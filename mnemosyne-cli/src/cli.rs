@@ -74,6 +74,8 @@ pub enum Command {
     Reindex,
     /// Print the effective configuration: database and every limit.
     Config,
+    /// The agents' shared work queue: submit, claim, complete, review.
+    Work(crate::work_cli::WorkArgs),
 }
 
 /// `remember`.

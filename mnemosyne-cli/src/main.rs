@@ -43,6 +43,7 @@ mod cli;
 mod commands;
 mod config;
 mod output;
+mod work_cli;
 
 use std::io::{self, IsTerminal};
 use std::process::ExitCode;

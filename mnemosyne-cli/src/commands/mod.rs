@@ -7,6 +7,7 @@ mod export;
 mod import;
 mod memory;
 mod reindex;
+mod work;
 
 use std::io::Read;
 
@@ -46,6 +47,7 @@ pub async fn run(command: Command, settings: &Settings, out: Output) -> Result<(
         Command::Import(args) => import::run(args, settings, out).await,
         Command::Reindex => reindex::run(settings, out).await,
         Command::Config => config::run(settings, out),
+        Command::Work(args) => work::run(args.command, settings, out).await,
     }
 }
 
