@@ -17,7 +17,11 @@
 //!   `{"exported", "file", "include_archived"}`); `import`: `{"file",
 //!   "memories", "inserted", "skipped", "links_added", "links_missing",
 //!   "complete"}` plus `stopped_at_line` and `error` when it stopped early;
-//! - `config`: `{"backend", "config_file", "db", "db_source", "limits"}`.
+//! - `config`: `{"backend", "config_file", "db", "db_source", "limits"}`;
+//! - `work submit|heartbeat|complete|fail|cancel|review|show`: the work item
+//!   as `mnemosyne_core::WorkItem` serialises it; `work claim`: `{"item"}`
+//!   (null when none is ready); `work list`: `{"items"}`; `work stats`:
+//!   `{"queue", "stored"}`.
 //!
 //! Exit codes: 0 success, 1 error (one line `error: <reason>` on stderr,
 //! nothing changed unless the reason says how far it got), 2 bad command

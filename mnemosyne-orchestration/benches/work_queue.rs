@@ -37,7 +37,9 @@ async fn open(path: &Path) -> (WorkQueue, Supervisor) {
         .await
         .unwrap();
     let supervisor = Supervisor::from_limits(&limits);
-    let queue = WorkQueue::open(storage, &limits, &supervisor).await.unwrap();
+    let queue = WorkQueue::open(storage, &limits, &supervisor)
+        .await
+        .unwrap();
     (queue, supervisor)
 }
 
@@ -80,7 +82,9 @@ fn round_trips(c: &mut Criterion) {
                         task.await.unwrap();
                     }
                     // Report the time per requested iteration.
-                    start.elapsed().mul_f64(iters as f64 / (per_agent * agents as u64) as f64)
+                    start
+                        .elapsed()
+                        .mul_f64(iters as f64 / (per_agent * agents as u64) as f64)
                 }
             });
         });
@@ -134,7 +138,11 @@ fn claims(c: &mut Criterion) {
                 }
             });
         });
-        assert_eq!(queue.gauges().active, active, "claims ran at a constant size");
+        assert_eq!(
+            queue.gauges().active,
+            active,
+            "claims ran at a constant size"
+        );
         // deadpool-sqlite's connections must be dropped inside the runtime.
         rt.block_on(async move {
             supervisor.shutdown().await;
