@@ -123,6 +123,16 @@ pub struct Limits {
     pub work_commit_batch_max: u32,
     /// Queue transitions waiting to be committed; more is `WorkWriteBacklogFull`.
     pub work_write_backlog_max: u32,
+    /// Resident memory, as a percentage of the memory limit (cgroup or
+    /// MemTotal), at which the monitor warns.
+    pub monitor_rss_warn_percent: u8,
+    /// Resident memory, as a percentage of the memory limit, at which the
+    /// monitor raises a critical alert.
+    pub monitor_rss_critical_percent: u8,
+    /// Open fds, as a percentage of the fd limit (`ulimit -n`), at which the monitor warns.
+    pub monitor_fds_warn_percent: u8,
+    /// A bounded gauge, as a percentage of its limit, at which the monitor warns.
+    pub monitor_gauge_warn_percent: u8,
 }
 
 impl Default for Limits {
@@ -167,6 +177,10 @@ impl Default for Limits {
             work_item_entries_max: 100,
             work_commit_batch_max: 1_024,
             work_write_backlog_max: 10_000,
+            monitor_rss_warn_percent: 50,
+            monitor_rss_critical_percent: 80,
+            monitor_fds_warn_percent: 80,
+            monitor_gauge_warn_percent: 90,
         }
     }
 }
@@ -257,6 +271,26 @@ impl Limits {
                     name,
                     value,
                     rule: "must be at least 1",
+                });
+            }
+        }
+        for (name, value) in [
+            ("monitor_rss_warn_percent", self.monitor_rss_warn_percent),
+            (
+                "monitor_rss_critical_percent",
+                self.monitor_rss_critical_percent,
+            ),
+            ("monitor_fds_warn_percent", self.monitor_fds_warn_percent),
+            (
+                "monitor_gauge_warn_percent",
+                self.monitor_gauge_warn_percent,
+            ),
+        ] {
+            if !(1..=100).contains(&value) {
+                return Err(LimitsError::OutOfRange {
+                    name,
+                    value: value.into(),
+                    rule: "must be a percentage from 1 to 100",
                 });
             }
         }

@@ -1,0 +1,45 @@
+//! Allocator figures from jemalloc (feature `jemalloc`). They mean something
+//! only when the binary made jemalloc its global allocator.
+
+use serde::{Deserialize, Serialize};
+
+/// jemalloc's own account of the heap.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct AllocatorStats {
+    /// Bytes allocated by the application.
+    pub allocated_bytes: u64,
+    /// Bytes in physically resident pages mapped by the allocator.
+    pub resident_bytes: u64,
+}
+
+impl AllocatorStats {
+    /// Fresh figures, or `None` without the `jemalloc` feature.
+    pub fn sample() -> Option<Self> {
+        imp::sample()
+    }
+}
+
+#[cfg(feature = "jemalloc")]
+mod imp {
+    use tikv_jemalloc_ctl::{epoch, stats};
+
+    use super::AllocatorStats;
+
+    pub fn sample() -> Option<AllocatorStats> {
+        // The statistics are cached until the epoch advances.
+        epoch::advance().ok()?;
+        Some(AllocatorStats {
+            allocated_bytes: stats::allocated::read().ok()? as u64,
+            resident_bytes: stats::resident::read().ok()? as u64,
+        })
+    }
+}
+
+#[cfg(not(feature = "jemalloc"))]
+mod imp {
+    use super::AllocatorStats;
+
+    pub fn sample() -> Option<AllocatorStats> {
+        None
+    }
+}
