@@ -76,6 +76,21 @@ pub enum Command {
     Config,
     /// The agents' shared work queue: submit, claim, complete, review.
     Work(crate::work_cli::WorkArgs),
+    /// Gauges of this process on the database: memory, fds, pool, stored items.
+    Diagnostics(DiagnosticsArgs),
+    /// Check the database, limits, disk, fd limit and embedder, and say what to fix.
+    Doctor,
+}
+
+/// `diagnostics`.
+#[derive(Debug, Args)]
+pub struct DiagnosticsArgs {
+    /// Refresh until Ctrl-C.
+    #[arg(long, short = 'w')]
+    pub watch: bool,
+    /// Seconds between refreshes with --watch.
+    #[arg(long, default_value_t = 2)]
+    pub interval_s: u64,
 }
 
 /// `remember`.

@@ -21,7 +21,8 @@
 //! - `work submit|heartbeat|complete|fail|cancel|review|show`: the work item
 //!   as `mnemosyne_core::WorkItem` serialises it; `work claim`: `{"item"}`
 //!   (null when none is ready); `work list`: `{"items"}`; `work stats`:
-//!   `{"queue", "stored"}`.
+//!   `{"queue", "stored"}`;
+//! - `diagnostics`: `{"snapshot", "alerts"}`; `doctor`: `{"ok", "checks"}`.
 //!
 //! Exit codes: 0 success, 1 error (one line `error: <reason>` on stderr,
 //! nothing changed unless the reason says how far it got), 2 bad command
@@ -42,6 +43,10 @@ compile_error!(
      and cannot be linked into one binary; build with `--no-default-features --features libsql` \
      for libsql"
 );
+
+#[cfg(feature = "jemalloc")]
+#[global_allocator]
+static GLOBAL: tikv_jemallocator::Jemalloc = tikv_jemallocator::Jemalloc;
 
 mod cli;
 mod commands;

@@ -2,7 +2,7 @@
 
 mod common;
 
-use common::Sandbox;
+use common::{Sandbox, unreachable_http_embedder};
 
 #[test]
 fn vector_mode_finds_a_typo_that_keyword_mode_misses() {
@@ -143,24 +143,4 @@ fn hybrid_recall_survives_an_embedder_that_is_down() {
     assert!(line.contains("embedding"), "{line}");
     let healthy = sandbox.json(&["recall", "reaper lock"]);
     assert!(healthy.get("degraded").is_none(), "{healthy}");
-}
-
-/// A config file whose `[embedder]` is an HTTP endpoint on a closed port of
-/// 127.0.0.1 (no retries); returns the file and the port.
-fn unreachable_http_embedder(sandbox: &Sandbox) -> (String, u16) {
-    let port = std::net::TcpListener::bind("127.0.0.1:0")
-        .unwrap()
-        .local_addr()
-        .unwrap()
-        .port();
-    let config = sandbox.path("config.toml");
-    std::fs::write(
-        &config,
-        format!(
-            "[embedder]\nkind = \"http\"\nbase_url = \"http://127.0.0.1:{port}\"\nmodel = \"m\"\ndims = 8\n\
-             [limits]\nembedder_retries_max = 0\n"
-        ),
-    )
-    .unwrap();
-    (config.to_str().unwrap().to_owned(), port)
 }

@@ -43,3 +43,26 @@ mod imp {
         None
     }
 }
+
+#[cfg(all(test, feature = "jemalloc"))]
+mod tests {
+    use super::*;
+
+    #[global_allocator]
+    static GLOBAL: tikv_jemallocator::Jemalloc = tikv_jemallocator::Jemalloc;
+
+    #[test]
+    fn sees_a_large_allocation() {
+        let before = AllocatorStats::sample().unwrap();
+        let block = vec![7u8; 16 << 20];
+        let during = AllocatorStats::sample().unwrap();
+        assert!(
+            during.allocated_bytes >= before.allocated_bytes + (16 << 20),
+            "{before:?} -> {during:?}"
+        );
+        assert!(during.resident_bytes >= during.allocated_bytes / 2);
+        drop(block);
+        let after = AllocatorStats::sample().unwrap();
+        assert!(after.allocated_bytes < during.allocated_bytes);
+    }
+}

@@ -36,6 +36,7 @@ pub use libsql_backend::{HeldConnection, LibsqlStorage};
 pub use location::Location;
 pub use mnemosyne_core::Error;
 use mnemosyne_core::{Limits, Result, Storage};
+pub use schema::SCHEMA_VERSION;
 #[cfg(feature = "sqlite")]
 pub use sqlite::{HeldConnection, SqliteStorage};
 pub use store::{

@@ -2,7 +2,8 @@
 //!
 //! - `ci`: format check, clippy with warnings denied, and every test, once per
 //!   storage backend (`sqlite`, `libsql`: they bundle SQLite and cannot be
-//!   built into one binary, so each gets its own build).
+//!   built into one binary, so each gets its own build), then the
+//!   diagnostics crate with its `jemalloc` feature.
 //! - `eval`: recall@5 and MRR of keyword, vector and hybrid recall on the
 //!   labelled set in `eval/recall-eval.json` (report in `target/eval-report.json`).
 #![allow(clippy::print_stdout, clippy::print_stderr)]
@@ -107,6 +108,25 @@ fn ci(args: &[String]) -> Result<()> {
         let mut test = vec!["test", "--workspace", "--locked"];
         test.extend_from_slice(features);
         cargo(&test)?;
+    }
+    if only.is_none_or(|o| o == "sqlite") {
+        // The allocator statistics only exist with jemalloc as the allocator.
+        let jemalloc = [
+            "-p",
+            "mnemosyne-diagnostics",
+            "--features",
+            "jemalloc",
+            "--locked",
+        ];
+        cargo(
+            &[
+                &["clippy", "--all-targets"],
+                &jemalloc[..],
+                &["--", "-D", "warnings"],
+            ]
+            .concat(),
+        )?;
+        cargo(&[&["test"], &jemalloc[..]].concat())?;
     }
     println!("xtask: ci passed");
     Ok(())

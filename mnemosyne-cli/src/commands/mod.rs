@@ -3,6 +3,8 @@
 //! before returning, on success, error or Ctrl-C.
 
 mod config;
+mod diagnostics;
+mod doctor;
 mod export;
 mod import;
 mod memory;
@@ -48,6 +50,8 @@ pub async fn run(command: Command, settings: &Settings, out: Output) -> Result<(
         Command::Reindex => reindex::run(settings, out).await,
         Command::Config => config::run(settings, out),
         Command::Work(args) => work::run(args.command, settings, out).await,
+        Command::Diagnostics(args) => diagnostics::run(args, settings, out).await,
+        Command::Doctor => doctor::run(settings, out).await,
     }
 }
 

@@ -178,3 +178,23 @@ pub fn write_lines(path: &Path, lines: &[String]) {
     text.push('\n');
     std::fs::write(path, text).expect("write file");
 }
+
+/// A config file whose `[embedder]` is an HTTP endpoint on a closed port of
+/// 127.0.0.1 (no retries); returns the file and the port.
+pub fn unreachable_http_embedder(sandbox: &Sandbox) -> (String, u16) {
+    let port = std::net::TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port();
+    let config = sandbox.path("config.toml");
+    std::fs::write(
+        &config,
+        format!(
+            "[embedder]\nkind = \"http\"\nbase_url = \"http://127.0.0.1:{port}\"\nmodel = \"m\"\ndims = 8\n\
+             [limits]\nembedder_retries_max = 0\n"
+        ),
+    )
+    .unwrap();
+    (config.to_str().unwrap().to_owned(), port)
+}
