@@ -4,6 +4,8 @@
 //!   storage backend (`sqlite`, `libsql`: they bundle SQLite and cannot be
 //!   built into one binary, so each gets its own build), then the
 //!   diagnostics crate with its `jemalloc` feature.
+//! - `stress`: the stress harness (`mnemosyne-harness`, bin `stress`): every
+//!   bounded structure pushed past its limit; one line per check.
 //! - `eval`: recall@5 and MRR of keyword, vector and hybrid recall on the
 //!   labelled set in `eval/recall-eval.json` (report in `target/eval-report.json`).
 #![allow(clippy::print_stdout, clippy::print_stderr)]
@@ -24,9 +26,10 @@ fn main() -> ExitCode {
     let result = match args.first().map(String::as_str) {
         Some("ci") => ci(&args[1..]),
         Some("eval") => eval(&args[1..]),
+        Some("stress") => stress(&args[1..]),
         Some("help") | Some("--help") | Some("-h") | None => {
             println!(
-                "usage: cargo xtask ci [--backend sqlite|libsql]\n       cargo xtask eval [--backend sqlite|libsql]"
+                "usage: cargo xtask ci [--backend sqlite|libsql]\n       cargo xtask eval [--backend sqlite|libsql]\n       cargo xtask stress [--backend sqlite|libsql] [--only CHECK]..."
             );
             return ExitCode::SUCCESS;
         }
@@ -77,6 +80,28 @@ fn backend_arg(
     }
 }
 
+fn stress(args: &[String]) -> Result<()> {
+    let (backend_args, rest): (Vec<String>, Vec<String>) = match args {
+        [flag, backend, rest @ ..] if flag == "--backend" => {
+            (vec![flag.clone(), backend.clone()], rest.to_vec())
+        }
+        rest => (Vec::new(), rest.to_vec()),
+    };
+    let (backend, features) = backend_arg("stress", &backend_args)?.unwrap_or(&BACKENDS[0]);
+    println!("xtask: stress on the {backend} backend");
+    let rest: Vec<&str> = rest.iter().map(String::as_str).collect();
+    run_stress(features, &rest)
+}
+
+/// The stress binary in the dev profile: it shares the test build.
+fn run_stress(features: &[&str], args: &[&str]) -> Result<()> {
+    let mut run = vec!["run", "--locked", "-p", "mnemosyne-harness"];
+    run.extend_from_slice(features);
+    run.extend_from_slice(&["--bin", "stress", "--"]);
+    run.extend_from_slice(args);
+    cargo(&run)
+}
+
 fn eval(args: &[String]) -> Result<()> {
     let (backend, features) = backend_arg("eval", args)?.unwrap_or(&BACKENDS[0]);
     println!("xtask: recall evaluation on the {backend} backend");
@@ -108,6 +133,7 @@ fn ci(args: &[String]) -> Result<()> {
         let mut test = vec!["test", "--workspace", "--locked"];
         test.extend_from_slice(features);
         cargo(&test)?;
+        run_stress(features, &[])?;
     }
     if only.is_none_or(|o| o == "sqlite") {
         // The allocator statistics only exist with jemalloc as the allocator.
