@@ -5,6 +5,8 @@
 // The harnesses are programs that report on stdout.
 #![allow(clippy::print_stdout)]
 
+pub mod soak;
+
 use std::future::Future;
 use std::time::Instant;
 
@@ -14,6 +16,9 @@ use tokio::runtime::Handle;
 /// Open fds a check may leave above the baseline (the runtime's own lazily
 /// opened descriptors, such as the blocking pool's eventfds).
 pub const FD_SLACK: u64 = 4;
+
+/// How long a check's leftovers get to finish dropping.
+pub const SETTLE: std::time::Duration = std::time::Duration::from_secs(2);
 
 /// Open fds and alive runtime tasks at one instant.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -30,6 +35,20 @@ impl Baseline {
         Self {
             fds: ProcessStats::sample().open_fds.unwrap_or(0),
             tasks: Handle::current().metrics().num_alive_tasks(),
+        }
+    }
+
+    /// Waits up to `settle` for the process to come back to this baseline
+    /// (aborted tasks and closed connections finish dropping a little
+    /// after the call that ended them); why it did not, if it did not.
+    pub async fn settle(&self, settle: std::time::Duration) -> Option<String> {
+        let deadline = Instant::now() + settle;
+        loop {
+            let leak = self.leak(&Baseline::now());
+            if leak.is_none() || Instant::now() >= deadline {
+                return leak;
+            }
+            tokio::time::sleep(std::time::Duration::from_millis(20)).await;
         }
     }
 
@@ -72,9 +91,7 @@ impl Report {
     {
         let started = Instant::now();
         let outcome = check.await;
-        // Let aborted tasks and closed connections finish dropping.
-        tokio::time::sleep(std::time::Duration::from_millis(200)).await;
-        let outcome = match (outcome, baseline.leak(&Baseline::now())) {
+        let outcome = match (outcome, baseline.settle(SETTLE).await) {
             (Ok(detail), None) => Ok(detail),
             (Ok(detail), Some(leak)) => Err(format!("{detail}; but {leak}")),
             (Err(broke), _) => Err(broke),

@@ -645,10 +645,10 @@ async fn queue_open_close_cycles() -> Outcome {
         drop(queue);
         storage.close().await;
     }
-    let after = Baseline::now();
-    if let Some(leak) = before.leak(&after) {
+    if let Some(leak) = before.settle(mnemosyne_harness::SETTLE).await {
         return Err(format!("from cycle 10 to 200: {leak}"));
     }
+    let after = Baseline::now();
     Ok(format!(
         "200 open / submit / shutdown / close cycles: every item reloaded, fds {} at cycle 10 -> {} at 200",
         before.fds, after.fds

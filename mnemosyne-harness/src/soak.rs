@@ -1,0 +1,374 @@
+//! The soak verdict: samples, the judged window, the criteria, and the SVG
+//! chart. Kept apart from the driver (`bin/soak.rs`) so the judgement is
+//! testable on made-up samples.
+
+use std::fmt::Write as _;
+
+use serde::{Deserialize, Serialize};
+
+/// Share of the run discarded as warm-up before judging.
+pub const WARM_UP_SHARE: f64 = 0.2;
+/// RSS growth over the judged window allowed, in percent.
+pub const RSS_GROWTH_PERCENT_MAX: f64 = 5.0;
+/// RSS growth projected to 24 hours allowed, in percent.
+pub const RSS_PROJECTED_24H_PERCENT_MAX: f64 = 5.0;
+/// Open fds of the server never reach this.
+pub const FDS_MAX: u64 = 100;
+/// Open fds allowed beyond the pool's connections (listener, logs, epoll,
+/// client connections in flight, SQLite's WAL and shm files).
+pub const FDS_MARGIN: u64 = 64;
+
+/// One sample of the server under load.
+#[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize)]
+pub struct Sample {
+    /// Seconds since the workload started.
+    pub t_s: f64,
+    /// Resident set size of the server, bytes.
+    pub rss_bytes: u64,
+    /// Open fds of the server.
+    pub fds: u64,
+    /// Threads of the server.
+    pub threads: u64,
+    /// Reader connections open (and their limit).
+    pub pool_readers_open: u64,
+    /// `pool_readers_max`.
+    pub pool_readers_max: u64,
+    /// Supervised tasks alive.
+    pub tasks_alive: u64,
+    /// Active work items (and their limit).
+    pub work_items_active: u64,
+    /// `work_items_max`.
+    pub work_items_max: u64,
+    /// Embedding cache weight (and its cap).
+    pub cache_bytes: u64,
+    /// `embedding_cache_bytes_max`.
+    pub cache_bytes_max: u64,
+    /// SSE subscribers connected.
+    pub event_subscribers: u64,
+    /// Requests answered so far.
+    pub requests_ok: u64,
+    /// Requests refused for overload (503) so far.
+    pub requests_overloaded: u64,
+    /// Requests that failed otherwise so far.
+    pub requests_failed: u64,
+}
+
+/// One criterion and whether it held.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct Criterion {
+    /// What is judged.
+    pub name: String,
+    /// Whether it held.
+    pub passed: bool,
+    /// The figure and its bound.
+    pub detail: String,
+}
+
+/// The judgement of one run.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct Verdict {
+    /// Every criterion held.
+    pub passed: bool,
+    /// Each criterion.
+    pub criteria: Vec<Criterion>,
+    /// RSS at the start of the judged window (fitted), bytes.
+    pub rss_judged_start_bytes: f64,
+    /// Fitted RSS slope over the judged window, bytes per second.
+    pub rss_slope_bytes_per_s: f64,
+    /// Growth over the judged window, percent of its fitted start.
+    pub rss_growth_percent: f64,
+    /// The slope projected over 24 h, percent of the fitted start.
+    pub rss_projected_24h_percent: f64,
+    /// Highest RSS seen in the judged window, bytes.
+    pub rss_max_bytes: u64,
+}
+
+/// Least-squares line through `(x, y)`: `(intercept, slope)`.
+pub fn fit_line(points: &[(f64, f64)]) -> (f64, f64) {
+    let n = points.len() as f64;
+    if points.len() < 2 {
+        return (points.first().map_or(0.0, |p| p.1), 0.0);
+    }
+    let mean_x = points.iter().map(|p| p.0).sum::<f64>() / n;
+    let mean_y = points.iter().map(|p| p.1).sum::<f64>() / n;
+    let covariance: f64 = points
+        .iter()
+        .map(|(x, y)| (x - mean_x) * (y - mean_y))
+        .sum();
+    let variance: f64 = points.iter().map(|(x, _)| (x - mean_x).powi(2)).sum();
+    let slope = if variance > 0.0 {
+        covariance / variance
+    } else {
+        0.0
+    };
+    (mean_y - slope * mean_x, slope)
+}
+
+/// Judges `samples` of a run that lasted `duration_s`; `exit_ok` says the
+/// server stopped cleanly (exit 0, every task ended) when asked.
+pub fn judge(samples: &[Sample], duration_s: f64, exit_ok: Result<(), String>) -> Verdict {
+    let judged: Vec<&Sample> = samples
+        .iter()
+        .filter(|s| s.t_s >= duration_s * WARM_UP_SHARE)
+        .collect();
+    let points: Vec<(f64, f64)> = judged.iter().map(|s| (s.t_s, s.rss_bytes as f64)).collect();
+    let (intercept, slope) = fit_line(&points);
+    let (start_t, end_t) = (
+        points.first().map_or(0.0, |p| p.0),
+        points.last().map_or(0.0, |p| p.0),
+    );
+    let start = (intercept + slope * start_t).max(1.0);
+    let growth = slope * (end_t - start_t) / start * 100.0;
+    let projected = slope * 86_400.0 / start * 100.0;
+    let rss_max = judged.iter().map(|s| s.rss_bytes).max().unwrap_or(0);
+    let max_of = |f: fn(&Sample) -> u64| samples.iter().map(f).max().unwrap_or(0);
+    let pool_max = max_of(|s| s.pool_readers_max);
+
+    let mut criteria = Vec::new();
+    let mut criterion = |name: &str, passed: bool, detail: String| {
+        criteria.push(Criterion {
+            name: name.into(),
+            passed,
+            detail,
+        });
+    };
+    criterion(
+        "samples",
+        judged.len() >= 3,
+        format!("{} samples judged of {}", judged.len(), samples.len()),
+    );
+    criterion(
+        "rss_growth",
+        growth < RSS_GROWTH_PERCENT_MAX,
+        format!(
+            "{growth:.2}% over the judged window (fitted {:.1} MiB, slope {:.1} KiB/s); bound {RSS_GROWTH_PERCENT_MAX}%",
+            start / 1_048_576.0,
+            slope / 1024.0
+        ),
+    );
+    criterion(
+        "rss_projected_24h",
+        projected < RSS_PROJECTED_24H_PERCENT_MAX,
+        format!(
+            "{projected:.2}% per 24 h at the fitted slope; bound {RSS_PROJECTED_24H_PERCENT_MAX}%"
+        ),
+    );
+    let fds_max = max_of(|s| s.fds);
+    let fds_bound = FDS_MAX.min(pool_max + 1 + FDS_MARGIN);
+    criterion(
+        "fds",
+        fds_max < fds_bound,
+        format!(
+            "max {fds_max} open fds; bound {fds_bound} (under {FDS_MAX}, pool {pool_max}+1 + {FDS_MARGIN})"
+        ),
+    );
+    let pool_open = max_of(|s| s.pool_readers_open);
+    criterion(
+        "pool",
+        pool_open <= pool_max,
+        format!("max {pool_open} reader connections open; pool_readers_max {pool_max}"),
+    );
+    let over = |value: fn(&Sample) -> u64, max: fn(&Sample) -> u64| {
+        samples
+            .iter()
+            .filter(|s| max(s) > 0 && value(s) > max(s))
+            .count()
+    };
+    criterion(
+        "work_queue",
+        over(|s| s.work_items_active, |s| s.work_items_max) == 0,
+        format!(
+            "max {} active work items; work_items_max {}",
+            max_of(|s| s.work_items_active),
+            max_of(|s| s.work_items_max)
+        ),
+    );
+    criterion(
+        "cache",
+        over(|s| s.cache_bytes, |s| s.cache_bytes_max) == 0,
+        format!(
+            "max {} KiB in the embedding cache; cap {} KiB",
+            max_of(|s| s.cache_bytes) / 1024,
+            max_of(|s| s.cache_bytes_max) / 1024
+        ),
+    );
+    let last = samples.last().cloned().unwrap_or_default();
+    criterion(
+        "requests",
+        last.requests_failed == 0 && last.requests_ok > 0,
+        format!(
+            "{} answered, {} refused for overload (503), {} failed",
+            last.requests_ok, last.requests_overloaded, last.requests_failed
+        ),
+    );
+    criterion(
+        "shutdown",
+        exit_ok.is_ok(),
+        exit_ok.map_or_else(|e| e, |()| "exit 0 after SIGTERM, every task ended".into()),
+    );
+    Verdict {
+        passed: criteria.iter().all(|c| c.passed),
+        criteria,
+        rss_judged_start_bytes: start,
+        rss_slope_bytes_per_s: slope,
+        rss_growth_percent: growth,
+        rss_projected_24h_percent: projected,
+        rss_max_bytes: rss_max,
+    }
+}
+
+/// Four stacked line charts (RSS MiB, open fds, tasks alive, active work
+/// items) over time, as a standalone SVG document.
+pub fn svg(samples: &[Sample], duration_s: f64) -> String {
+    type Series = (&'static str, &'static str, fn(&Sample) -> f64);
+    let series: [Series; 4] = [
+        ("RSS (MiB)", "#c0392b", |s| s.rss_bytes as f64 / 1_048_576.0),
+        ("open fds", "#2980b9", |s| s.fds as f64),
+        ("tasks alive", "#27ae60", |s| s.tasks_alive as f64),
+        ("active work items", "#8e44ad", |s| {
+            s.work_items_active as f64
+        }),
+    ];
+    let (width, panel, left, top) = (900.0, 170.0, 70.0, 30.0);
+    let height = top + panel * series.len() as f64 + 30.0;
+    let plot_w = width - left - 20.0;
+    let mut out = String::new();
+    let _ = writeln!(
+        out,
+        r#"<svg xmlns="http://www.w3.org/2000/svg" width="{width}" height="{height}" font-family="sans-serif" font-size="12">"#
+    );
+    let _ = writeln!(
+        out,
+        r#"<text x="{left}" y="18" font-size="14">mnemosyne soak: {} samples over {:.0} s (grey: warm-up, not judged)</text>"#,
+        samples.len(),
+        duration_s
+    );
+    let t_max = duration_s
+        .max(samples.last().map_or(1.0, |s| s.t_s))
+        .max(1.0);
+    for (index, (label, colour, value)) in series.iter().enumerate() {
+        let y0 = top + panel * index as f64;
+        let plot_h = panel - 40.0;
+        let values: Vec<f64> = samples.iter().map(value).collect();
+        let v_max = values.iter().copied().fold(0.0_f64, f64::max).max(1.0) * 1.1;
+        let _ = writeln!(
+            out,
+            r##"<rect x="{left}" y="{y0}" width="{:.1}" height="{plot_h}" fill="#eee"/>"##,
+            plot_w * WARM_UP_SHARE
+        );
+        let _ = writeln!(
+            out,
+            r#"<rect x="{left}" y="{y0}" width="{plot_w}" height="{plot_h}" fill="none" stroke="black"/>"#
+        );
+        let _ = writeln!(
+            out,
+            r#"<text x="{left}" y="{:.1}">{label} (max {:.1})</text>"#,
+            y0 + plot_h + 15.0,
+            values.iter().copied().fold(0.0_f64, f64::max)
+        );
+        let _ = writeln!(
+            out,
+            r#"<text x="{:.1}" y="{:.1}" text-anchor="end">{v_max:.1}</text><text x="{:.1}" y="{:.1}" text-anchor="end">0</text>"#,
+            left - 5.0,
+            y0 + 10.0,
+            left - 5.0,
+            y0 + plot_h
+        );
+        let points: Vec<String> = samples
+            .iter()
+            .zip(&values)
+            .map(|(s, v)| {
+                format!(
+                    "{:.1},{:.1}",
+                    left + plot_w * s.t_s / t_max,
+                    y0 + plot_h - plot_h * v / v_max
+                )
+            })
+            .collect();
+        let _ = writeln!(
+            out,
+            r#"<polyline fill="none" stroke="{colour}" stroke-width="1.5" points="{}"/>"#,
+            points.join(" ")
+        );
+    }
+    let _ = writeln!(
+        out,
+        r#"<text x="{left}" y="{:.1}">time (s), 0 to {t_max:.0}</text>"#,
+        height - 8.0
+    );
+    out.push_str("</svg>\n");
+    out
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn run(rss: impl Fn(f64) -> u64) -> Vec<Sample> {
+        (0..=60u32)
+            .map(|i| {
+                let t_s = f64::from(i);
+                Sample {
+                    t_s,
+                    rss_bytes: rss(t_s),
+                    fds: 20,
+                    pool_readers_open: 4,
+                    pool_readers_max: 4,
+                    requests_ok: 100 * u64::from(i),
+                    ..Sample::default()
+                }
+            })
+            .collect()
+    }
+
+    #[test]
+    fn a_flat_run_passes_and_a_leak_fails() {
+        let flat = judge(&run(|_| 40 << 20), 60.0, Ok(()));
+        assert!(flat.passed, "{flat:?}");
+        assert!(flat.rss_growth_percent.abs() < 1e-9);
+
+        // 40 MiB growing 10 KiB/s: 1.2% in the window, but ~2100% per day.
+        let leak = judge(&run(|t| (40 << 20) + (t * 10_240.0) as u64), 60.0, Ok(()));
+        assert!(!leak.passed);
+        let failed: Vec<&str> = leak
+            .criteria
+            .iter()
+            .filter(|c| !c.passed)
+            .map(|c| c.name.as_str())
+            .collect();
+        assert_eq!(failed, ["rss_projected_24h"]);
+        assert!((leak.rss_slope_bytes_per_s - 10_240.0).abs() < 1.0);
+
+        // Warm-up growth is not judged.
+        let warm = judge(
+            &run(|t| {
+                if t < 12.0 {
+                    (20 << 20) + (t * 1e6) as u64
+                } else {
+                    40 << 20
+                }
+            }),
+            60.0,
+            Ok(()),
+        );
+        assert!(warm.passed, "{warm:?}");
+    }
+
+    #[test]
+    fn limits_and_shutdown_are_judged() {
+        let mut samples = run(|_| 40 << 20);
+        samples[30].pool_readers_open = 5;
+        samples[31].fds = 150;
+        let verdict = judge(&samples, 60.0, Err("exit code 143".into()));
+        let failed: Vec<&str> = verdict
+            .criteria
+            .iter()
+            .filter(|c| !c.passed)
+            .map(|c| c.name.as_str())
+            .collect();
+        assert_eq!(failed, ["fds", "pool", "shutdown"]);
+        let svg = svg(&samples, 60.0);
+        assert!(svg.starts_with("<svg") && svg.trim_end().ends_with("</svg>"));
+        assert_eq!(svg.matches("<polyline").count(), 4);
+    }
+}
