@@ -17,9 +17,14 @@ pub struct ProcessStats {
 }
 
 impl ProcessStats {
-    /// Reads the current figures.
+    /// Reads the current figures of this process.
     pub fn sample() -> Self {
-        imp::sample()
+        imp::sample(None)
+    }
+
+    /// Reads the current figures of process `pid` (all `None` if it is gone).
+    pub fn of_pid(pid: u32) -> Self {
+        imp::sample(Some(pid))
     }
 }
 
@@ -35,8 +40,14 @@ mod imp {
 
     use super::ProcessStats;
 
-    pub fn sample() -> ProcessStats {
-        let Ok(me) = Process::myself() else {
+    pub fn sample(pid: Option<u32>) -> ProcessStats {
+        let process = match pid {
+            Some(pid) => i32::try_from(pid)
+                .map_err(|_| procfs::ProcError::Other("pid out of range".into()))
+                .and_then(Process::new),
+            None => Process::myself(),
+        };
+        let Ok(me) = process else {
             return ProcessStats::default();
         };
         let status = me.status().ok();
@@ -64,7 +75,7 @@ mod imp {
 mod imp {
     use super::ProcessStats;
 
-    pub fn sample() -> ProcessStats {
+    pub fn sample(_pid: Option<u32>) -> ProcessStats {
         ProcessStats::default()
     }
 

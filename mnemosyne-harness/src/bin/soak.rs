@@ -1,0 +1,706 @@
+//! `cargo xtask soak [--duration D]`: starts the real `mnemosyne serve http`
+//! on a preloaded database, drives a seeded mixed workload at a steady rate
+//! (remember, recall, list, work submit/claim/complete, SSE subscribers that
+//! read and that never read, connection churn), samples the server every few
+//! seconds, and judges the run (see `mnemosyne_harness::soak`). Then runs the
+//! same workload under a memory limit to show the server does not die.
+//! Writes `soak-report.json` and `soak-report.svg` into the directory it
+//! prints; exits 1 if any criterion failed.
+
+#![allow(clippy::print_stdout, clippy::print_stderr)]
+
+use std::collections::HashMap;
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, ExitCode, Stdio};
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::time::{Duration, Instant};
+
+use anyhow::{Context, Result, bail};
+use chrono::Utc;
+use mnemosyne_core::Limits;
+use mnemosyne_core::workload::Workload;
+use mnemosyne_harness::soak::{Sample, Verdict, judge, svg};
+use mnemosyne_storage::embed::{EmbedderConfig, build_embedder};
+use mnemosyne_storage::{Location, MemoryStore};
+use rand::rngs::StdRng;
+use rand::{Rng, SeedableRng};
+use serde::Serialize;
+use tokio::io::AsyncWriteExt;
+use tokio::net::TcpStream;
+use tokio::sync::Semaphore;
+
+/// Seed of the workload, the same in every run.
+const SEED: u64 = 42;
+/// Requests in flight at once, at most.
+const IN_FLIGHT_MAX: usize = 64;
+/// SSE subscribers that read every event (and reconnect now and then).
+const READING_SUBSCRIBERS: usize = 4;
+/// SSE subscribers that connect and never read a byte.
+const STALLED_SUBSCRIBERS: usize = 2;
+/// Every this many requests uses a new connection (connection churn).
+const CHURN_EVERY: u64 = 10;
+/// Time the server gets to stop after SIGTERM before it counts as hung.
+const STOP_GRACE_S: u64 = 40;
+
+#[derive(Clone, Debug, Serialize)]
+struct Config {
+    duration_s: f64,
+    rate_per_s: u32,
+    memories: u32,
+    sample_interval_s: f64,
+    seed: u64,
+    binary: PathBuf,
+    memory_limit_run_s: f64,
+    memory_limit_mib: u64,
+}
+
+#[derive(Debug, Serialize)]
+struct Phase {
+    name: String,
+    limit: Option<String>,
+    samples: Vec<Sample>,
+    verdict: Verdict,
+}
+
+#[derive(Debug, Serialize)]
+struct ReportFile {
+    started_at: String,
+    config: Config,
+    phases: Vec<Phase>,
+    passed: bool,
+}
+
+fn main() -> ExitCode {
+    match run() {
+        Ok(true) => ExitCode::SUCCESS,
+        Ok(false) => ExitCode::FAILURE,
+        Err(error) => {
+            eprintln!("soak: error: {error:#}");
+            ExitCode::from(2)
+        }
+    }
+}
+
+fn parse_duration(text: &str) -> Result<f64> {
+    let text = text.trim();
+    let (number, unit) = text.split_at(
+        text.find(|c: char| c.is_ascii_alphabetic())
+            .unwrap_or(text.len()),
+    );
+    let value: f64 = number
+        .parse()
+        .with_context(|| format!("bad duration {text:?}"))?;
+    let seconds = match unit {
+        "" | "s" => value,
+        "m" | "min" => value * 60.0,
+        "h" => value * 3_600.0,
+        other => bail!("bad duration unit {other:?} in {text:?}; use s, m or h"),
+    };
+    if seconds < 10.0 {
+        bail!("a soak needs at least 10 s, got {text:?}");
+    }
+    Ok(seconds)
+}
+
+fn run() -> Result<bool> {
+    let args: Vec<String> = std::env::args().skip(1).collect();
+    let mut duration_s = 60.0;
+    let mut out: Option<PathBuf> = None;
+    let mut rate_per_s = 200;
+    let mut memories = 10_000;
+    let mut binary: Option<PathBuf> = None;
+    let mut memory_limit_mib = 512;
+    let mut limit_run = true;
+    let mut rest = args.iter();
+    while let Some(flag) = rest.next() {
+        let mut value = || rest.next().with_context(|| format!("{flag} needs a value"));
+        match flag.as_str() {
+            "--duration" => duration_s = parse_duration(value()?)?,
+            "--out" => out = Some(PathBuf::from(value()?)),
+            "--rate" => rate_per_s = value()?.parse().context("--rate")?,
+            "--memories" => memories = value()?.parse().context("--memories")?,
+            "--bin" => binary = Some(PathBuf::from(value()?)),
+            "--memory-limit-mib" => {
+                memory_limit_mib = value()?.parse().context("--memory-limit-mib")?
+            }
+            "--no-memory-limit-run" => limit_run = false,
+            other => bail!(
+                "unknown argument {other:?}; usage: soak [--duration 60s|30m|24h] [--out DIR] [--rate OPS_PER_S] \
+                 [--memories N] [--bin PATH] [--memory-limit-mib N] [--no-memory-limit-run]"
+            ),
+        }
+    }
+    let binary = match binary {
+        Some(path) => path,
+        None => std::env::current_exe()?.with_file_name("mnemosyne"),
+    };
+    if !binary.exists() {
+        bail!(
+            "no server binary at {} (build mnemosyne-cli first, or pass --bin)",
+            binary.display()
+        );
+    }
+    let out = out.unwrap_or_else(|| {
+        PathBuf::from(format!(
+            "target/soak-{}",
+            Utc::now().format("%Y%m%d-%H%M%S")
+        ))
+    });
+    std::fs::create_dir_all(&out).with_context(|| format!("cannot create {}", out.display()))?;
+    let config = Config {
+        duration_s,
+        rate_per_s,
+        memories,
+        sample_interval_s: (duration_s / 150.0).clamp(2.0, 30.0),
+        seed: SEED,
+        binary,
+        memory_limit_run_s: if limit_run {
+            (duration_s / 4.0).clamp(20.0, 600.0)
+        } else {
+            0.0
+        },
+        memory_limit_mib,
+    };
+    println!("soak: writing into {}", out.display());
+    let runtime = tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(2)
+        .enable_all()
+        .build()?;
+    let started_at = Utc::now().to_rfc3339();
+    let phases = runtime.block_on(soak(&config, &out))?;
+    let passed = phases.iter().all(|p| p.verdict.passed);
+    for phase in &phases {
+        for c in &phase.verdict.criteria {
+            println!(
+                "{}  {}/{}: {}",
+                if c.passed { "ok  " } else { "FAIL" },
+                phase.name,
+                c.name,
+                c.detail
+            );
+        }
+    }
+    let main_samples = &phases[0].samples;
+    std::fs::write(
+        out.join("soak-report.svg"),
+        svg(main_samples, config.duration_s),
+    )?;
+    let report = ReportFile {
+        started_at,
+        config,
+        phases,
+        passed,
+    };
+    std::fs::write(
+        out.join("soak-report.json"),
+        serde_json::to_string_pretty(&report)?,
+    )?;
+    println!(
+        "soak: {} ({}/soak-report.json, {}/soak-report.svg)",
+        if passed { "passed" } else { "FAILED" },
+        out.display(),
+        out.display()
+    );
+    Ok(passed)
+}
+
+async fn soak(config: &Config, out: &Path) -> Result<Vec<Phase>> {
+    let db = out.join("soak.db");
+    for suffix in ["", "-wal", "-shm"] {
+        let _ = std::fs::remove_file(format!("{}{suffix}", db.display()));
+    }
+    preload(&db, config.memories).await?;
+    let mut phases = vec![phase("steady", config, out, &db, config.duration_s, None).await?];
+    if config.memory_limit_run_s > 0.0 {
+        let limit = memory_limiter(config.memory_limit_mib);
+        phases.push(
+            phase(
+                "memory_limited",
+                config,
+                out,
+                &db,
+                config.memory_limit_run_s,
+                Some(limit),
+            )
+            .await?,
+        );
+    }
+    Ok(phases)
+}
+
+/// Writes `count` memories of the standard workload, with their vectors.
+async fn preload(db: &Path, count: u32) -> Result<()> {
+    let limits = Limits::default();
+    let embedder = build_embedder(&EmbedderConfig::default(), &limits)?;
+    let store = MemoryStore::open(&Location::File(db.to_owned()), limits.clone())
+        .await?
+        .with_embedder(embedder);
+    let mut workload = Workload::new(SEED);
+    let now = Utc::now();
+    let started = Instant::now();
+    let mut written = 0u32;
+    while written < count {
+        let batch: Vec<_> = (0..(count - written).min(limits.import_batch_rows))
+            .map(|_| {
+                let mut memory = workload.memory(now);
+                memory.links.clear();
+                memory
+            })
+            .collect();
+        written += batch.len() as u32;
+        store
+            .import_batch(&batch, mnemosyne_core::OnConflict::Fail)
+            .await?;
+    }
+    store.close().await;
+    println!(
+        "soak: preloaded {count} memories in {:.1} s",
+        started.elapsed().as_secs_f64()
+    );
+    Ok(())
+}
+
+/// How to wrap the server in a memory limit: a systemd scope when systemd
+/// runs here, else an address-space limit with prlimit.
+fn memory_limiter(mib: u64) -> Vec<String> {
+    let systemd = Command::new("systemd-run")
+        .args([
+            "--user",
+            "--scope",
+            "--quiet",
+            "-p",
+            "MemoryMax=64M",
+            "true",
+        ])
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .status()
+        .is_ok_and(|s| s.success());
+    if systemd {
+        vec![
+            "systemd-run".into(),
+            "--user".into(),
+            "--scope".into(),
+            "--quiet".into(),
+            "-p".into(),
+            format!("MemoryMax={mib}M"),
+            "--".into(),
+        ]
+    } else {
+        // Address space, not RSS: it must cover thread stacks and the
+        // allocator's reservations, so it is the RSS budget times 6.
+        vec![
+            "prlimit".into(),
+            format!("--as={}", mib * 6 * 1024 * 1024),
+            "--".into(),
+        ]
+    }
+}
+
+struct Counters {
+    ok: AtomicU64,
+    overloaded: AtomicU64,
+    failed: AtomicU64,
+    sent: AtomicU64,
+    events_read: AtomicU64,
+}
+
+async fn phase(
+    name: &str,
+    config: &Config,
+    out: &Path,
+    db: &Path,
+    duration_s: f64,
+    limiter: Option<Vec<String>>,
+) -> Result<Phase> {
+    let port = std::net::TcpListener::bind("127.0.0.1:0")?
+        .local_addr()?
+        .port();
+    let log = std::fs::File::create(out.join(format!("server-{name}.log")))?;
+    let mut command = match &limiter {
+        Some(wrapper) => {
+            let mut command = Command::new(&wrapper[0]);
+            command.args(&wrapper[1..]).arg(&config.binary);
+            command
+        }
+        None => Command::new(&config.binary),
+    };
+    command
+        .arg("--db")
+        .arg(db)
+        .args(["serve", "http", "--bind", &format!("127.0.0.1:{port}")])
+        // The soak judges what the server holds: keep mmap'd file pages out of RSS.
+        .env("MNEMOSYNE_SQLITE_MMAP_BYTES_MAX", "0")
+        .env("RUST_LOG", "warn")
+        .stdin(Stdio::null())
+        .stdout(Stdio::null())
+        .stderr(log);
+    let mut child = command
+        .spawn()
+        .with_context(|| format!("cannot start {}", config.binary.display()))?;
+    let base = format!("http://127.0.0.1:{port}");
+    let client = reqwest::Client::builder()
+        .timeout(Duration::from_secs(10))
+        .build()?;
+    wait_healthy(&client, &base, &mut child).await?;
+    let pid = server_pid(&child)?;
+    println!(
+        "soak: phase {name}: server pid {pid} on {base} for {duration_s:.0} s{}",
+        limiter
+            .as_ref()
+            .map(|l| format!(" under `{}`", l.join(" ")))
+            .unwrap_or_default()
+    );
+
+    let counters = Arc::new(Counters {
+        ok: AtomicU64::new(0),
+        overloaded: AtomicU64::new(0),
+        failed: AtomicU64::new(0),
+        sent: AtomicU64::new(0),
+        events_read: AtomicU64::new(0),
+    });
+    let stop = Arc::new(AtomicBool::new(false));
+    let mut tasks = Vec::new();
+    for i in 0..READING_SUBSCRIBERS {
+        tasks.push(tokio::spawn(read_events(
+            port,
+            Arc::clone(&counters),
+            Arc::clone(&stop),
+            i,
+        )));
+    }
+    let mut stalled = Vec::new();
+    for _ in 0..STALLED_SUBSCRIBERS {
+        stalled.push(stalled_subscriber(port).await?);
+    }
+    tasks.push(tokio::spawn(drive(
+        base.clone(),
+        client.clone(),
+        config.rate_per_s,
+        Arc::clone(&counters),
+        Arc::clone(&stop),
+    )));
+
+    let started = Instant::now();
+    let mut samples = Vec::new();
+    let interval = Duration::from_secs_f64(config.sample_interval_s.min(duration_s / 10.0));
+    while started.elapsed().as_secs_f64() < duration_s {
+        tokio::time::sleep(interval).await;
+        if let Some(status) = child.try_wait()? {
+            stop.store(true, Ordering::Relaxed);
+            bail!("the server died during phase {name}: {status} (see server-{name}.log)");
+        }
+        samples.push(
+            sample(
+                &client,
+                &base,
+                pid,
+                started.elapsed().as_secs_f64(),
+                &counters,
+            )
+            .await,
+        );
+    }
+    stop.store(true, Ordering::Relaxed);
+    for task in tasks {
+        let _ = task.await;
+    }
+    drop(stalled);
+    let exit = stop_server(&mut child, pid).await;
+    let verdict = judge(&samples, duration_s, exit);
+    println!(
+        "soak: phase {name}: {} requests answered, {} events read by subscribers",
+        counters.ok.load(Ordering::Relaxed),
+        counters.events_read.load(Ordering::Relaxed)
+    );
+    Ok(Phase {
+        name: name.into(),
+        limit: limiter.map(|l| l.join(" ")),
+        samples,
+        verdict,
+    })
+}
+
+async fn wait_healthy(client: &reqwest::Client, base: &str, child: &mut Child) -> Result<()> {
+    let deadline = Instant::now() + Duration::from_secs(30);
+    loop {
+        if let Some(status) = child.try_wait()? {
+            bail!("the server exited at start: {status}");
+        }
+        if let Ok(response) = client.get(format!("{base}/health")).send().await
+            && response.status().is_success()
+        {
+            return Ok(());
+        }
+        if Instant::now() > deadline {
+            bail!("the server did not answer /health within 30 s");
+        }
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+}
+
+/// The server's pid: the child itself, or (under a wrapper that execs) the
+/// same pid; systemd-run --scope and prlimit both exec the command.
+fn server_pid(child: &Child) -> Result<u32> {
+    Ok(child.id())
+}
+
+async fn stop_server(child: &mut Child, pid: u32) -> Result<(), String> {
+    let _ = Command::new("kill")
+        .args(["-TERM", &pid.to_string()])
+        .status();
+    let deadline = Instant::now() + Duration::from_secs(STOP_GRACE_S);
+    loop {
+        match child.try_wait() {
+            Ok(Some(status)) if status.success() => return Ok(()),
+            Ok(Some(status)) => return Err(format!("server exited with {status} after SIGTERM")),
+            Ok(None) if Instant::now() > deadline => {
+                let _ = child.kill();
+                let _ = child.wait();
+                return Err(format!(
+                    "server still running {STOP_GRACE_S} s after SIGTERM; killed"
+                ));
+            }
+            Ok(None) => tokio::time::sleep(Duration::from_millis(50)).await,
+            Err(e) => return Err(format!("cannot wait for the server: {e}")),
+        }
+    }
+}
+
+/// Sends the mixed workload at `rate_per_s` until `stop`.
+async fn drive(
+    base: String,
+    client: reqwest::Client,
+    rate_per_s: u32,
+    counters: Arc<Counters>,
+    stop: Arc<AtomicBool>,
+) {
+    let mut workload = Workload::new(SEED + 1);
+    let mut rng = StdRng::seed_from_u64(SEED + 2);
+    let in_flight = Arc::new(Semaphore::new(IN_FLIGHT_MAX));
+    let mut ticks =
+        tokio::time::interval(Duration::from_secs_f64(1.0 / f64::from(rate_per_s.max(1))));
+    ticks.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Skip);
+    let mut sequence = 0u64;
+    while !stop.load(Ordering::Relaxed) {
+        ticks.tick().await;
+        let Ok(permit) = Arc::clone(&in_flight).try_acquire_owned() else {
+            continue; // the server is behind: skip rather than pile up
+        };
+        sequence += 1;
+        let client = if sequence.is_multiple_of(CHURN_EVERY) {
+            reqwest::Client::builder()
+                .timeout(Duration::from_secs(10))
+                .pool_max_idle_per_host(0)
+                .build()
+                .unwrap_or_else(|_| client.clone())
+        } else {
+            client.clone()
+        };
+        let roll: f64 = rng.random();
+        let op = if roll < 0.30 {
+            let memory = workload.memory(Utc::now());
+            Op::Remember(serde_json::json!({
+                "content": memory.content,
+                "namespace": memory.namespace.to_string(),
+                "tags": memory.tags,
+                "importance": memory.importance.get(),
+            }))
+        } else if roll < 0.80 {
+            Op::Recall(serde_json::json!({"query": workload.query().text, "limit": 10}))
+        } else if roll < 0.85 {
+            Op::List
+        } else {
+            Op::Work(sequence)
+        };
+        let base = base.clone();
+        let counters = Arc::clone(&counters);
+        tokio::spawn(async move {
+            let _permit = permit;
+            let outcome = op.send(&client, &base).await;
+            counters.sent.fetch_add(1, Ordering::Relaxed);
+            match outcome {
+                Ok(()) => counters.ok.fetch_add(1, Ordering::Relaxed),
+                Err(Failure::Overloaded) => counters.overloaded.fetch_add(1, Ordering::Relaxed),
+                Err(Failure::Failed(message)) => {
+                    if counters.failed.fetch_add(1, Ordering::Relaxed) < 5 {
+                        eprintln!("soak: request failed: {message}");
+                    }
+                    0
+                }
+            };
+        });
+    }
+    // Let the requests in flight finish.
+    let _ = in_flight.acquire_many(IN_FLIGHT_MAX as u32).await;
+}
+
+enum Op {
+    Remember(serde_json::Value),
+    Recall(serde_json::Value),
+    List,
+    Work(u64),
+}
+
+enum Failure {
+    Overloaded,
+    Failed(String),
+}
+
+async fn call(request: reqwest::RequestBuilder, what: &str) -> Result<serde_json::Value, Failure> {
+    let response = request
+        .send()
+        .await
+        .map_err(|e| Failure::Failed(format!("{what}: {e}")))?;
+    let status = response.status();
+    let body = response
+        .bytes()
+        .await
+        .map_err(|e| Failure::Failed(format!("{what}: {e}")))?;
+    if status.as_u16() == 503 || status.as_u16() == 429 {
+        return Err(Failure::Overloaded);
+    }
+    if !status.is_success() {
+        return Err(Failure::Failed(format!(
+            "{what}: {status}: {}",
+            String::from_utf8_lossy(&body)
+        )));
+    }
+    if body.is_empty() {
+        return Ok(serde_json::Value::Null);
+    }
+    serde_json::from_slice(&body).map_err(|e| Failure::Failed(format!("{what}: bad JSON: {e}")))
+}
+
+impl Op {
+    async fn send(self, client: &reqwest::Client, base: &str) -> Result<(), Failure> {
+        let json = |url: String, body: &serde_json::Value| {
+            client
+                .post(url)
+                .header("content-type", "application/json")
+                .body(body.to_string())
+        };
+        match self {
+            Op::Remember(body) => {
+                call(json(format!("{base}/v1/memories"), &body), "remember").await?;
+            }
+            Op::Recall(body) => {
+                call(json(format!("{base}/v1/recall"), &body), "recall").await?;
+            }
+            Op::List => {
+                call(client.get(format!("{base}/v1/memories?limit=20")), "list").await?;
+            }
+            Op::Work(n) => {
+                let agent = format!("soak-agent-{}", n % 8);
+                let body = serde_json::json!({"description": format!("soak job {n}")});
+                call(json(format!("{base}/v1/work/items"), &body), "work submit").await?;
+                let claimed = call(
+                    json(
+                        format!("{base}/v1/work/claim"),
+                        &serde_json::json!({"agent": agent}),
+                    ),
+                    "work claim",
+                )
+                .await?;
+                if let Some(id) = claimed["item"]["id"].as_str() {
+                    let done = serde_json::json!({"agent": agent});
+                    call(
+                        json(format!("{base}/v1/work/items/{id}/complete"), &done),
+                        "work complete",
+                    )
+                    .await?;
+                }
+            }
+        }
+        Ok(())
+    }
+}
+
+/// An SSE subscriber that reads everything and reconnects every 10 s.
+async fn read_events(port: u16, counters: Arc<Counters>, stop: Arc<AtomicBool>, index: usize) {
+    use tokio::io::AsyncReadExt;
+    let mut buffer = vec![0u8; 16 * 1024];
+    while !stop.load(Ordering::Relaxed) {
+        let Ok(mut stream) = TcpStream::connect(("127.0.0.1", port)).await else {
+            tokio::time::sleep(Duration::from_millis(200)).await;
+            continue;
+        };
+        let request = format!(
+            "GET /v1/events HTTP/1.1\r\nHost: 127.0.0.1\r\nAccept: text/event-stream\r\nX-Subscriber: {index}\r\n\r\n"
+        );
+        if stream.write_all(request.as_bytes()).await.is_err() {
+            continue;
+        }
+        let until = Instant::now() + Duration::from_secs(10);
+        while Instant::now() < until && !stop.load(Ordering::Relaxed) {
+            match tokio::time::timeout(Duration::from_millis(500), stream.read(&mut buffer)).await {
+                Ok(Ok(0)) | Ok(Err(_)) => break,
+                Ok(Ok(n)) => {
+                    let events = buffer[..n].windows(6).filter(|w| w == b"event:").count();
+                    counters
+                        .events_read
+                        .fetch_add(events as u64, Ordering::Relaxed);
+                }
+                Err(_) => {}
+            }
+        }
+    }
+}
+
+/// An SSE subscriber that never reads: the server must not buffer for it.
+async fn stalled_subscriber(port: u16) -> Result<TcpStream> {
+    let mut stream = TcpStream::connect(("127.0.0.1", port)).await?;
+    stream
+        .write_all(
+            b"GET /v1/events HTTP/1.1\r\nHost: 127.0.0.1\r\nAccept: text/event-stream\r\n\r\n",
+        )
+        .await?;
+    Ok(stream)
+}
+
+async fn sample(
+    client: &reqwest::Client,
+    base: &str,
+    pid: u32,
+    t_s: f64,
+    counters: &Counters,
+) -> Sample {
+    let process = mnemosyne_diagnostics::ProcessStats::of_pid(pid);
+    let metrics = match client.get(format!("{base}/metrics")).send().await {
+        Ok(response) => parse_metrics(&response.text().await.unwrap_or_default()),
+        Err(_) => HashMap::new(),
+    };
+    let metric = |name: &str| metrics.get(name).copied().unwrap_or(0.0) as u64;
+    Sample {
+        t_s,
+        rss_bytes: process.rss_bytes.unwrap_or(0),
+        fds: process.open_fds.unwrap_or(0),
+        threads: process.threads.unwrap_or(0),
+        pool_readers_open: metric("mnemosyne_pool_readers_open"),
+        pool_readers_max: metric("mnemosyne_pool_readers_open_max"),
+        tasks_alive: metric("mnemosyne_tasks_alive"),
+        work_items_active: metric("mnemosyne_work_items_active"),
+        work_items_max: metric("mnemosyne_work_items_active_max"),
+        cache_bytes: metric("mnemosyne_embedding_cache_bytes"),
+        cache_bytes_max: metric("mnemosyne_embedding_cache_bytes_max"),
+        event_subscribers: metric("mnemosyne_event_subscribers"),
+        requests_ok: counters.ok.load(Ordering::Relaxed),
+        requests_overloaded: counters.overloaded.load(Ordering::Relaxed),
+        requests_failed: counters.failed.load(Ordering::Relaxed),
+    }
+}
+
+/// `name value` lines of Prometheus text (labelled series are skipped).
+fn parse_metrics(text: &str) -> HashMap<String, f64> {
+    text.lines()
+        .filter(|line| !line.starts_with('#'))
+        .filter_map(|line| {
+            let (name, value) = line.split_once(' ')?;
+            if name.contains('{') {
+                return None;
+            }
+            Some((name.to_owned(), value.trim().parse().ok()?))
+        })
+        .collect()
+}
