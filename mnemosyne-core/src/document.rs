@@ -43,8 +43,32 @@ pub struct StoredDocument {
     pub snapshot: Vec<u8>,
     /// CRDT bytes appended by each save since, oldest first.
     pub chunks: Vec<Vec<u8>>,
-    /// Opaque state of the document layer (undo, attribution).
+    /// Opaque state of the document layer.
     pub state: String,
+    /// Undo and redo steps, by `seq`.
+    pub undo: Vec<UndoRow>,
+}
+
+/// One stored undo or redo step of a document (the step itself is opaque).
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct UndoRow {
+    /// Unique within the document; orders the steps.
+    pub seq: u64,
+    /// The actor whose step it is.
+    pub actor: String,
+    /// True for a redo step, false for an undo step.
+    pub redo: bool,
+    /// The step, encoded by the document layer.
+    pub step: String,
+}
+
+/// One change to the stored undo steps, written with a save.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum UndoChange {
+    /// Adds a step.
+    Insert(UndoRow),
+    /// Removes the step with this `seq`.
+    Delete(u64),
 }
 
 /// How a save changes the stored CRDT bytes.
@@ -68,6 +92,8 @@ pub struct DocumentSave {
     pub body: DocumentBody,
     /// The new state text.
     pub state: String,
+    /// Changes to the undo steps, applied in order.
+    pub undo: Vec<UndoChange>,
     /// A record appended to the document's log (attribution), if any.
     pub log: Option<String>,
     /// Log records kept: after the append, older ones are deleted.

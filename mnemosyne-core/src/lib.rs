@@ -20,8 +20,8 @@ mod work;
 pub mod workload;
 
 pub use document::{
-    DocumentBody, DocumentMeta, DocumentSave, StoredDocument, validate_actor_name,
-    validate_document_name, validate_document_title,
+    DocumentBody, DocumentMeta, DocumentSave, StoredDocument, UndoChange, UndoRow,
+    validate_actor_name, validate_document_name, validate_document_title,
 };
 pub use embed::{Embedder, Embedding};
 pub use error::{Error, Result};

@@ -293,12 +293,14 @@ pub trait Storage: Send + Sync + Debug {
         log: &str,
     ) -> Result<()>;
 
-    /// The document with this name: metadata, snapshot, chunks in order, state.
+    /// The document with this name: metadata, snapshot, chunks in order,
+    /// state, undo steps by `seq`.
     async fn load_document(&self, name: &str) -> Result<Option<StoredDocument>>;
 
     /// Saves a document in one transaction if its stored revision is still
     /// `save.expected_revision`: metadata and state replaced, and either one
     /// chunk appended or the snapshot replaced and every chunk dropped.
+    /// `save.undo` is applied to the stored undo steps in order.
     /// `save.log`, when given, is appended to the document's log, which then
     /// keeps only its newest `save.log_keep` records.
     /// A moved revision is [`crate::Error::DocumentConflict`] (nothing

@@ -26,4 +26,4 @@ pub use store::{
     Action, Attribution, Base, CONFLICT_RETRIES_MAX, Change, Clock, DocumentStore, DocumentView,
     Edit, EditOutcome, History, NewDocument, UndoDepth,
 };
-pub use undo::{ActorSteps, Stack, Step, UndoState};
+pub use undo::{ActorSteps, Stack, StateJson, Step, UndoState};

@@ -349,7 +349,7 @@ impl DocumentStore {
         };
         let undo = UndoState::default();
         self.storage
-            .create_document(&meta, &crdt.save(), &encode(&undo)?, &encode(&record)?)
+            .create_document(&meta, &crdt.save(), &undo.state_json(), &encode(&record)?)
             .await?;
         let view = DocumentView {
             meta: meta.clone(),
@@ -368,8 +368,8 @@ impl DocumentStore {
             .ok_or_else(|| Error::DocumentNotFound(name.to_owned()))?;
         let crdt =
             CrdtText::load(&stored.snapshot, &stored.chunks).map_err(|e| corrupt(name, e.0))?;
-        let undo: UndoState = serde_json::from_str(&stored.state)
-            .map_err(|e| corrupt(name, format!("undo state: {e}")))?;
+        let undo = UndoState::from_stored(&stored.state, &stored.undo)
+            .map_err(|reason| corrupt(name, reason))?;
         Ok(Working {
             meta: stored.meta,
             crdt,
@@ -621,7 +621,8 @@ impl DocumentStore {
                 meta: meta.clone(),
                 expected_revision: w.meta.revision,
                 body,
-                state: encode(&w.undo)?,
+                state: w.undo.state_json(),
+                undo: w.undo.take_journal(),
                 log: Some(encode(&record)?),
                 log_keep: self.limits.crdt_attribution_records_max,
             };

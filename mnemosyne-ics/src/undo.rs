@@ -4,7 +4,7 @@
 
 use std::collections::VecDeque;
 
-use mnemosyne_core::Limits;
+use mnemosyne_core::{Limits, UndoChange, UndoRow};
 use serde::{Deserialize, Serialize};
 
 use crate::Splice;
@@ -17,7 +17,9 @@ const SPLICE_OVERHEAD_BYTES: usize = 24;
 /// expects to delete (what the undone edit inserted there).
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
 pub struct Step {
-    /// Order among every step of the document (oldest is dropped first).
+    /// Order among every step of the document (oldest is dropped first);
+    /// stored as the row's key, not in its JSON.
+    #[serde(skip)]
     pub seq: u64,
     /// The splices.
     pub splices: Vec<Splice>,
@@ -81,13 +83,22 @@ pub struct ActorSteps {
     pub redo: VecDeque<Step>,
 }
 
-/// The undo state of one document, stored as JSON beside it.
-#[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
+/// The undo state of one document. Stored as one row per step; the
+/// changes since the last save are journaled so a save writes only them.
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
 pub struct UndoState {
-    /// Next step sequence number.
+    /// Last step sequence number handed out.
     pub next_seq: u64,
     /// One entry per actor with steps.
     pub actors: Vec<ActorSteps>,
+    journal: Vec<UndoChange>,
+}
+
+/// The small JSON state stored beside a document.
+#[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct StateJson {
+    /// Last step sequence number handed out.
+    pub next_seq: u64,
 }
 
 /// Which stack.
@@ -100,6 +111,63 @@ pub enum Stack {
 }
 
 impl UndoState {
+    /// The state stored as `state` (JSON) and `rows`.
+    pub fn from_stored(state: &str, rows: &[UndoRow]) -> Result<Self, String> {
+        let json: StateJson = serde_json::from_str(state).map_err(|e| format!("state: {e}"))?;
+        let mut out = Self {
+            next_seq: json.next_seq,
+            ..Self::default()
+        };
+        for row in rows {
+            let mut step: Step = serde_json::from_str(&row.step)
+                .map_err(|e| format!("undo step {}: {e}", row.seq))?;
+            if step.splices.len() != step.expect.len() {
+                return Err(format!("undo step {}: splices and texts differ", row.seq));
+            }
+            step.seq = row.seq;
+            out.next_seq = out.next_seq.max(row.seq);
+            let entry = match out.actors.iter().position(|a| a.actor == row.actor) {
+                Some(i) => &mut out.actors[i],
+                None => {
+                    out.actors.push(ActorSteps {
+                        actor: row.actor.clone(),
+                        ..ActorSteps::default()
+                    });
+                    out.actors.last_mut().expect("just pushed")
+                }
+            };
+            entry.last_seq = entry.last_seq.max(row.seq);
+            if row.redo {
+                entry.redo.push_back(step);
+            } else {
+                entry.undo.push_back(step);
+            }
+        }
+        Ok(out)
+    }
+
+    /// The JSON stored as the document's `state`.
+    pub fn state_json(&self) -> String {
+        serde_json::to_string(&StateJson {
+            next_seq: self.next_seq,
+        })
+        .expect("a struct of integers always encodes")
+    }
+
+    /// The changes to the stored rows since the last call.
+    pub fn take_journal(&mut self) -> Vec<UndoChange> {
+        std::mem::take(&mut self.journal)
+    }
+
+    fn journal_insert(journal: &mut Vec<UndoChange>, actor: &str, redo: bool, step: &Step) {
+        journal.push(UndoChange::Insert(UndoRow {
+            seq: step.seq,
+            actor: actor.to_owned(),
+            redo,
+            step: serde_json::to_string(step).expect("splices and strings always encode"),
+        }));
+    }
+
     fn seq(&mut self) -> u64 {
         self.next_seq += 1;
         self.next_seq
@@ -118,7 +186,10 @@ impl UndoState {
                 .min_by_key(|(_, a)| a.last_seq)
                 .map(|(i, _)| i)
                 .expect("at least one actor when at the cap");
-            self.actors.remove(oldest);
+            let gone = self.actors.remove(oldest);
+            for step in gone.undo.iter().chain(&gone.redo) {
+                self.journal.push(UndoChange::Delete(step.seq));
+            }
         }
         self.actors.push(ActorSteps {
             actor: actor.to_owned(),
@@ -138,10 +209,13 @@ impl UndoState {
     ) {
         let seq = self.seq();
         let step = Step::undoing(seq, applied, inverse);
+        Self::journal_insert(&mut self.journal, actor, false, &step);
         let entry = self.actor_mut(actor, limits);
-        entry.redo.clear();
+        let cleared: Vec<u64> = entry.redo.drain(..).map(|s| s.seq).collect();
         entry.last_seq = seq;
         entry.undo.push_back(step);
+        self.journal
+            .extend(cleared.into_iter().map(UndoChange::Delete));
         self.enforce(limits);
     }
 
@@ -149,6 +223,7 @@ impl UndoState {
     pub fn push(&mut self, actor: &str, stack: Stack, mut step: Step, limits: &Limits) {
         step.seq = self.seq();
         let seq = step.seq;
+        Self::journal_insert(&mut self.journal, actor, stack == Stack::Redo, &step);
         let entry = self.actor_mut(actor, limits);
         entry.last_seq = seq;
         match stack {
@@ -170,10 +245,12 @@ impl UndoState {
     /// Removes the newest step of `actor`'s `stack`.
     pub fn pop(&mut self, actor: &str, stack: Stack) -> Option<Step> {
         let entry = self.actors.iter_mut().find(|a| a.actor == actor)?;
-        match stack {
+        let step = match stack {
             Stack::Undo => entry.undo.pop_back(),
             Stack::Redo => entry.redo.pop_back(),
-        }
+        }?;
+        self.journal.push(UndoChange::Delete(step.seq));
+        Some(step)
     }
 
     /// `(undo, redo)` depths of `actor`.
@@ -196,17 +273,19 @@ impl UndoState {
     fn enforce(&mut self, limits: &Limits) {
         let depth = limits.crdt_undo_depth as usize;
         for entry in &mut self.actors {
-            while entry.undo.len() > depth {
-                entry.undo.pop_front();
-            }
-            while entry.redo.len() > depth {
-                entry.redo.pop_front();
+            for stack in [&mut entry.undo, &mut entry.redo] {
+                while stack.len() > depth {
+                    if let Some(step) = stack.pop_front() {
+                        self.journal.push(UndoChange::Delete(step.seq));
+                    }
+                }
             }
         }
         let max = usize::try_from(limits.crdt_undo_bytes_max).unwrap_or(usize::MAX);
         let mut total = self.bytes();
         while total > max {
             // Drop the oldest step of any actor, undo or redo.
+            let journal = &mut self.journal;
             let oldest = self
                 .actors
                 .iter_mut()
@@ -216,6 +295,7 @@ impl UndoState {
             let Some(stack) = oldest else { break };
             if let Some(step) = stack.pop_front() {
                 total -= step.bytes();
+                journal.push(UndoChange::Delete(step.seq));
             }
         }
         self.actors
@@ -297,6 +377,8 @@ mod tests {
         ) {
             let limits = Limits { crdt_undo_depth: depth, ..Limits::default() };
             let mut state = UndoState::default();
+            // What the database holds: the journal replayed after each save.
+            let mut rows = std::collections::BTreeMap::new();
             let actors = ["a", "b", "c"];
             for (actor, kind) in ops {
                 let actor = actors[actor];
@@ -316,6 +398,24 @@ mod tests {
                     prop_assert!(entry.undo.len() <= depth as usize);
                     prop_assert!(entry.redo.len() <= depth as usize);
                 }
+                for change in state.take_journal() {
+                    match change {
+                        UndoChange::Insert(row) => { rows.insert(row.seq, row); }
+                        UndoChange::Delete(seq) => { prop_assert!(rows.remove(&seq).is_some()); }
+                    }
+                }
+            }
+            let rows: Vec<UndoRow> = rows.into_values().collect();
+            let reloaded = UndoState::from_stored(&state.state_json(), &rows).unwrap();
+            for actor in actors {
+                let seqs = |s: &UndoState, stack| -> Vec<u64> {
+                    s.actors.iter().filter(|a| a.actor == actor).flat_map(|a| match stack {
+                        Stack::Undo => a.undo.iter().map(|s| s.seq).collect::<Vec<_>>(),
+                        Stack::Redo => a.redo.iter().map(|s| s.seq).collect(),
+                    }).collect()
+                };
+                prop_assert_eq!(seqs(&reloaded, Stack::Undo), seqs(&state, Stack::Undo));
+                prop_assert_eq!(seqs(&reloaded, Stack::Redo), seqs(&state, Stack::Redo));
             }
         }
     }

@@ -2,7 +2,9 @@
 -- holds the Automerge bytes written at the last compaction, and each save
 -- since appends one incremental chunk to `document_chunks` (at most about
 -- crdt_compact_every_ops of them: compaction folds them into a new snapshot).
--- `state` is the document layer's JSON (bounded undo steps);
+-- `state` is the document layer's small JSON state; `document_undo` its
+-- undo and redo steps, one row each (bounded by crdt_undo_depth,
+-- crdt_actors_max and crdt_undo_bytes_max), so an edit writes one step, not all;
 -- `document_log` its attribution records, newest kept, capped at
 -- crdt_attribution_records_max per document.
 CREATE TABLE documents (
@@ -30,5 +32,13 @@ CREATE TABLE document_log (
     name   TEXT    NOT NULL REFERENCES documents (name) ON DELETE CASCADE,
     seq    INTEGER NOT NULL,
     record TEXT    NOT NULL,
+    PRIMARY KEY (name, seq)
+);
+CREATE TABLE document_undo (
+    name  TEXT    NOT NULL REFERENCES documents (name) ON DELETE CASCADE,
+    seq   INTEGER NOT NULL,
+    actor TEXT    NOT NULL,
+    redo  INTEGER NOT NULL CHECK (redo IN (0, 1)),
+    step  TEXT    NOT NULL,
     PRIMARY KEY (name, seq)
 );

@@ -4,7 +4,9 @@
 //! the metadata columns. A save is a compare-and-set on `revision`.
 
 use chrono::DateTime;
-use mnemosyne_core::{DocumentBody, DocumentMeta, DocumentSave, Error, Namespace, Result};
+use mnemosyne_core::{
+    DocumentBody, DocumentMeta, DocumentSave, Error, Namespace, Result, UndoChange, UndoRow,
+};
 
 use crate::rows::{SqlValue, to_ms};
 
@@ -56,6 +58,17 @@ pub const PRUNE_LOG: &str = "DELETE FROM document_log WHERE name = ?1 \
 /// The newest `?2` log records of `?1`, newest first.
 pub const SELECT_LOG: &str =
     "SELECT record FROM document_log WHERE name = ?1 ORDER BY seq DESC LIMIT ?2";
+
+/// `(seq, actor, redo, step)` of the undo steps of `?1`, by seq.
+pub const SELECT_UNDO: &str =
+    "SELECT seq, actor, redo, step FROM document_undo WHERE name = ?1 ORDER BY seq";
+
+/// Adds undo step `(?2 seq, ?3 actor, ?4 redo, ?5 step)` to `?1`.
+pub const INSERT_UNDO: &str =
+    "INSERT INTO document_undo (name, seq, actor, redo, step) VALUES (?1, ?2, ?3, ?4, ?5)";
+
+/// Removes undo step `?2` of `?1`.
+pub const DELETE_UNDO: &str = "DELETE FROM document_undo WHERE name = ?1 AND seq = ?2";
 
 /// 1 when a document named `?1` exists.
 pub const DOCUMENT_EXISTS: &str = "SELECT 1 FROM documents WHERE name = ?1";
@@ -134,6 +147,43 @@ pub fn log_statements(save: &DocumentSave) -> Vec<(&'static str, Vec<SqlValue>)>
             vec![name.into(), i64::from(save.log_keep).into()],
         ),
     ]
+}
+
+/// The statements applying `save.undo`, in order.
+pub fn undo_statements(save: &DocumentSave) -> Vec<(&'static str, Vec<SqlValue>)> {
+    let name = save.meta.name.as_str();
+    save.undo
+        .iter()
+        .map(|change| match change {
+            UndoChange::Insert(row) => (
+                INSERT_UNDO,
+                vec![
+                    name.into(),
+                    int(row.seq).into(),
+                    row.actor.as_str().into(),
+                    i64::from(row.redo).into(),
+                    row.step.as_str().into(),
+                ],
+            ),
+            UndoChange::Delete(seq) => (DELETE_UNDO, vec![name.into(), int(*seq).into()]),
+        })
+        .collect()
+}
+
+/// Decodes a row `(seq, actor, redo, step)` of [`SELECT_UNDO`].
+pub fn decode_undo(
+    name: &str,
+    seq: i64,
+    actor: String,
+    redo: i64,
+    step: String,
+) -> Result<UndoRow> {
+    Ok(UndoRow {
+        seq: count(name, "undo seq", seq)?,
+        actor,
+        redo: redo != 0,
+        step,
+    })
 }
 
 /// The statement appending the first log record of a new document.
@@ -282,10 +332,12 @@ mod tests {
             expected_revision: 6,
             body: DocumentBody::Append(vec![1]),
             state: "{}".into(),
+            undo: vec![UndoChange::Delete(3)],
             log: Some("{}".into()),
             log_keep: 10,
         };
         assert_eq!(log_statements(&save).len(), 2);
+        assert_eq!(undo_statements(&save)[0].0, DELETE_UNDO);
         assert_eq!(update_params(&save).unwrap().len(), 12);
         save.expected_revision = 7;
         assert!(update_params(&save).is_err());

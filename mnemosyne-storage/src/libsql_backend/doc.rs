@@ -73,11 +73,22 @@ pub(super) async fn load_document(conn: &Connection, name: &str) -> Result<Optio
             col_blob(row, 0)
         })
         .await?;
+        let undo = query_all(conn, doc_rows::SELECT_UNDO, vec![text(name)], |row| {
+            doc_rows::decode_undo(
+                name,
+                col_int(row, 0)?,
+                col_text(row, 1)?,
+                col_int(row, 2)?,
+                col_text(row, 3)?,
+            )
+        })
+        .await?;
         Ok(Some(StoredDocument {
             meta: doc_rows::decode_meta(meta)?,
             snapshot,
             chunks,
             state,
+            undo,
         }))
     }
     .await;
@@ -115,7 +126,10 @@ pub(super) async fn save_document(conn: &Connection, save: &DocumentSave) -> Res
                 .await
                 .map_err(db)?;
         }
-        for (sql, params) in doc_rows::log_statements(save) {
+        for (sql, params) in doc_rows::undo_statements(save)
+            .into_iter()
+            .chain(doc_rows::log_statements(save))
+        {
             conn.execute(sql, values(params)).await.map_err(db)?;
         }
         Ok(())

@@ -4,6 +4,7 @@ use mnemosyne_core::{DocumentMeta, DocumentSave, Error, Namespace, Result, Store
 use rusqlite::{Connection, OptionalExtension, Row};
 
 use crate::doc_rows::{self, MetaRow};
+use crate::rows::SqlValue;
 
 use super::ops::{begin, db, is_unique_violation};
 
@@ -70,12 +71,31 @@ pub(super) fn load_document(conn: &mut Connection, name: &str) -> Result<Option<
                 .collect::<rusqlite::Result<Vec<_>>>()
         })
         .map_err(db)?;
+    let undo_rows = tx
+        .prepare_cached(doc_rows::SELECT_UNDO)
+        .and_then(|mut stmt| {
+            stmt.query_map([name], |row| {
+                Ok((
+                    row.get::<_, i64>(0)?,
+                    row.get(1)?,
+                    row.get::<_, i64>(2)?,
+                    row.get(3)?,
+                ))
+            })?
+            .collect::<rusqlite::Result<Vec<_>>>()
+        })
+        .map_err(db)?;
     tx.commit().map_err(db)?;
+    let undo = undo_rows
+        .into_iter()
+        .map(|(seq, actor, redo, step)| doc_rows::decode_undo(name, seq, actor, redo, step))
+        .collect::<Result<Vec<_>>>()?;
     Ok(Some(StoredDocument {
         meta: doc_rows::decode_meta(meta)?,
         snapshot,
         chunks,
         state,
+        undo,
     }))
 }
 
@@ -102,16 +122,25 @@ pub(super) fn save_document(conn: &mut Connection, save: &DocumentSave) -> Resul
         });
     }
     let (sql, params) = doc_rows::body_statement(name, &save.body);
-    tx.execute(sql, rusqlite::params_from_iter(params))
-        .map_err(db)?;
+    execute_cached(&tx, sql, params)?;
     if doc_rows::replaces_chunks(&save.body) {
         tx.execute(doc_rows::DELETE_CHUNKS, [name]).map_err(db)?;
     }
-    for (sql, params) in doc_rows::log_statements(save) {
-        tx.execute(sql, rusqlite::params_from_iter(params))
-            .map_err(db)?;
+    for (sql, params) in doc_rows::undo_statements(save)
+        .into_iter()
+        .chain(doc_rows::log_statements(save))
+    {
+        execute_cached(&tx, sql, params)?;
     }
     tx.commit().map_err(db)
+}
+
+/// Runs a statement through the connection's statement cache (an edit
+/// runs the same few statements every time).
+fn execute_cached(conn: &Connection, sql: &str, params: Vec<SqlValue>) -> Result<usize> {
+    conn.prepare_cached(sql)
+        .and_then(|mut stmt| stmt.execute(rusqlite::params_from_iter(params)))
+        .map_err(db)
 }
 
 pub(super) fn document_log(conn: &mut Connection, name: &str, limit: u32) -> Result<Vec<String>> {

@@ -1,7 +1,8 @@
 //! Conformance checks for context documents (the bytes are opaque here).
 
 use mnemosyne_core::{
-    DocumentBody, DocumentMeta, DocumentSave, Error, Limits, MemoryId, Namespace, timestamp_now,
+    DocumentBody, DocumentMeta, DocumentSave, Error, Limits, MemoryId, Namespace, UndoChange,
+    UndoRow, timestamp_now,
 };
 use mnemosyne_storage::schema::SCHEMA_VERSION;
 
@@ -44,6 +45,7 @@ pub async fn documents_create_save_load_and_compare_revisions<B: Backend>() {
     let m = meta("plan", "project:atlas");
     assert!(storage.load_document("plan").await.unwrap().is_none());
     assert!(storage.document_log("plan", 10).await.unwrap().is_empty());
+    assert!(storage.load_document("plan").await.unwrap().is_none());
     storage
         .create_document(&m, &bytes(1), "{\"state\": \"ünïcode\"}", "created")
         .await
@@ -71,6 +73,7 @@ pub async fn documents_create_save_load_and_compare_revisions<B: Backend>() {
         expected_revision: expected,
         body,
         state: state.into(),
+        undo: Vec::new(),
         log: Some(state.into()),
         log_keep: 3,
     };
@@ -79,19 +82,37 @@ pub async fn documents_create_save_load_and_compare_revisions<B: Backend>() {
         .await
         .unwrap();
     let m2 = next(&m1);
+    let undo_row = |seq: u64, redo: bool| UndoRow {
+        seq,
+        actor: "agent ü".into(),
+        redo,
+        step: format!("step {seq}"),
+    };
     storage
-        .save_document(&save(&m2, 1, DocumentBody::Append(bytes(3)), "s2"))
+        .save_document(&DocumentSave {
+            undo: vec![
+                UndoChange::Insert(undo_row(1, false)),
+                UndoChange::Insert(undo_row(2, true)),
+                UndoChange::Insert(undo_row(3, false)),
+                UndoChange::Delete(1),
+            ],
+            ..save(&m2, 1, DocumentBody::Append(bytes(3)), "s2")
+        })
         .await
         .unwrap();
     let loaded = storage.load_document("plan").await.unwrap().unwrap();
     assert_eq!(loaded.meta, m2);
     assert_eq!(loaded.chunks, [bytes(2), bytes(3)]);
     assert_eq!(loaded.state, "s2");
+    assert_eq!(loaded.undo, [undo_row(2, true), undo_row(3, false)]);
 
     // A save based on an old revision changes nothing.
     let stale = next(&m1);
     let err = storage
-        .save_document(&save(&stale, 1, DocumentBody::Append(bytes(7)), "lost"))
+        .save_document(&DocumentSave {
+            undo: vec![UndoChange::Delete(2)],
+            ..save(&stale, 1, DocumentBody::Append(bytes(7)), "lost")
+        })
         .await
         .unwrap_err();
     assert!(
@@ -158,6 +179,7 @@ pub async fn documents_create_save_load_and_compare_revisions<B: Backend>() {
     assert!(!storage.delete_document("plan").await.unwrap());
     assert!(storage.load_document("plan").await.unwrap().is_none());
     assert!(storage.document_log("plan", 10).await.unwrap().is_empty());
+    assert!(storage.load_document("plan").await.unwrap().is_none());
     storage
         .create_document(&m, &bytes(6), "{}", "reborn")
         .await
@@ -169,7 +191,7 @@ pub async fn documents_create_save_load_and_compare_revisions<B: Backend>() {
             .await
             .unwrap()
             .unwrap()
-            .chunks
+            .undo
             .is_empty()
     );
     assert_eq!(storage.integrity_check().await.unwrap(), "ok");
