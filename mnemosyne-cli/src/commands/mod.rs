@@ -3,6 +3,7 @@
 //! before returning, on success, error or Ctrl-C.
 
 mod config;
+mod doc;
 mod export;
 mod import;
 mod memory;
@@ -46,6 +47,7 @@ pub async fn run(command: Command, settings: &Settings, out: Output) -> Result<(
         Command::Import(args) => import::run(args, settings, out).await,
         Command::Reindex => reindex::run(settings, out).await,
         Command::Config => config::run(settings, out),
+        Command::Doc(command) => doc::run(command, settings, out).await,
     }
 }
 
