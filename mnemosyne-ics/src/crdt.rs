@@ -4,13 +4,16 @@
 use automerge::transaction::{CommitOptions, Transactable};
 use automerge::{
     ActorId, AutoCommit, ChangeHash, LoadOptions, ObjId, ObjType, OnPartialLoad, ROOT, ReadDoc,
-    TextEncoding,
+    ScalarValue, TextEncoding, Value,
 };
 
 use crate::Splice;
 
 /// Key of the text object in the document's root map.
 const TEXT_KEY: &str = "text";
+
+/// Longest deleted range read character by character (see `CrdtText::range`).
+const RANGE_BY_CHAR_MAX: usize = 1_024;
 
 /// Positions count Unicode code points (Rust `char`s), on every replica.
 const ENCODING: TextEncoding = TextEncoding::UnicodeCodePoint;
@@ -74,7 +77,7 @@ impl CrdtText {
             )));
         }
         let text = match doc.get(ROOT, TEXT_KEY) {
-            Ok(Some((automerge::Value::Object(ObjType::Text), id))) => id,
+            Ok(Some((Value::Object(ObjType::Text), id))) => id,
             Ok(_) => return Err(LoadError("it holds no text object".into())),
             Err(e) => return Err(LoadError(e.to_string())),
         };
@@ -88,6 +91,24 @@ impl CrdtText {
         self.doc
             .text(&self.text)
             .expect("the text object exists (checked at load)")
+    }
+
+    /// The characters `start..end` of the text. Short ranges are read one
+    /// character at a time (about a microsecond each, indexed); longer ones
+    /// from the whole text (automerge's range iterator starts at the front).
+    fn range(&self, start: usize, end: usize) -> String {
+        if end.saturating_sub(start) > RANGE_BY_CHAR_MAX {
+            return self.text().chars().skip(start).take(end - start).collect();
+        }
+        let mut out = String::new();
+        for i in start..end {
+            if let Ok(Some((Value::Scalar(s), _))) = self.doc.get(&self.text, i)
+                && let ScalarValue::Str(s) = s.as_ref()
+            {
+                out.push_str(s);
+            }
+        }
+        out
     }
 
     /// Length of the text in characters.
@@ -118,8 +139,6 @@ impl CrdtText {
     pub fn apply(&mut self, actor: &str, splices: &[Splice]) -> Result<Vec<Splice>, String> {
         let mut len = self.len_chars();
         let mut inverse = Vec::with_capacity(splices.len());
-        // Only read the whole text when something is deleted.
-        let mut current: Option<Vec<char>> = None;
         for splice in splices {
             let end = splice.pos.checked_add(splice.delete).filter(|&e| e <= len);
             let Some(end) = end else {
@@ -129,12 +148,8 @@ impl CrdtText {
                     splice.pos, splice.delete
                 ));
             };
-            let deleted: String = if splice.delete > 0 {
-                let chars = current.get_or_insert_with(|| self.text().chars().collect());
-                chars[splice.pos..end].iter().collect()
-            } else {
-                String::new()
-            };
+            // Only the deleted range is read (reads see this change's earlier splices).
+            let deleted = self.range(splice.pos, end);
             let inserted = splice.insert.chars().count();
             let delete = isize::try_from(splice.delete).map_err(|_| "splice too large")?;
             if let Err(e) = self
@@ -143,9 +158,6 @@ impl CrdtText {
             {
                 self.doc.rollback();
                 return Err(e.to_string());
-            }
-            if let Some(chars) = current.as_mut() {
-                chars.splice(splice.pos..end, splice.insert.chars());
             }
             len = len - splice.delete + inserted;
             inverse.push(Splice {
@@ -230,6 +242,18 @@ mod tests {
         doc.apply("a", &inverse).unwrap();
         assert_eq!(doc.text(), "hello wörld");
         assert_eq!(doc.len_chars(), 11);
+    }
+
+    #[test]
+    fn long_deletes_are_inverted_too() {
+        let text: String = (0..3_000).map(|i| char::from(b'a' + (i % 26) as u8)).collect();
+        let mut doc = CrdtText::new(&text);
+        let inverse = doc
+            .apply("a", &[splice(10, 2_000, "short"), splice(0, 3, "")])
+            .unwrap();
+        assert_eq!(doc.len_chars(), 3_000 - 2_000 + 5 - 3);
+        doc.apply("a", &inverse).unwrap();
+        assert_eq!(doc.text(), text);
     }
 
     #[test]
