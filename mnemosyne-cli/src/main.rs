@@ -17,7 +17,12 @@
 //!   `{"exported", "file", "include_archived"}`); `import`: `{"file",
 //!   "memories", "inserted", "skipped", "links_added", "links_missing",
 //!   "complete"}` plus `stopped_at_line` and `error` when it stopped early;
-//! - `config`: `{"backend", "config_file", "db", "db_source", "limits"}`.
+//! - `config`: `{"backend", "config_file", "db", "db_source", "limits"}`;
+//! - `doc list`: `{"documents": [meta]}`; `doc show`: meta, `heads`, `text`;
+//!   `doc write | edit | compact | undo | redo`: `{"status", meta, "heads",
+//!   "changed", "splices", "inserted_chars", "deleted_chars", "compacted",
+//!   "undo_depth", "redo_depth"}`; `doc history`: meta, `records`, `undo`;
+//!   `doc delete`: `{"name", "status"}`.
 //!
 //! Exit codes: 0 success, 1 error (one line `error: <reason>` on stderr,
 //! nothing changed unless the reason says how far it got), 2 bad command

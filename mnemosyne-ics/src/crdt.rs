@@ -31,6 +31,10 @@ pub struct LoadError(pub String);
 pub struct CrdtText {
     doc: AutoCommit,
     text: ObjId,
+    /// Heads at the last save or load: the next incremental save holds
+    /// only the changes after them. (Automerge's own cursor starts empty
+    /// after a load, and moving it costs a full save.)
+    saved: Vec<ChangeHash>,
 }
 
 impl CrdtText {
@@ -45,7 +49,11 @@ impl CrdtText {
                 .expect("splicing at 0 of an empty text is always in range");
         }
         doc.commit_with(CommitOptions::default().with_message("compact"));
-        Self { doc, text: id }
+        Self {
+            doc,
+            text: id,
+            saved: Vec::new(),
+        }
     }
 
     /// Loads a saved document followed by its incremental chunks, in order.
@@ -82,8 +90,8 @@ impl CrdtText {
             Err(e) => return Err(LoadError(e.to_string())),
         };
         // Everything loaded counts as saved: the next incremental save holds only new changes.
-        let _ = doc.save_incremental();
-        Ok(Self { doc, text })
+        let saved = doc.get_heads();
+        Ok(Self { doc, text, saved })
     }
 
     /// The current text.
@@ -184,6 +192,7 @@ impl CrdtText {
         Ok(Self {
             doc,
             text: self.text.clone(),
+            saved: heads.to_vec(),
         })
     }
 
@@ -192,6 +201,7 @@ impl CrdtText {
         Self {
             doc: self.doc.fork().with_actor(ActorId::random()),
             text: self.text.clone(),
+            saved: self.saved.clone(),
         }
     }
 
@@ -203,12 +213,16 @@ impl CrdtText {
 
     /// The whole document, compressed.
     pub fn save(&mut self) -> Vec<u8> {
-        self.doc.save()
+        let bytes = self.doc.save();
+        self.saved = self.doc.get_heads();
+        bytes
     }
 
     /// The changes made since the last save or load (empty when none).
     pub fn save_incremental(&mut self) -> Vec<u8> {
-        self.doc.save_incremental()
+        let bytes = self.doc.save_after(&self.saved);
+        self.saved = self.doc.get_heads();
+        bytes
     }
 
     /// A new document holding the current text and no other history.
@@ -246,7 +260,9 @@ mod tests {
 
     #[test]
     fn long_deletes_are_inverted_too() {
-        let text: String = (0..3_000).map(|i| char::from(b'a' + (i % 26) as u8)).collect();
+        let text: String = (0..3_000)
+            .map(|i| char::from(b'a' + (i % 26) as u8))
+            .collect();
         let mut doc = CrdtText::new(&text);
         let inverse = doc
             .apply("a", &[splice(10, 2_000, "short"), splice(0, 3, "")])
@@ -277,8 +293,19 @@ mod tests {
         doc.apply("b", &[splice(0, 0, "zero ")]).unwrap();
         let second = doc.save_incremental();
         assert!(doc.save_incremental().is_empty());
-        let loaded = CrdtText::load(&snapshot, &[first.clone(), second.clone()]).unwrap();
+        let mut loaded = CrdtText::load(&snapshot, &[first.clone(), second.clone()]).unwrap();
         assert_eq!(loaded.text(), "zero one two");
+        // After a load, an incremental save holds only what is new.
+        assert!(loaded.save_incremental().is_empty());
+        loaded.apply("c", &[splice(0, 0, "!")]).unwrap();
+        let third = loaded.save_incremental();
+        assert!(
+            third.len() < snapshot.len() + first.len(),
+            "{} bytes",
+            third.len()
+        );
+        let reloaded = CrdtText::load(&snapshot, &[first.clone(), second.clone(), third]).unwrap();
+        assert_eq!(reloaded.text(), "!zero one two");
         // Garbage, a flipped byte, or a chunk without its predecessor is refused.
         assert!(CrdtText::load(&snapshot, &[vec![1, 2, 3]]).is_err());
         assert!(CrdtText::load(b"not automerge", &[]).is_err());

@@ -466,3 +466,26 @@ async fn open_documents_are_bounded() {
         assert!(docs.open_count() <= 3);
     }
 }
+
+#[tokio::test]
+async fn an_edit_after_a_fresh_load_appends_only_itself() {
+    let limits = Limits::default();
+    let db = db(&limits).await;
+    let docs = store(&db, limits.clone());
+    docs.create(new_doc("d", &"some long text ".repeat(1_000)))
+        .await
+        .unwrap();
+    // Another process (nothing open) loads the document and edits it once.
+    let fresh = store(&db, limits);
+    fresh
+        .edit("d", edit("a", Base::default(), splice(0, 0, "x")))
+        .await
+        .unwrap();
+    let stored = db.storage.load_document("d").await.unwrap().unwrap();
+    assert_eq!(stored.chunks.len(), 1);
+    assert!(
+        stored.chunks[0].len() < 512,
+        "{} bytes",
+        stored.chunks[0].len()
+    );
+}
