@@ -52,7 +52,7 @@ impl Lcg {
 /// The next single-character splice: insert and delete alternate, so the
 /// text stays at 100 KB.
 fn next_splice(rng: &mut Lcg, i: u64, len: usize) -> Splice {
-    if i % 2 == 0 {
+    if i.is_multiple_of(2) {
         Splice {
             pos: rng.next(len + 1),
             delete: 0,
@@ -163,7 +163,7 @@ fn bench_store(c: &mut Criterion) {
     c.bench_function("ics/store_edit_1char_100kb", |b| {
         b.iter(|| {
             let splice = next_splice(&mut rng, i, len);
-            len = if i % 2 == 0 { len + 1 } else { len - 1 };
+            len = if i.is_multiple_of(2) { len + 1 } else { len - 1 };
             i += 1;
             rt.block_on(docs.edit(
                 "big",

@@ -3,10 +3,10 @@
 //! holds are bounded by the text length, not by the number of edits.
 //!
 //! The bounds (stated here, checked after every 1 000 edits):
-//! - stored CRDT bytes (snapshot + chunks) <= 2 x text bytes
-//!   + `crdt_compact_every_ops` x [`CHUNK_BYTES_MAX`] + [`SLACK_BYTES`];
-//! - operations in the open document <= text characters
-//!   + 2 x `crdt_compact_every_ops` + [`SLACK_OPS`] (each edit adds at most
+//! - stored CRDT bytes (snapshot and chunks) <= 2 x text bytes plus
+//!   `crdt_compact_every_ops` x [`CHUNK_BYTES_MAX`] plus [`SLACK_BYTES`];
+//! - operations in the open document <= text characters plus
+//!   2 x `crdt_compact_every_ops` plus [`SLACK_OPS`] (each edit adds at most
 //!   two: the inserted character, or a deletion and its tombstone);
 //! - undo steps stored <= `crdt_undo_depth` x actors, each at most
 //!   [`STEP_JSON_BYTES_MAX`] bytes.

@@ -30,8 +30,11 @@ fn splice_for(seed: &Seed, len: usize) -> Splice {
     }
 }
 
-/// Per actor: its edits, and the order in which it merges the others.
-fn scenario() -> impl Strategy<Value = (String, Vec<(Vec<Seed>, Vec<usize>)>)> {
+/// One actor: its edits, and the order in which it merges the others.
+type Actor = (Vec<Seed>, Vec<usize>);
+
+/// The base text and every actor.
+fn scenario() -> impl Strategy<Value = (String, Vec<Actor>)> {
     (2usize..=4).prop_flat_map(|actors| {
         let order = Just((0..actors).collect::<Vec<_>>()).prop_shuffle();
         (
