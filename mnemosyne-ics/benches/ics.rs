@@ -36,18 +36,9 @@ fn text_100kb() -> String {
     line.repeat(DOC_BYTES / line.len() + 1)[..DOC_BYTES].to_owned()
 }
 
-/// Deterministic positions.
-struct Lcg(u64);
-
-impl Lcg {
-    fn next(&mut self, bound: usize) -> usize {
-        self.0 = self
-            .0
-            .wrapping_mul(6_364_136_223_846_793_005)
-            .wrapping_add(1_442_695_040_888_963_407);
-        ((self.0 >> 33) as usize) % bound.max(1)
-    }
-}
+#[path = "../tests/common/lcg.rs"]
+mod lcg;
+use lcg::Lcg;
 
 /// The next single-character splice: insert and delete alternate, so the
 /// text stays at 100 KB.
@@ -163,7 +154,11 @@ fn bench_store(c: &mut Criterion) {
     c.bench_function("ics/store_edit_1char_100kb", |b| {
         b.iter(|| {
             let splice = next_splice(&mut rng, i, len);
-            len = if i.is_multiple_of(2) { len + 1 } else { len - 1 };
+            len = if i.is_multiple_of(2) {
+                len + 1
+            } else {
+                len - 1
+            };
             i += 1;
             rt.block_on(docs.edit(
                 "big",

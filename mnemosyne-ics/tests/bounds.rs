@@ -13,6 +13,7 @@
 
 mod common;
 
+use common::lcg::Lcg;
 use common::{HandClock, db, new_doc};
 use mnemosyne_core::Limits;
 use mnemosyne_ics::{Base, Change, CrdtText, DocumentStore, Edit, Splice};
@@ -27,19 +28,6 @@ const SLACK_OPS: u64 = 8;
 /// JSON of one single-character undo step.
 const STEP_JSON_BYTES_MAX: usize = 160;
 const ACTORS: [&str; 3] = ["alice", "bob", "carol"];
-
-/// A small deterministic generator (no dependency needed for this).
-struct Lcg(u64);
-
-impl Lcg {
-    fn next(&mut self, bound: usize) -> usize {
-        self.0 = self
-            .0
-            .wrapping_mul(6_364_136_223_846_793_005)
-            .wrapping_add(1_442_695_040_888_963_407);
-        ((self.0 >> 33) as usize) % bound.max(1)
-    }
-}
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn one_hundred_thousand_single_character_edits_stay_bounded() {

@@ -3,8 +3,8 @@
 
 mod common;
 
-use common::{HandClock, db, new_doc, store, stored_bytes};
-use mnemosyne_core::{DocumentBody, DocumentSave, Error, Limits};
+use common::{HandClock, db, new_doc, open, raw_save, store, stored_bytes};
+use mnemosyne_core::{DocumentBody, Error, Limits};
 use mnemosyne_ics::{Action, Base, Change, DocumentStore, Edit, Splice};
 
 fn splice(pos: usize, delete: usize, insert: &str) -> Change {
@@ -94,8 +94,7 @@ async fn interleaved_writers_on_stale_open_copies_lose_nothing() {
 #[tokio::test]
 async fn a_stale_epoch_edit_is_refused_and_changes_nothing() {
     let limits = Limits::default();
-    let db = db(&limits).await;
-    let docs = store(&db, limits);
+    let (db, docs) = open(limits).await;
     docs.create(new_doc("spec", "version one")).await.unwrap();
     let read = docs.read("spec").await.unwrap();
     let compacted = docs.compact("spec", "janitor").await.unwrap();
@@ -146,8 +145,7 @@ async fn compaction_runs_after_its_op_count_and_drops_the_chunks() {
         crdt_compact_every_ops: 10,
         ..Limits::default()
     };
-    let db = db(&limits).await;
-    let docs = store(&db, limits);
+    let (db, docs) = open(limits).await;
     docs.create(new_doc("notes", "")).await.unwrap();
     let mut epochs = Vec::new();
     for i in 0..25 {
@@ -198,8 +196,7 @@ async fn compaction_runs_after_its_interval() {
 #[tokio::test]
 async fn undo_and_redo_per_actor_survive_compaction() {
     let limits = Limits::default();
-    let db = db(&limits).await;
-    let docs = store(&db, limits);
+    let (_db, docs) = open(limits).await;
     docs.create(new_doc("d", "hello world")).await.unwrap();
     docs.write_text("d", "alice", "hello brave world".into(), Base::default())
         .await
@@ -245,8 +242,7 @@ async fn undo_and_redo_per_actor_survive_compaction() {
 #[tokio::test]
 async fn an_undo_whose_text_was_changed_since_is_refused() {
     let limits = Limits::default();
-    let db = db(&limits).await;
-    let docs = store(&db, limits);
+    let (_db, docs) = open(limits).await;
     docs.create(new_doc("d", "abc")).await.unwrap();
     docs.edit("d", edit("alice", Base::default(), splice(1, 0, "XYZ")))
         .await
@@ -271,8 +267,7 @@ async fn undo_depth_and_attribution_stay_within_their_caps() {
         crdt_attribution_records_max: 7,
         ..Limits::default()
     };
-    let db = db(&limits).await;
-    let docs = store(&db, limits);
+    let (_db, docs) = open(limits).await;
     docs.create(new_doc("d", "")).await.unwrap();
     for i in 0..30 {
         let actor = ["a", "b"][i % 2];
@@ -301,26 +296,13 @@ async fn a_corrupt_document_is_a_clear_error_and_the_others_still_load() {
         docs.create(new_doc(name, "some text")).await.unwrap();
     }
     // A damaged chunk appended after a valid snapshot.
-    let stored = db
-        .storage
-        .load_document("bad-chunk")
-        .await
-        .unwrap()
-        .unwrap();
-    let mut meta = stored.meta.clone();
-    meta.revision += 1;
-    db.storage
-        .save_document(&DocumentSave {
-            meta,
-            expected_revision: stored.meta.revision,
-            body: DocumentBody::Append(vec![0x85, 0x6f, 0x4a, 0x83, 1, 2, 3, 4, 5]),
-            state: stored.state.clone(),
-            undo: Vec::new(),
-            log: None,
-            log_keep: 10,
-        })
-        .await
-        .unwrap();
+    let damaged = vec![0x85, 0x6f, 0x4a, 0x83, 1, 2, 3, 4, 5];
+    raw_save(
+        db.storage.as_ref(),
+        "bad-chunk",
+        DocumentBody::Append(damaged),
+    )
+    .await;
     // A snapshot with one flipped byte.
     let stored = db
         .storage
@@ -328,23 +310,15 @@ async fn a_corrupt_document_is_a_clear_error_and_the_others_still_load() {
         .await
         .unwrap()
         .unwrap();
-    let mut snapshot = stored.snapshot.clone();
+    let mut snapshot = stored.snapshot;
     let middle = snapshot.len() / 2;
     snapshot[middle] ^= 0xff;
-    let mut meta = stored.meta.clone();
-    meta.revision += 1;
-    db.storage
-        .save_document(&DocumentSave {
-            meta,
-            expected_revision: stored.meta.revision,
-            body: DocumentBody::Replace(snapshot),
-            state: stored.state,
-            undo: Vec::new(),
-            log: None,
-            log_keep: 10,
-        })
-        .await
-        .unwrap();
+    raw_save(
+        db.storage.as_ref(),
+        "bad-snapshot",
+        DocumentBody::Replace(snapshot),
+    )
+    .await;
 
     // A fresh store (nothing open in memory) reads from the database.
     let fresh = store(&db, limits);
@@ -382,8 +356,7 @@ async fn limits_and_bad_input_are_refused_without_change() {
         list_page_rows_max: 5,
         ..Limits::default()
     };
-    let db = db(&limits).await;
-    let docs = store(&db, limits);
+    let (db, docs) = open(limits).await;
     assert!(matches!(
         docs.create(new_doc("big", &"x".repeat(17))).await.unwrap_err(),
         Error::InvalidInput(m) if m.contains("doc_text_bytes_max")
@@ -455,8 +428,7 @@ async fn open_documents_are_bounded() {
         doc_open_max: 3,
         ..Limits::default()
     };
-    let db = db(&limits).await;
-    let docs = store(&db, limits);
+    let (_db, docs) = open(limits).await;
     for i in 0..10 {
         docs.create(new_doc(&format!("d{i}"), "x")).await.unwrap();
         assert!(docs.open_count() <= 3);

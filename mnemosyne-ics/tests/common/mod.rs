@@ -1,11 +1,13 @@
 //! Shared helpers: a real database file in a temp dir, a hand-moved clock.
 #![allow(dead_code)]
 
+pub mod lcg;
+
 use std::sync::Arc;
 use std::sync::atomic::{AtomicI64, Ordering};
 
 use chrono::{DateTime, Utc};
-use mnemosyne_core::{Limits, Storage};
+use mnemosyne_core::{DocumentBody, DocumentSave, Limits, Storage};
 use mnemosyne_ics::{Clock, DocumentStore, NewDocument};
 use mnemosyne_storage::Location;
 
@@ -46,6 +48,33 @@ impl HandClock {
 
 pub fn store(db: &Db, limits: Limits) -> DocumentStore {
     DocumentStore::new(db.storage.clone(), limits)
+}
+
+/// A fresh database and a store over it.
+pub async fn open(limits: Limits) -> (Db, DocumentStore) {
+    let db = db(&limits).await;
+    let docs = store(&db, limits);
+    (db, docs)
+}
+
+/// Writes `body` into the stored document `name` behind the store's back
+/// (through the storage trait), as damage on disk would look.
+pub async fn raw_save(storage: &dyn Storage, name: &str, body: DocumentBody) {
+    let stored = storage.load_document(name).await.unwrap().unwrap();
+    let mut meta = stored.meta.clone();
+    meta.revision += 1;
+    storage
+        .save_document(&DocumentSave {
+            meta,
+            expected_revision: stored.meta.revision,
+            body,
+            state: stored.state,
+            undo: Vec::new(),
+            log: None,
+            log_keep: 10,
+        })
+        .await
+        .unwrap();
 }
 
 pub fn new_doc(name: &str, text: &str) -> NewDocument {
