@@ -131,6 +131,8 @@ fn bench_store(c: &mut Criterion) {
         .enable_all()
         .build()
         .unwrap();
+    // The pool's connections are dropped at the end: inside the runtime.
+    let _runtime = rt.enter();
     let dir = tempfile::tempdir().unwrap();
     let limits = Limits::default();
     let storage = rt
