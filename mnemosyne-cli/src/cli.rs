@@ -80,6 +80,9 @@ pub enum Command {
     Diagnostics(DiagnosticsArgs),
     /// Check the database, limits, disk, fd limit and embedder, and say what to fix.
     Doctor,
+    /// Context documents that several agents edit at once (CRDT).
+    #[command(subcommand)]
+    Doc(DocCommand),
 }
 
 /// `diagnostics`.
@@ -91,6 +94,107 @@ pub struct DiagnosticsArgs {
     /// Seconds between refreshes with --watch.
     #[arg(long, default_value_t = 2)]
     pub interval_s: u64,
+}
+
+/// `doc` subcommands.
+#[derive(Debug, Subcommand)]
+pub enum DocCommand {
+    /// List documents by name.
+    List(DocListArgs),
+    /// Print a document's text (with --json: its metadata, heads and text).
+    Show(DocNameArgs),
+    /// Replace a document's text with stdin, applied as a diff; creates it if missing.
+    Write(DocWriteArgs),
+    /// Edit a document in $VISUAL or $EDITOR; the change is applied as a diff when it closes.
+    Edit(DocEditArgs),
+    /// Who changed a document, when and how much (newest first), and undo depths.
+    History(DocHistoryArgs),
+    /// Drop a document's history now: rebuilt from its text, epoch bumped.
+    Compact(DocActorArgs),
+    /// Undo the actor's latest change to a document.
+    Undo(DocActorArgs),
+    /// Redo the actor's latest undo.
+    Redo(DocActorArgs),
+    /// Delete a document with its history.
+    Delete(DocNameArgs),
+}
+
+/// The agent a document change is attributed to.
+#[derive(Debug, Args)]
+pub struct ActorArg {
+    /// Who makes the change (an agent name); undo and redo are per actor.
+    #[arg(long, env = "MNEMOSYNE_ACTOR", default_value = "cli")]
+    pub actor: String,
+}
+
+/// `doc list`.
+#[derive(Debug, Args)]
+pub struct DocListArgs {
+    /// Only documents in this exact namespace.
+    #[arg(long, short = 'n')]
+    pub namespace: Option<Namespace>,
+    /// Documents per page [maximum: list_page_rows_max].
+    #[arg(long, short = 'l', default_value = "50")]
+    pub limit: u32,
+    /// Documents to skip.
+    #[arg(long, default_value = "0")]
+    pub offset: u64,
+}
+
+/// `doc show`, `doc delete`.
+#[derive(Debug, Args)]
+pub struct DocNameArgs {
+    /// Document name.
+    pub name: String,
+}
+
+/// `doc write`.
+#[derive(Debug, Args)]
+pub struct DocWriteArgs {
+    /// Document name.
+    pub name: String,
+    #[command(flatten)]
+    pub actor: ActorArg,
+    /// Refuse the write if the document was compacted since this epoch was read.
+    #[arg(long)]
+    pub epoch: Option<u64>,
+    /// Namespace of a document created by this write.
+    #[arg(long, short = 'n', default_value = "global")]
+    pub namespace: Namespace,
+    /// Title of a document created by this write [default: its name].
+    #[arg(long)]
+    pub title: Option<String>,
+}
+
+/// `doc edit`.
+#[derive(Debug, Args)]
+pub struct DocEditArgs {
+    /// Document name (created when missing and the edited text is not empty).
+    pub name: String,
+    #[command(flatten)]
+    pub actor: ActorArg,
+    /// Namespace of a document created by this edit.
+    #[arg(long, short = 'n', default_value = "global")]
+    pub namespace: Namespace,
+}
+
+/// `doc history`.
+#[derive(Debug, Args)]
+pub struct DocHistoryArgs {
+    /// Document name.
+    pub name: String,
+    /// Records to print [maximum: list_page_rows_max].
+    #[arg(long, short = 'l', default_value = "20")]
+    pub limit: u32,
+}
+
+/// `doc compact`, `doc undo`, `doc redo`.
+#[derive(Debug, Args)]
+pub struct DocActorArgs {
+    /// Document name.
+    pub name: String,
+    #[command(flatten)]
+    pub actor: ActorArg,
 }
 
 /// `remember`.

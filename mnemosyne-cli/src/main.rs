@@ -23,6 +23,11 @@
 //!   (null when none is ready); `work list`: `{"items"}`; `work stats`:
 //!   `{"queue", "stored"}`;
 //! - `diagnostics`: `{"snapshot", "alerts"}`; `doctor`: `{"ok", "checks"}`.
+//! - `doc list`: `{"documents": [meta]}`; `doc show`: meta, `heads`, `text`;
+//!   `doc write | edit | compact | undo | redo`: `{"status", meta, "heads",
+//!   "changed", "splices", "inserted_chars", "deleted_chars", "compacted",
+//!   "undo_depth", "redo_depth"}`; `doc history`: meta, `records`, `undo`;
+//!   `doc delete`: `{"name", "status"}`.
 //!
 //! Exit codes: 0 success, 1 error (one line `error: <reason>` on stderr,
 //! nothing changed unless the reason says how far it got), 2 bad command

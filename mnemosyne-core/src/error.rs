@@ -60,6 +60,45 @@ pub enum Error {
     /// The work item is not in a state or phase that allows this change; the message says why.
     #[error("invalid transition: {0}")]
     InvalidTransition(String),
+    /// No context document has this name.
+    #[error("document not found: {0}")]
+    DocumentNotFound(String),
+    /// A context document with this name already exists.
+    #[error("document already exists: {0}")]
+    DocumentExists(String),
+    /// The edit was based on an epoch of the document that compaction has
+    /// since replaced; nothing was changed.
+    #[error(
+        "document {name} was compacted since it was read (edit based on epoch {expected}, document now at epoch {actual}); re-read it and edit again"
+    )]
+    StaleEpoch {
+        /// The document.
+        name: String,
+        /// The epoch the edit was based on.
+        expected: u64,
+        /// The epoch of the stored document.
+        actual: u64,
+    },
+    /// The stored document was changed by someone else between its read and
+    /// this write; nothing was written (the caller may retry).
+    #[error("document {0} changed while it was being saved; retry")]
+    DocumentConflict(String),
+    /// The stored bytes of a document cannot be loaded; other documents are unaffected.
+    #[error("document {name} is corrupt and cannot be loaded: {reason}")]
+    CorruptDocument {
+        /// The document.
+        name: String,
+        /// What is wrong with it.
+        reason: String,
+    },
+    /// Nothing to undo or redo, or the text changed so that the step no longer applies; nothing was changed.
+    #[error("cannot {action}: {reason}")]
+    Undo {
+        /// `undo` or `redo`.
+        action: &'static str,
+        /// Why.
+        reason: String,
+    },
     /// The backend failed (I/O, corruption, a remote server); the message says which.
     #[error("storage error: {0}")]
     Storage(String),

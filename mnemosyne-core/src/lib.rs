@@ -7,6 +7,7 @@
 #[macro_use]
 mod string_enum;
 
+mod document;
 mod embed;
 mod error;
 mod ids;
@@ -18,6 +19,10 @@ mod work;
 #[cfg(feature = "workload")]
 pub mod workload;
 
+pub use document::{
+    DocumentBody, DocumentMeta, DocumentSave, StoredDocument, UndoChange, UndoRow,
+    validate_actor_name, validate_document_name, validate_document_title,
+};
 pub use embed::{Embedder, Embedding};
 pub use error::{Error, Result};
 pub use ids::MemoryId;

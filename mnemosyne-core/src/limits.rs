@@ -66,8 +66,28 @@ pub struct Limits {
     pub crdt_compact_every_ops: u32,
     /// Seconds between two compactions of a document.
     pub crdt_compact_every_s: u64,
-    /// Undo steps kept per actor and document.
+    /// Undo steps kept per actor and document (redo steps likewise).
     pub crdt_undo_depth: u32,
+    /// Bytes of text held by the undo and redo steps of one document, all
+    /// actors together; the oldest steps are dropped first.
+    pub crdt_undo_bytes_max: u64,
+    /// Actors whose undo history one document keeps; the least recently
+    /// active actor's history is dropped first.
+    pub crdt_actors_max: u32,
+    /// Attribution records (who changed what, when) kept per document; the
+    /// oldest are dropped first.
+    pub crdt_attribution_records_max: u32,
+    /// Largest document text, in bytes of UTF-8.
+    pub doc_text_bytes_max: u64,
+    /// Longest document name, in bytes.
+    pub doc_name_bytes_max: u32,
+    /// Longest document title, in bytes.
+    pub doc_title_bytes_max: u32,
+    /// Longest actor (agent) name, in bytes.
+    pub crdt_actor_name_bytes_max: u32,
+    /// Documents a document store keeps open in memory (least recently used
+    /// closed first); 0 keeps none open.
+    pub doc_open_max: u32,
     /// Largest memory content, in bytes of UTF-8.
     pub memory_content_bytes_max: u32,
     /// Largest memory summary, in bytes of UTF-8.
@@ -150,6 +170,14 @@ impl Default for Limits {
             crdt_compact_every_ops: 1_000,
             crdt_compact_every_s: 600,
             crdt_undo_depth: 100,
+            crdt_undo_bytes_max: 4 * 1024 * 1024,
+            crdt_actors_max: 64,
+            crdt_attribution_records_max: 1_000,
+            doc_text_bytes_max: 1024 * 1024,
+            doc_name_bytes_max: 128,
+            doc_title_bytes_max: 256,
+            crdt_actor_name_bytes_max: 64,
+            doc_open_max: 16,
             memory_content_bytes_max: 64 * 1024,
             memory_summary_bytes_max: 1_024,
             memory_tags_max: 32,
@@ -234,7 +262,7 @@ impl Limits {
     /// Checks that every limit is usable: positive where zero would wedge the
     /// system, and `recall_results_max` within its hard cap.
     pub fn validate(&self) -> Result<(), LimitsError> {
-        let positive: [(&'static str, u64); 23] = [
+        let positive: [(&'static str, u64); 30] = [
             ("embedding_batch_max", self.embedding_batch_max.into()),
             ("embedder_timeout_ms", self.embedder_timeout_ms),
             ("vector_candidates_max", self.vector_candidates_max.into()),
@@ -244,6 +272,19 @@ impl Limits {
             ("work_items_max", self.work_items_max.into()),
             ("events_capacity", self.events_capacity.into()),
             ("crdt_compact_every_ops", self.crdt_compact_every_ops.into()),
+            ("crdt_compact_every_s", self.crdt_compact_every_s),
+            ("crdt_actors_max", self.crdt_actors_max.into()),
+            ("doc_text_bytes_max", self.doc_text_bytes_max),
+            ("doc_name_bytes_max", self.doc_name_bytes_max.into()),
+            ("doc_title_bytes_max", self.doc_title_bytes_max.into()),
+            (
+                "crdt_actor_name_bytes_max",
+                self.crdt_actor_name_bytes_max.into(),
+            ),
+            (
+                "crdt_attribution_records_max",
+                self.crdt_attribution_records_max.into(),
+            ),
             (
                 "memory_content_bytes_max",
                 self.memory_content_bytes_max.into(),

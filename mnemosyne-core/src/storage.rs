@@ -5,8 +5,8 @@ use chrono::{DateTime, Utc};
 use serde::{Deserialize, Serialize};
 
 use crate::{
-    Embedding, Link, Memory, MemoryId, MemoryPatch, Namespace, Phase, Result, WorkItem, WorkItemId,
-    WorkState,
+    DocumentMeta, DocumentSave, Embedding, Link, Memory, MemoryId, MemoryPatch, Namespace, Phase,
+    Result, StoredDocument, WorkItem, WorkItemId, WorkState,
 };
 
 /// Order of a list.
@@ -281,6 +281,46 @@ pub trait Storage: Send + Sync + Debug {
 
     /// Number of stored work items per state (states with none are left out).
     async fn count_work_items_by_state(&self) -> Result<Vec<(WorkState, u64)>>;
+
+    /// Stores a new context document: its metadata, its first CRDT snapshot,
+    /// its state text and the first record of its log, in one transaction.
+    /// An existing name is [`crate::Error::DocumentExists`].
+    async fn create_document(
+        &self,
+        meta: &DocumentMeta,
+        snapshot: &[u8],
+        state: &str,
+        log: &str,
+    ) -> Result<()>;
+
+    /// The document with this name: metadata, snapshot, chunks in order,
+    /// state, undo steps by `seq`.
+    async fn load_document(&self, name: &str) -> Result<Option<StoredDocument>>;
+
+    /// Saves a document in one transaction if its stored revision is still
+    /// `save.expected_revision`: metadata and state replaced, and either one
+    /// chunk appended or the snapshot replaced and every chunk dropped.
+    /// `save.undo` is applied to the stored undo steps in order.
+    /// `save.log`, when given, is appended to the document's log, which then
+    /// keeps only its newest `save.log_keep` records.
+    /// A moved revision is [`crate::Error::DocumentConflict`] (nothing
+    /// written), a missing document [`crate::Error::DocumentNotFound`].
+    async fn save_document(&self, save: &DocumentSave) -> Result<()>;
+
+    /// The newest `limit` log records of a document, newest first.
+    async fn document_log(&self, name: &str, limit: u32) -> Result<Vec<String>>;
+
+    /// A page of document metadata, by name, optionally in one namespace.
+    /// Reads no CRDT bytes, so a corrupt document never hides the others.
+    async fn list_documents(
+        &self,
+        namespace: Option<&Namespace>,
+        limit: u32,
+        offset: u64,
+    ) -> Result<Vec<DocumentMeta>>;
+
+    /// Deletes a document, its chunks and its log; false when it did not exist.
+    async fn delete_document(&self, name: &str) -> Result<bool>;
 
     /// Schema version of the open database.
     async fn schema_version(&self) -> Result<u32>;

@@ -13,6 +13,7 @@ compile_error!(
      and their sqlite3_* symbols clash; build with `--no-default-features --features libsql` for libsql"
 );
 
+pub mod doc_rows;
 pub mod embed;
 pub mod fts_query;
 pub mod fusion;

@@ -67,6 +67,8 @@ pub enum SqlValue {
     Text(String),
     /// REAL.
     Real(f64),
+    /// BLOB.
+    Blob(Vec<u8>),
     /// NULL.
     Null,
 }

@@ -8,6 +8,7 @@ pub const MIGRATIONS: &[&str] = &[
     include_str!("../migrations/0002_tags_links.sql"),
     include_str!("../migrations/0003_embeddings.sql"),
     include_str!("../migrations/0004_work_items.sql"),
+    include_str!("../migrations/0005_documents.sql"),
 ];
 
 /// Schema version this build writes.

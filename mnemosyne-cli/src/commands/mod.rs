@@ -4,6 +4,7 @@
 
 mod config;
 mod diagnostics;
+mod doc;
 mod doctor;
 mod export;
 mod import;
@@ -52,6 +53,7 @@ pub async fn run(command: Command, settings: &Settings, out: Output) -> Result<(
         Command::Work(args) => work::run(args.command, settings, out).await,
         Command::Diagnostics(args) => diagnostics::run(args, settings, out).await,
         Command::Doctor => doctor::run(settings, out).await,
+        Command::Doc(command) => doc::run(command, settings, out).await,
     }
 }
 

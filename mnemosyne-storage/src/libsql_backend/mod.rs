@@ -9,6 +9,7 @@
 //! Either way the work runs to completion (commit or rollback) even if the
 //! caller stops waiting, and a panic inside libsql becomes a storage error.
 
+mod doc;
 mod ops;
 mod vectors;
 mod work;
@@ -23,9 +24,10 @@ use chrono::{DateTime, Utc};
 use deadpool::managed::{self, Metrics, PoolError, RecycleError, RecycleResult, Timeouts};
 use libsql::Connection;
 use mnemosyne_core::{
-    BatchOutcome, Embedding, Error, KeywordHit, KeywordQuery, Limits, Link, LinkOutcome,
-    LinkedMemory, ListQuery, Memory, MemoryId, MemoryPatch, OnConflict, PendingEmbedding, Phase,
-    PoolStatus, Result, Storage, VectorHit, VectorQuery, WorkItem, WorkItemId, WorkState,
+    BatchOutcome, DocumentMeta, DocumentSave, Embedding, Error, KeywordHit, KeywordQuery, Limits,
+    Link, LinkOutcome, LinkedMemory, ListQuery, Memory, MemoryId, MemoryPatch, Namespace,
+    OnConflict, PendingEmbedding, Phase, PoolStatus, Result, Storage, StoredDocument, VectorHit,
+    VectorQuery, WorkItem, WorkItemId, WorkState,
 };
 
 use crate::location::Location;
@@ -515,6 +517,58 @@ impl Storage for LibsqlStorage {
 
     async fn count_work_items_by_state(&self) -> Result<Vec<(WorkState, u64)>> {
         self.read(|conn| async move { work::count_work_items_by_state(&conn).await })
+            .await
+    }
+
+    async fn create_document(
+        &self,
+        meta: &DocumentMeta,
+        snapshot: &[u8],
+        state: &str,
+        log: &str,
+    ) -> Result<()> {
+        let (meta, snapshot, state) = (meta.clone(), snapshot.to_vec(), state.to_owned());
+        let log = log.to_owned();
+        self.write(move |conn| async move {
+            doc::create_document(&conn, &meta, &snapshot, &state, &log).await
+        })
+        .await
+    }
+
+    async fn load_document(&self, name: &str) -> Result<Option<StoredDocument>> {
+        let name = name.to_owned();
+        self.read(move |conn| async move { doc::load_document(&conn, &name).await })
+            .await
+    }
+
+    async fn save_document(&self, save: &DocumentSave) -> Result<()> {
+        let save = save.clone();
+        self.write(move |conn| async move { doc::save_document(&conn, &save).await })
+            .await
+    }
+
+    async fn document_log(&self, name: &str, limit: u32) -> Result<Vec<String>> {
+        let name = name.to_owned();
+        self.read(move |conn| async move { doc::document_log(&conn, &name, limit).await })
+            .await
+    }
+
+    async fn list_documents(
+        &self,
+        namespace: Option<&Namespace>,
+        limit: u32,
+        offset: u64,
+    ) -> Result<Vec<DocumentMeta>> {
+        let namespace = namespace.cloned();
+        self.read(move |conn| async move {
+            doc::list_documents(&conn, namespace.as_ref(), limit, offset).await
+        })
+        .await
+    }
+
+    async fn delete_document(&self, name: &str) -> Result<bool> {
+        let name = name.to_owned();
+        self.write(move |conn| async move { doc::delete_document(&conn, &name).await })
             .await
     }
 

@@ -37,7 +37,7 @@ pub(super) fn db(error: libsql::Error) -> Error {
     Error::Storage(format!("libsql: {error}"))
 }
 
-fn is_unique_violation(error: &libsql::Error) -> bool {
+pub(super) fn is_unique_violation(error: &libsql::Error) -> bool {
     match error {
         libsql::Error::SqliteFailure(code, _) => {
             *code == CONSTRAINT_UNIQUE || *code == CONSTRAINT_PRIMARYKEY
@@ -73,6 +73,7 @@ fn value(param: SqlValue) -> Value {
         SqlValue::Int(v) => Value::Integer(v),
         SqlValue::Real(v) => Value::Real(v),
         SqlValue::Text(v) => Value::Text(v),
+        SqlValue::Blob(v) => Value::Blob(v),
         SqlValue::Null => Value::Null,
     }
 }
@@ -154,6 +155,13 @@ pub(super) fn col_text(row: &Row, idx: i32) -> Result<String> {
         Value::Text(v) => Ok(v),
         Value::Blob(bytes) => utf8(row, idx, bytes),
         other => Err(type_error(row, idx, "text", &other)),
+    }
+}
+
+pub(super) fn col_blob(row: &Row, idx: i32) -> Result<Vec<u8>> {
+    match row.get_value(idx).map_err(db)? {
+        Value::Blob(v) => Ok(v),
+        other => Err(type_error(row, idx, "a blob", &other)),
     }
 }
 

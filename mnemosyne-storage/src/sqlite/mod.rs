@@ -4,6 +4,7 @@
 //! Vectors are indexed by the sqlite-vec extension (see [`vectors`]), which
 //! is registered with every connection the process opens.
 
+mod doc;
 mod ops;
 mod vectors;
 mod work;
@@ -17,9 +18,10 @@ use async_trait::async_trait;
 use chrono::{DateTime, Utc};
 use deadpool_sqlite::{Config, Hook, HookError, Object, Pool, PoolError, Runtime};
 use mnemosyne_core::{
-    BatchOutcome, Embedding, Error, KeywordHit, KeywordQuery, Limits, Link, LinkOutcome,
-    LinkedMemory, ListQuery, Memory, MemoryId, MemoryPatch, OnConflict, PendingEmbedding, Phase,
-    PoolStatus, Result, Storage, VectorHit, VectorQuery, WorkItem, WorkItemId, WorkState,
+    BatchOutcome, DocumentMeta, DocumentSave, Embedding, Error, KeywordHit, KeywordQuery, Limits,
+    Link, LinkOutcome, LinkedMemory, ListQuery, Memory, MemoryId, MemoryPatch, Namespace,
+    OnConflict, PendingEmbedding, Phase, PoolStatus, Result, Storage, StoredDocument, VectorHit,
+    VectorQuery, WorkItem, WorkItemId, WorkState,
 };
 use rusqlite::{Connection, ffi};
 
@@ -377,6 +379,53 @@ impl Storage for SqliteStorage {
 
     async fn count_work_items_by_state(&self) -> Result<Vec<(WorkState, u64)>> {
         self.read(work::count_work_items_by_state).await
+    }
+
+    async fn create_document(
+        &self,
+        meta: &DocumentMeta,
+        snapshot: &[u8],
+        state: &str,
+        log: &str,
+    ) -> Result<()> {
+        let (meta, snapshot, state) = (meta.clone(), snapshot.to_vec(), state.to_owned());
+        let log = log.to_owned();
+        self.write(move |conn| doc::create_document(conn, &meta, &snapshot, &state, &log))
+            .await
+    }
+
+    async fn load_document(&self, name: &str) -> Result<Option<StoredDocument>> {
+        let name = name.to_owned();
+        self.read(move |conn| doc::load_document(conn, &name)).await
+    }
+
+    async fn save_document(&self, save: &DocumentSave) -> Result<()> {
+        let save = save.clone();
+        self.write(move |conn| doc::save_document(conn, &save))
+            .await
+    }
+
+    async fn document_log(&self, name: &str, limit: u32) -> Result<Vec<String>> {
+        let name = name.to_owned();
+        self.read(move |conn| doc::document_log(conn, &name, limit))
+            .await
+    }
+
+    async fn list_documents(
+        &self,
+        namespace: Option<&Namespace>,
+        limit: u32,
+        offset: u64,
+    ) -> Result<Vec<DocumentMeta>> {
+        let namespace = namespace.cloned();
+        self.read(move |conn| doc::list_documents(conn, namespace.as_ref(), limit, offset))
+            .await
+    }
+
+    async fn delete_document(&self, name: &str) -> Result<bool> {
+        let name = name.to_owned();
+        self.write(move |conn| doc::delete_document(conn, &name))
+            .await
     }
 
     async fn schema_version(&self) -> Result<u32> {

@@ -23,6 +23,7 @@ impl ToSql for SqlValue {
             SqlValue::Int(v) => ToSqlOutput::Owned(Value::Integer(*v)),
             SqlValue::Real(v) => ToSqlOutput::Owned(Value::Real(*v)),
             SqlValue::Text(v) => ToSqlOutput::Borrowed(v.as_str().into()),
+            SqlValue::Blob(v) => ToSqlOutput::Borrowed(v.as_slice().into()),
             SqlValue::Null => ToSqlOutput::Owned(Value::Null),
         })
     }
@@ -32,7 +33,7 @@ pub(super) fn db(error: rusqlite::Error) -> Error {
     Error::Storage(format!("sqlite: {error}"))
 }
 
-fn is_unique_violation(error: &rusqlite::Error) -> bool {
+pub(super) fn is_unique_violation(error: &rusqlite::Error) -> bool {
     matches!(error, rusqlite::Error::SqliteFailure(e, _)
         if e.extended_code == rusqlite::ffi::SQLITE_CONSTRAINT_UNIQUE
             || e.extended_code == rusqlite::ffi::SQLITE_CONSTRAINT_PRIMARYKEY)

@@ -17,6 +17,9 @@ use mnemosyne_core::{
 use mnemosyne_storage::schema::SCHEMA_VERSION;
 use mnemosyne_storage::{MemoryStore, RecallMode, RecallQuery};
 
+mod documents;
+pub use documents::*;
+
 /// What the suite needs from a backend beyond the `Storage` trait.
 #[async_trait]
 pub trait Backend: Storage + Sized + 'static {
@@ -1767,7 +1770,7 @@ pub fn work_item(description: &str, state: WorkState, phase: Phase, created_ms: 
     }
 }
 
-async fn open_backend<B: Backend>(path: &Path) -> B {
+pub async fn open_backend<B: Backend>(path: &Path) -> B {
     B::open_at(path, &Limits::default())
         .await
         .expect("open store")
@@ -2211,6 +2214,9 @@ macro_rules! conformance_tests {
             work_items_list_by_state_and_phase_with_paging,
             corrupt_work_item_is_an_error_not_a_panic,
             migrates_a_version_3_database_to_work_items,
+            documents_create_save_load_and_compare_revisions,
+            documents_list_by_namespace_with_paging,
+            migrates_a_version_4_database_to_documents,
         );
 
         #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
