@@ -74,6 +74,30 @@ pub enum Command {
     Reindex,
     /// Print the effective configuration: database and every limit.
     Config,
+    /// Serve agents: MCP over stdio, or the HTTP API with SSE events.
+    #[command(subcommand)]
+    Serve(ServeCommand),
+}
+
+/// `serve`.
+#[derive(Debug, Subcommand)]
+pub enum ServeCommand {
+    /// MCP over stdin/stdout (for Claude Code and other MCP clients); stops
+    /// when stdin closes or on SIGINT/SIGTERM.
+    Mcp,
+    /// The HTTP API (/v1/memories, /v1/recall, /v1/events, /health,
+    /// /metrics); stops on SIGINT/SIGTERM.
+    Http(ServeHttpArgs),
+}
+
+/// `serve http`.
+#[derive(Debug, Args)]
+pub struct ServeHttpArgs {
+    /// Address to listen on [default: `bind` of the config file's [server]
+    /// table, else 127.0.0.1:7077]. Any non-loopback address needs a token
+    /// (MNEMOSYNE_TOKEN or `token` in [server]).
+    #[arg(long, value_name = "ADDR:PORT")]
+    pub bind: Option<std::net::SocketAddr>,
 }
 
 /// `remember`.

@@ -7,6 +7,7 @@ mod export;
 mod import;
 mod memory;
 mod reindex;
+mod serve;
 
 use std::io::Read;
 
@@ -46,15 +47,13 @@ pub async fn run(command: Command, settings: &Settings, out: Output) -> Result<(
         Command::Import(args) => import::run(args, settings, out).await,
         Command::Reindex => reindex::run(settings, out).await,
         Command::Config => config::run(settings, out),
+        Command::Serve(command) => serve::run(command, settings).await,
     }
 }
 
-/// Opens the store, runs `work` on it and closes it whatever happened. Ctrl-C
-/// stops `work` at its next await point (an open transaction rolls back).
-async fn with_store<T>(
-    settings: &Settings,
-    work: impl AsyncFnOnce(&MemoryStore) -> Result<T>,
-) -> Result<T> {
+/// Opens the store (creating the database's directory), with the embedder
+/// of the settings.
+async fn open_store(settings: &Settings) -> Result<MemoryStore> {
     if let Location::File(path) = &settings.location
         && let Some(parent) = path.parent().filter(|p| !p.as_os_str().is_empty())
     {
@@ -68,6 +67,16 @@ async fn with_store<T>(
         .await
         .with_context(|| format!("cannot open the database {}", settings.location))?
         .with_embedder(embedder);
+    Ok(store)
+}
+
+/// Opens the store, runs `work` on it and closes it whatever happened. Ctrl-C
+/// stops `work` at its next await point (an open transaction rolls back).
+async fn with_store<T>(
+    settings: &Settings,
+    work: impl AsyncFnOnce(&MemoryStore) -> Result<T>,
+) -> Result<T> {
+    let store = open_store(settings).await?;
     let result = tokio::select! {
         result = work(&store) => result,
         _ = tokio::signal::ctrl_c() => Err(Interrupted.into()),
