@@ -7,6 +7,8 @@
 //!
 //! Usage: serve_bench [MNEMOSYNE_BINARY] (default: `mnemosyne` beside the
 //! examples directory, i.e. the release binary cargo built with it).
+//! `MNEMOSYNE_BENCH_MODE=keyword|vector|hybrid` picks the recall mode
+//! (default hybrid, what agents get).
 //! Prints one JSON line of figures on stdout.
 
 #![allow(clippy::print_stdout, clippy::print_stderr)]
@@ -164,8 +166,13 @@ async fn fill(binary: &Path, db: &Path, dir: &Path) {
     assert!(status.success(), "import failed");
 }
 
+/// The recall mode under test.
+fn mode() -> String {
+    std::env::var("MNEMOSYNE_BENCH_MODE").unwrap_or_else(|_| "hybrid".into())
+}
+
 fn recall_params(query: String) -> CallToolRequestParams {
-    let Value::Object(args) = json!({"query": query, "limit": RECALL_LIMIT}) else {
+    let Value::Object(args) = json!({"query": query, "limit": RECALL_LIMIT, "mode": mode()}) else {
         unreachable!()
     };
     CallToolRequestParams::new("recall").with_arguments(args)
@@ -309,7 +316,9 @@ async fn bench_http(binary: &Path, db: &Path) -> Value {
             let mut errors = 0usize;
             for n in 0..WARM_UP_REQUESTS / 10 + HTTP_REQUESTS_PER_CLIENT {
                 let words = 1 + (rng.next() % 3) as usize;
-                let body = json!({"query": rng.words(words), "limit": RECALL_LIMIT}).to_string();
+                let body =
+                    json!({"query": rng.words(words), "limit": RECALL_LIMIT, "mode": mode()})
+                        .to_string();
                 let sent = Instant::now();
                 let status = conn.post("/v1/recall", &body).await;
                 if n >= WARM_UP_REQUESTS / 10 {
@@ -362,7 +371,11 @@ async fn main() {
     eprintln!("serve-bench: {mcp}");
     eprintln!("serve-bench: http recall, {HTTP_CLIENTS} clients");
     let http = bench_http(&binary, &db).await;
-    let mut figures = json!({"memories": MEMORIES, "backend": mnemosyne_storage::BACKEND});
+    let mut figures = json!({
+        "memories": MEMORIES,
+        "backend": mnemosyne_storage::BACKEND,
+        "mode": mode(),
+    });
     for part in [mcp, http] {
         if let (Value::Object(all), Value::Object(part)) = (&mut figures, part) {
             all.extend(part);
