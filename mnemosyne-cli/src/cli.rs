@@ -83,6 +83,9 @@ pub enum Command {
     /// Context documents that several agents edit at once (CRDT).
     #[command(subcommand)]
     Doc(DocCommand),
+    /// Serve agents: MCP over stdio, or the HTTP API with SSE events.
+    #[command(subcommand)]
+    Serve(ServeCommand),
 }
 
 /// `diagnostics`.
@@ -195,6 +198,27 @@ pub struct DocActorArgs {
     pub name: String,
     #[command(flatten)]
     pub actor: ActorArg,
+}
+
+/// `serve`.
+#[derive(Debug, Subcommand)]
+pub enum ServeCommand {
+    /// MCP over stdin/stdout (for Claude Code and other MCP clients); stops
+    /// when stdin closes or on SIGINT/SIGTERM.
+    Mcp,
+    /// The HTTP API (/v1/memories, /v1/recall, /v1/events, /health,
+    /// /metrics); stops on SIGINT/SIGTERM.
+    Http(ServeHttpArgs),
+}
+
+/// `serve http`.
+#[derive(Debug, Args)]
+pub struct ServeHttpArgs {
+    /// Address to listen on [default: `bind` of the config file's [server]
+    /// table, else 127.0.0.1:7077]. Any non-loopback address needs a token
+    /// (MNEMOSYNE_TOKEN or `token` in [server]).
+    #[arg(long, value_name = "ADDR:PORT")]
+    pub bind: Option<std::net::SocketAddr>,
 }
 
 /// `remember`.

@@ -20,6 +20,13 @@ use serde::Deserialize;
 /// Environment variable holding the bearer token of a remote database.
 pub const AUTH_TOKEN_ENV: &str = "MNEMOSYNE_AUTH_TOKEN";
 
+/// Environment variable holding the bearer token of the HTTP API (wins over
+/// `token` in the `[server]` table).
+pub const SERVER_TOKEN_ENV: &str = "MNEMOSYNE_TOKEN";
+
+/// Where `serve http` listens when neither `--bind` nor `[server] bind` say.
+pub const SERVER_BIND_DEFAULT: &str = "127.0.0.1:7077";
+
 /// File name of the database in the platform data dir.
 pub const DB_FILE_NAME: &str = "mnemosyne.db";
 
@@ -66,6 +73,29 @@ pub struct Settings {
     pub limits: Limits,
     /// The `[embedder]` table (default: the offline hash embedder).
     pub embedder: EmbedderConfig,
+    /// The `[server]` table, with `MNEMOSYNE_TOKEN` applied.
+    pub server: ServerSettings,
+}
+
+/// The `[server]` table of the config file.
+#[derive(Clone, Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ServerSettings {
+    /// Where `serve http` listens, unless `--bind` says.
+    pub bind: Option<std::net::SocketAddr>,
+    /// Bearer token of the HTTP API (`MNEMOSYNE_TOKEN` wins).
+    pub token: Option<Secret>,
+}
+
+/// A secret: never printed, not even in debug logs.
+#[derive(Clone, Deserialize)]
+#[serde(transparent)]
+pub struct Secret(pub String);
+
+impl fmt::Debug for Secret {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str("Secret(..)")
+    }
 }
 
 /// The config file: a database location and a `[limits]` table, nothing else.
@@ -75,6 +105,7 @@ struct ConfigFile {
     db: Option<String>,
     limits: Option<toml::Table>,
     embedder: Option<EmbedderConfig>,
+    server: Option<ServerSettings>,
 }
 
 /// What the command line said about the configuration.
@@ -137,12 +168,20 @@ pub fn load(inputs: ConfigInputs) -> Result<Settings> {
             display(config_file.as_deref())
         )
     })?;
+    let mut server = file.server.unwrap_or_default();
+    if let Some(token) = std::env::var(SERVER_TOKEN_ENV)
+        .ok()
+        .filter(|t| !t.is_empty())
+    {
+        server.token = Some(Secret(token));
+    }
     Ok(Settings {
         location,
         db_source,
         config_file,
         limits,
         embedder,
+        server,
     })
 }
 

@@ -61,6 +61,7 @@ mod work_cli;
 
 use std::io::{self, IsTerminal};
 use std::process::ExitCode;
+use std::time::Duration;
 
 use clap::parser::ValueSource;
 use clap::{CommandFactory, FromArgMatches};
@@ -74,6 +75,9 @@ use crate::output::Output;
 /// Worker threads of the runtime: the store does its blocking work on its
 /// own pool, so the CLI needs few.
 const WORKER_THREADS: usize = 2;
+
+/// Time the runtime gives its blocking threads when the command is done.
+const RUNTIME_SHUTDOWN_MS: u64 = 1_000;
 
 /// Exit code for a command line clap refused.
 const EXIT_USAGE: u8 = 2;
@@ -122,7 +126,11 @@ fn run(cli: Cli, db_source: DbSource) -> anyhow::Result<()> {
         .thread_name("mnemosyne-cli")
         .enable_all()
         .build()?;
-    runtime.block_on(commands::run(command, &settings, out))
+    let result = runtime.block_on(commands::run(command, &settings, out));
+    // A blocking read of stdin (serve mcp on a terminal) cannot be cancelled:
+    // do not wait for it.
+    runtime.shutdown_timeout(Duration::from_millis(RUNTIME_SHUTDOWN_MS));
+    result
 }
 
 fn config_inputs(global: &GlobalArgs, db_source: DbSource) -> ConfigInputs {

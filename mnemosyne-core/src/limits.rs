@@ -118,12 +118,28 @@ pub struct Limits {
     pub recall_results_max: u32,
     /// Longest recall query, in bytes.
     pub recall_query_bytes_max: u32,
+    /// Content bytes of each memory in a server recall or list result; longer
+    /// content is cut (on a character boundary) and marked `content_truncated`.
+    /// `get` returns the whole content.
+    pub result_content_bytes_max: u32,
     /// Rows of one list or export page.
     pub list_page_rows_max: u32,
     /// Memories written per import transaction.
     pub import_batch_rows: u32,
-    /// Largest HTTP request body, in bytes.
+    /// Largest HTTP request body, in bytes (413 above it); also the longest
+    /// MCP message line read from stdin.
     pub request_body_bytes_max: u64,
+    /// HTTP requests served at once, over every route; more wait (bounded by
+    /// `http_request_timeout_ms`).
+    pub http_concurrency_max: u32,
+    /// Time one HTTP request may take from its first header byte to its
+    /// response head (waiting for a concurrency slot included), in milliseconds.
+    pub http_request_timeout_ms: u64,
+    /// Open HTTP connections (SSE streams included); further clients wait in
+    /// the listen backlog until one closes.
+    pub http_connections_max: u32,
+    /// Seconds between two keep-alive comments on an idle SSE stream.
+    pub sse_keep_alive_s: u64,
     /// Time given to background tasks to stop before they are aborted.
     pub shutdown_timeout_s: u64,
     /// Seconds between two resource monitor samples.
@@ -193,9 +209,14 @@ impl Default for Limits {
             reindex_batch_rows: 256,
             recall_results_max: 100,
             recall_query_bytes_max: 4_096,
+            result_content_bytes_max: 4_096,
             list_page_rows_max: 1_000,
             import_batch_rows: 1_000,
             request_body_bytes_max: 1024 * 1024,
+            http_concurrency_max: 256,
+            http_request_timeout_ms: 30_000,
+            http_connections_max: 1_024,
+            sse_keep_alive_s: 15,
             shutdown_timeout_s: 30,
             monitor_interval_s: 30,
             heartbeat_interval_s: 10,
@@ -262,7 +283,7 @@ impl Limits {
     /// Checks that every limit is usable: positive where zero would wedge the
     /// system, and `recall_results_max` within its hard cap.
     pub fn validate(&self) -> Result<(), LimitsError> {
-        let positive: [(&'static str, u64); 30] = [
+        let positive: [(&'static str, u64); 36] = [
             ("embedding_batch_max", self.embedding_batch_max.into()),
             ("embedder_timeout_ms", self.embedder_timeout_ms),
             ("vector_candidates_max", self.vector_candidates_max.into()),
@@ -297,8 +318,17 @@ impl Limits {
             ("recall_results_max", self.recall_results_max.into()),
             ("recall_query_bytes_max", self.recall_query_bytes_max.into()),
             ("list_page_rows_max", self.list_page_rows_max.into()),
+            (
+                "result_content_bytes_max",
+                self.result_content_bytes_max.into(),
+            ),
             ("import_batch_rows", self.import_batch_rows.into()),
             ("request_body_bytes_max", self.request_body_bytes_max),
+            ("http_concurrency_max", self.http_concurrency_max.into()),
+            ("http_request_timeout_ms", self.http_request_timeout_ms),
+            ("http_connections_max", self.http_connections_max.into()),
+            ("sse_keep_alive_s", self.sse_keep_alive_s),
+            ("heartbeat_interval_s", self.heartbeat_interval_s),
             ("work_lease_s", self.work_lease_s),
             ("work_attempts_max", self.work_attempts_max.into()),
             ("work_text_bytes_max", self.work_text_bytes_max.into()),

@@ -8,6 +8,9 @@
 //!   bounded structure pushed past its limit; one line per check.
 //! - `eval`: recall@5 and MRR of keyword, vector and hybrid recall on the
 //!   labelled set in `eval/recall-eval.json` (report in `target/eval-report.json`).
+//! - `serve-bench`: the servers under load on a 10k-memory store (release
+//!   build): MCP `recall` over stdio from one client, HTTP `/v1/recall` from
+//!   64 concurrent loopback clients (driver: `mnemosyne-cli/examples/serve_bench.rs`).
 #![allow(clippy::print_stdout, clippy::print_stderr)]
 
 use std::process::{Command, ExitCode};
@@ -27,9 +30,10 @@ fn main() -> ExitCode {
         Some("ci") => ci(&args[1..]),
         Some("eval") => eval(&args[1..]),
         Some("stress") => stress(&args[1..]),
+        Some("serve-bench") => serve_bench(&args[1..]),
         Some("help") | Some("--help") | Some("-h") | None => {
             println!(
-                "usage: cargo xtask ci [--backend sqlite|libsql]\n       cargo xtask eval [--backend sqlite|libsql]\n       cargo xtask stress [--backend sqlite|libsql] [--only CHECK]..."
+                "usage: cargo xtask ci [--backend sqlite|libsql]\n       cargo xtask eval [--backend sqlite|libsql]\n       cargo xtask stress [--backend sqlite|libsql] [--only CHECK]...\n       cargo xtask serve-bench [--backend sqlite|libsql]"
             );
             return ExitCode::SUCCESS;
         }
@@ -47,10 +51,16 @@ fn main() -> ExitCode {
 }
 
 fn cargo(args: &[&str]) -> Result<()> {
+    cargo_with_env(args, &[])
+}
+
+/// [`cargo`] with extra environment variables for it and what it runs.
+fn cargo_with_env(args: &[&str], env: &[(&str, String)]) -> Result<()> {
     let started = Instant::now();
     println!("xtask: cargo {}", args.join(" "));
     let status = Command::new(std::env::var("CARGO").unwrap_or_else(|_| "cargo".into()))
         .args(args)
+        .envs(env.iter().map(|(k, v)| (k, v)))
         .status()
         .with_context(|| format!("cannot run cargo {}", args.join(" ")))?;
     if !status.success() {
@@ -118,9 +128,41 @@ fn eval(args: &[String]) -> Result<()> {
     cargo(&run)
 }
 
+fn serve_bench(args: &[String]) -> Result<()> {
+    let (backend, features) = backend_arg("serve-bench", args)?.unwrap_or(&BACKENDS[0]);
+    println!("xtask: server load on the {backend} backend (release build)");
+    let mut build = vec![
+        "build",
+        "--release",
+        "--locked",
+        "-p",
+        "mnemosyne-cli",
+        "--bin",
+        "mnemosyne",
+    ];
+    build.extend_from_slice(features);
+    cargo(&build)?;
+    let mut run = vec!["run", "--release", "--locked", "-p", "mnemosyne-cli"];
+    run.extend_from_slice(features);
+    run.extend_from_slice(&["--example", "serve_bench"]);
+    cargo(&run)
+}
+
+/// Where `.ci/run` installs the Python `mcp` SDK for the MCP end-to-end test.
+const PYTHON_VENV: &str = "target/py/bin/python";
+
 fn ci(args: &[String]) -> Result<()> {
     let only = backend_arg("ci", args)?.map(|(name, _)| *name);
     cargo(&["fmt", "--all", "--check"])?;
+    // The Python MCP client test runs when a python with the `mcp` package is
+    // named; `.ci/run` installs one and also requires it.
+    let mut env = Vec::new();
+    if std::env::var_os("MNEMOSYNE_TEST_PYTHON").is_none()
+        && std::path::Path::new(PYTHON_VENV).exists()
+    {
+        let python = std::fs::canonicalize(PYTHON_VENV)?;
+        env.push(("MNEMOSYNE_TEST_PYTHON", python.display().to_string()));
+    }
     for (backend, features) in BACKENDS
         .iter()
         .filter(|(b, _)| only.is_none_or(|o| o == *b))
@@ -132,7 +174,7 @@ fn ci(args: &[String]) -> Result<()> {
         cargo(&clippy)?;
         let mut test = vec!["test", "--workspace", "--locked"];
         test.extend_from_slice(features);
-        cargo(&test)?;
+        cargo_with_env(&test, &env)?;
         run_stress(features, &[])?;
     }
     if only.is_none_or(|o| o == "sqlite") {

@@ -10,6 +10,7 @@ mod export;
 mod import;
 mod memory;
 mod reindex;
+mod serve;
 mod work;
 
 use std::io::Read;
@@ -54,15 +55,13 @@ pub async fn run(command: Command, settings: &Settings, out: Output) -> Result<(
         Command::Diagnostics(args) => diagnostics::run(args, settings, out).await,
         Command::Doctor => doctor::run(settings, out).await,
         Command::Doc(command) => doc::run(command, settings, out).await,
+        Command::Serve(command) => serve::run(command, settings).await,
     }
 }
 
-/// Opens the store, runs `work` on it and closes it whatever happened. Ctrl-C
-/// stops `work` at its next await point (an open transaction rolls back).
-async fn with_store<T>(
-    settings: &Settings,
-    work: impl AsyncFnOnce(&MemoryStore) -> Result<T>,
-) -> Result<T> {
+/// Opens the store (creating the database's directory), with the embedder
+/// of the settings.
+async fn open_store(settings: &Settings) -> Result<MemoryStore> {
     if let Location::File(path) = &settings.location
         && let Some(parent) = path.parent().filter(|p| !p.as_os_str().is_empty())
     {
@@ -76,6 +75,16 @@ async fn with_store<T>(
         .await
         .with_context(|| format!("cannot open the database {}", settings.location))?
         .with_embedder(embedder);
+    Ok(store)
+}
+
+/// Opens the store, runs `work` on it and closes it whatever happened. Ctrl-C
+/// stops `work` at its next await point (an open transaction rolls back).
+async fn with_store<T>(
+    settings: &Settings,
+    work: impl AsyncFnOnce(&MemoryStore) -> Result<T>,
+) -> Result<T> {
+    let store = open_store(settings).await?;
     let result = tokio::select! {
         result = work(&store) => result,
         _ = tokio::signal::ctrl_c() => Err(Interrupted.into()),

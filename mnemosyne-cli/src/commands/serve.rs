@@ -1,0 +1,73 @@
+//! `serve mcp` and `serve http`: open the store, run the server until a stop
+//! (SIGINT, SIGTERM, or stdin closed for MCP), stop every task within
+//! `shutdown_timeout_s`, close the store, exit 0.
+//!
+//! stdout is the MCP channel for `serve mcp`: nothing else writes there.
+
+use std::net::SocketAddr;
+
+use anyhow::{Context, Result};
+use mnemosyne_server::{HttpListener, Server, ShutdownReport};
+
+use crate::cli::ServeCommand;
+use crate::config::{SERVER_BIND_DEFAULT, Settings};
+
+pub async fn run(command: ServeCommand, settings: &Settings) -> Result<()> {
+    // Checked before the database is opened: a refused bind changes nothing.
+    let listener = match &command {
+        ServeCommand::Mcp => None,
+        ServeCommand::Http(args) => {
+            let bind = match args.bind.or(settings.server.bind) {
+                Some(bind) => bind,
+                None => SERVER_BIND_DEFAULT.parse::<SocketAddr>()?,
+            };
+            let token = settings.server.token.as_ref().map(|t| t.0.clone());
+            Some(HttpListener::bind(bind, token).await?)
+        }
+    };
+    let store = super::open_store(settings).await?;
+    let server = Server::new(store.clone());
+    let result = match listener {
+        None => server.serve_mcp_stdio(stop_signal()).await,
+        Some(listener) => {
+            // The one line a script (or a test) waits for; on stderr, like every log.
+            eprintln!(
+                "mnemosyne: http api listening on http://{}",
+                listener.local_addr()
+            );
+            server.serve_http(listener, stop_signal()).await
+        }
+    };
+    store.close().await;
+    let report: ShutdownReport = result.context("server failed")?;
+    tracing::info!(
+        stopped = report.stopped_in_time,
+        aborted = report.aborted.len(),
+        "server stopped"
+    );
+    Ok(())
+}
+
+/// Completes on SIGINT (Ctrl-C) or SIGTERM.
+async fn stop_signal() {
+    #[cfg(unix)]
+    {
+        use tokio::signal::unix::{SignalKind, signal};
+        match signal(SignalKind::terminate()) {
+            Ok(mut term) => {
+                tokio::select! {
+                    _ = tokio::signal::ctrl_c() => {}
+                    _ = term.recv() => {}
+                }
+            }
+            Err(error) => {
+                tracing::warn!(%error, "cannot watch SIGTERM; stopping on Ctrl-C only");
+                let _ = tokio::signal::ctrl_c().await;
+            }
+        }
+    }
+    #[cfg(not(unix))]
+    {
+        let _ = tokio::signal::ctrl_c().await;
+    }
+}

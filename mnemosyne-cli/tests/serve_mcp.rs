@@ -1,0 +1,431 @@
+//! `mnemosyne serve mcp` as an MCP client starts it: a child process spoken
+//! to over its stdin and stdout, by the rmcp client, by raw JSON-RPC lines
+//! (malformed input), and by the Python `mcp` SDK.
+
+// The skip reason of the Python test is printed for whoever runs `cargo test`.
+#![allow(clippy::print_stderr)]
+
+mod common;
+
+use std::process::Stdio;
+use std::time::Duration;
+
+use common::Sandbox;
+use rmcp::model::{CallToolRequestParams, CallToolResult, ErrorCode};
+use rmcp::service::{RunningService, ServiceError};
+use rmcp::{RoleClient, ServiceExt};
+use serde_json::{Value, json};
+use tokio::io::{AsyncBufReadExt, AsyncWriteExt, BufReader};
+use tokio::process::{Child, Command};
+
+/// The seven memory tools, sorted.
+const TOOLS: [&str; 7] = [
+    "forget", "get", "link", "list", "recall", "remember", "update",
+];
+
+/// Time a test waits for the server to exit after its stdin closed or a
+/// signal; a hang fails the test instead of blocking CI.
+const EXIT_WAIT_S: u64 = 60;
+
+fn serve_mcp(sandbox: &Sandbox, env: &[(&str, &str)]) -> Child {
+    let mut command = Command::from(sandbox.command());
+    command
+        .args(["serve", "mcp"])
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .kill_on_drop(true);
+    for (name, value) in env {
+        command.env(name, value);
+    }
+    command.spawn().expect("spawn mnemosyne serve mcp")
+}
+
+type Client = RunningService<RoleClient, ()>;
+
+async fn connect(child: &mut Child) -> Client {
+    let stdout = child.stdout.take().expect("stdout");
+    let stdin = child.stdin.take().expect("stdin");
+    ().serve((stdout, stdin)).await.expect("initialize")
+}
+
+fn args(value: Value) -> CallToolRequestParams {
+    let Value::Object(map) = value else {
+        panic!("arguments must be an object")
+    };
+    CallToolRequestParams::new("").with_arguments(map)
+}
+
+async fn call(client: &Client, tool: &'static str, arguments: Value) -> CallToolResult {
+    let mut params = args(arguments);
+    params.name = tool.into();
+    client
+        .call_tool(params)
+        .await
+        .unwrap_or_else(|e| panic!("{tool}: {e}"))
+}
+
+/// A successful tool answer's JSON.
+async fn ok(client: &Client, tool: &'static str, arguments: Value) -> Value {
+    let result = call(client, tool, arguments).await;
+    assert_ne!(result.is_error, Some(true), "{tool} failed: {result:?}");
+    result.structured_content.expect("structured content")
+}
+
+/// A refused tool call's error object (`{"code", "message"}`).
+async fn tool_error(client: &Client, tool: &'static str, arguments: Value) -> Value {
+    let result = call(client, tool, arguments).await;
+    assert_eq!(
+        result.is_error,
+        Some(true),
+        "{tool} should fail: {result:?}"
+    );
+    result.structured_content.expect("structured error")["error"].clone()
+}
+
+async fn exit_code(child: &mut Child) -> Option<i32> {
+    tokio::time::timeout(Duration::from_secs(EXIT_WAIT_S), child.wait())
+        .await
+        .expect("the server exits")
+        .expect("wait")
+        .code()
+}
+
+#[tokio::test]
+async fn an_rmcp_client_remembers_and_recalls_through_the_tools() {
+    let sandbox = Sandbox::new();
+    let mut child = serve_mcp(&sandbox, &[]);
+    let client = connect(&mut child).await;
+
+    let info = client.peer_info().expect("server info");
+    assert_eq!(
+        info.server_info.as_ref().map(|i| i.name.as_str()),
+        Some("mnemosyne")
+    );
+    let mut names: Vec<String> = client
+        .list_all_tools()
+        .await
+        .expect("tools/list")
+        .into_iter()
+        .map(|tool| {
+            assert!(
+                tool.description.as_deref().is_some_and(|d| d.len() > 20),
+                "{} needs a description",
+                tool.name
+            );
+            assert_eq!(tool.input_schema.get("type"), Some(&json!("object")));
+            tool.name.to_string()
+        })
+        .collect();
+    names.sort();
+    assert_eq!(names, TOOLS);
+
+    let first = ok(
+        &client,
+        "remember",
+        json!({"content": "sqlite WAL mode lets readers run while one writer commits",
+               "namespace": "project:atlas", "tags": ["sqlite"], "importance": 7,
+               "memory_type": "fact"}),
+    )
+    .await;
+    let first_id = first["id"].as_str().expect("id").to_owned();
+    assert_eq!(first["namespace"], "project:atlas");
+    assert_eq!(first["importance"], 7);
+    let second = ok(
+        &client,
+        "remember",
+        json!({"content": "the lease reaper must not hold the queue lock"}),
+    )
+    .await;
+    let second_id = second["id"].as_str().expect("id").to_owned();
+
+    let recall = ok(&client, "recall", json!({"query": "sqlite readers writer"})).await;
+    let hits = recall["hits"].as_array().expect("hits");
+    assert_eq!(hits[0]["memory"]["id"], first_id.as_str(), "{recall}");
+    assert_eq!(hits[0]["memory"]["content_truncated"], false);
+    assert_eq!(recall["truncated"], false);
+
+    let got = ok(&client, "get", json!({"id": first_id})).await;
+    assert_eq!(got["tags"], json!(["sqlite"]));
+    let updated = ok(
+        &client,
+        "update",
+        json!({"id": first_id, "importance": 9, "tags": ["sqlite", "wal"]}),
+    )
+    .await;
+    assert_eq!(updated["importance"], 9);
+    let linked = ok(
+        &client,
+        "link",
+        json!({"source": second_id, "target": first_id, "link_type": "depends_on"}),
+    )
+    .await;
+    assert_eq!(linked["status"], "linked");
+    let listed = ok(&client, "list", json!({"limit": 10})).await;
+    assert_eq!(listed["memories"].as_array().map(Vec::len), Some(2));
+    let forgotten = ok(&client, "forget", json!({"id": second_id})).await;
+    assert_eq!(forgotten["status"], "archived");
+    let listed = ok(&client, "list", json!({})).await;
+    assert_eq!(listed["memories"].as_array().map(Vec::len), Some(1));
+
+    // A recall's contents are bounded and say so; get returns the whole text.
+    let long = format!("bounded recall {}", "x".repeat(300));
+    let long_id = ok(&client, "remember", json!({"content": long})).await["id"].clone();
+    drop(client);
+    let _ = exit_code(&mut child).await;
+
+    let mut child = serve_mcp(&sandbox, &[("MNEMOSYNE_RESULT_CONTENT_BYTES_MAX", "100")]);
+    let client = connect(&mut child).await;
+    let recall = ok(&client, "recall", json!({"query": "bounded recall"})).await;
+    let hit = &recall["hits"][0]["memory"];
+    assert_eq!(hit["id"], long_id);
+    assert_eq!(hit["content_truncated"], true);
+    assert_eq!(hit["content"].as_str().map(str::len), Some(100));
+    assert_eq!(hit["content_bytes"], long.len());
+    let got = ok(&client, "get", json!({"id": long_id})).await;
+    assert_eq!(got["content"], long.as_str());
+    assert_eq!(got["content_truncated"], false);
+
+    client.cancel().await.expect("close the client");
+    assert_eq!(
+        exit_code(&mut child).await,
+        Some(0),
+        "exit 0 when stdin closes"
+    );
+}
+
+#[tokio::test]
+async fn bad_calls_are_answered_with_errors_and_the_server_carries_on() {
+    let sandbox = Sandbox::new();
+    let mut child = serve_mcp(&sandbox, &[]);
+    let client = connect(&mut child).await;
+
+    // Unknown tool: a JSON-RPC error.
+    let mut params = args(json!({}));
+    params.name = "no_such_tool".into();
+    match client.call_tool(params).await {
+        Err(ServiceError::McpError(error)) => {
+            assert_eq!(error.code, ErrorCode::INVALID_PARAMS);
+            assert!(error.message.contains("not found"), "{}", error.message);
+        }
+        other => panic!("unknown tool should be an MCP error: {other:?}"),
+    }
+    // Wrong argument types and unknown arguments: tool errors naming the problem.
+    let result = call(&client, "recall", json!({"query": 42})).await;
+    assert_eq!(result.is_error, Some(true), "{result:?}");
+    assert!(format!("{result:?}").contains("invalid type"), "{result:?}");
+    let result = call(
+        &client,
+        "remember",
+        json!({"content": "x", "importance": "high"}),
+    )
+    .await;
+    assert_eq!(result.is_error, Some(true), "{result:?}");
+    let result = call(
+        &client,
+        "remember",
+        json!({"content": "x", "colour": "red"}),
+    )
+    .await;
+    assert_eq!(result.is_error, Some(true), "{result:?}");
+    // Values the domain refuses: the HTTP error shape.
+    let error = tool_error(
+        &client,
+        "remember",
+        json!({"content": "x", "importance": 11}),
+    )
+    .await;
+    assert_eq!(error["code"], "invalid_input");
+    let error = tool_error(&client, "get", json!({"id": "not-an-id"})).await;
+    assert_eq!(error["code"], "invalid_input");
+    let error = tool_error(
+        &client,
+        "get",
+        json!({"id": "01900000-0000-7000-8000-000000000001"}),
+    )
+    .await;
+    assert_eq!(error["code"], "not_found");
+    // Oversized content.
+    let big = "y".repeat(70 * 1024);
+    let error = tool_error(&client, "remember", json!({"content": big})).await;
+    assert_eq!(error["code"], "invalid_input");
+    assert!(
+        error["message"]
+            .as_str()
+            .is_some_and(|m| m.contains("memory_content_bytes_max")),
+        "{error}"
+    );
+
+    // Still serving.
+    let stored = ok(
+        &client,
+        "remember",
+        json!({"content": "still here after errors"}),
+    )
+    .await;
+    let recall = ok(&client, "recall", json!({"query": "still here"})).await;
+    assert_eq!(recall["hits"][0]["memory"]["id"], stored["id"]);
+
+    client.cancel().await.expect("close the client");
+    assert_eq!(exit_code(&mut child).await, Some(0));
+}
+
+async fn send(stdin: &mut tokio::process::ChildStdin, text: String) {
+    stdin.write_all(text.as_bytes()).await.expect("write");
+    stdin.write_all(b"\n").await.expect("write");
+    stdin.flush().await.expect("flush");
+}
+
+/// Reads lines from the server until one is a JSON-RPC message with `id`.
+async fn answer_to(
+    lines: &mut tokio::io::Lines<BufReader<tokio::process::ChildStdout>>,
+    id: i64,
+) -> Value {
+    loop {
+        let line = lines
+            .next_line()
+            .await
+            .expect("read stdout")
+            .expect("the server is still up");
+        let message: Value = serde_json::from_str(&line).expect("stdout carries only JSON-RPC");
+        if message["id"] == json!(id) {
+            return message;
+        }
+        // Anything else must be the Invalid Request answer (id null).
+        assert_eq!(message["error"]["code"], -32600, "unexpected {message}");
+    }
+}
+
+#[tokio::test]
+async fn malformed_json_rpc_is_refused_and_the_next_request_answered() {
+    let sandbox = Sandbox::new();
+    let mut child = serve_mcp(&sandbox, &[("MNEMOSYNE_REQUEST_BODY_BYTES_MAX", "65536")]);
+    let mut stdin = child.stdin.take().expect("stdin");
+    let mut lines = BufReader::new(child.stdout.take().expect("stdout")).lines();
+    send(
+        &mut stdin,
+        json!({"jsonrpc": "2.0", "id": 1, "method": "initialize", "params": {
+        "protocolVersion": "2025-06-18", "capabilities": {},
+        "clientInfo": {"name": "raw", "version": "1"}}})
+        .to_string(),
+    )
+    .await;
+    assert!(answer_to(&mut lines, 1).await["result"]["serverInfo"].is_object());
+    send(
+        &mut stdin,
+        json!({"jsonrpc": "2.0", "method": "notifications/initialized"}).to_string(),
+    )
+    .await;
+
+    // Well-formed JSON that is no JSON-RPC message: Invalid Request.
+    send(&mut stdin, json!({"hello": "world"}).to_string()).await;
+    let line = lines.next_line().await.expect("read").expect("answer");
+    let refused: Value = serde_json::from_str(&line).expect("json");
+    assert_eq!(refused["error"]["code"], -32600, "{refused}");
+    // A request whose params have the wrong shape: Invalid Request too (the
+    // message does not parse, so its id is not known).
+    send(
+        &mut stdin,
+        json!({"jsonrpc": "2.0", "id": 2, "method": "tools/call", "params": 7}).to_string(),
+    )
+    .await;
+    let line = lines.next_line().await.expect("read").expect("answer");
+    let refused: Value = serde_json::from_str(&line).expect("json");
+    assert_eq!(refused["error"]["code"], -32600, "{refused}");
+    // Unknown method.
+    send(
+        &mut stdin,
+        json!({"jsonrpc": "2.0", "id": 3, "method": "no/such/method"}).to_string(),
+    )
+    .await;
+    assert_eq!(answer_to(&mut lines, 3).await["error"]["code"], -32601);
+    // Text that is not JSON at all is ignored (no id to answer; every official
+    // SDK does so, to avoid error storms), and a line over
+    // request_body_bytes_max is discarded unread: neither stops the server.
+    send(&mut stdin, "this is {not json".into()).await;
+    send(
+        &mut stdin,
+        format!(
+            "{{\"jsonrpc\":\"2.0\",\"id\":4,\"method\":\"ping\",\"params\":{{\"pad\":\"{}\"}}}}",
+            "z".repeat(100 * 1024)
+        ),
+    )
+    .await;
+    send(
+        &mut stdin,
+        json!({"jsonrpc": "2.0", "id": 5, "method": "tools/call", "params": {
+        "name": "remember", "arguments": {"content": "answered after garbage"}}})
+        .to_string(),
+    )
+    .await;
+    let answer = answer_to(&mut lines, 5).await;
+    assert_eq!(answer["result"]["isError"], false, "{answer}");
+    assert_eq!(
+        answer["result"]["structuredContent"]["content"],
+        "answered after garbage"
+    );
+
+    drop(stdin);
+    assert_eq!(
+        exit_code(&mut child).await,
+        Some(0),
+        "exit 0 when stdin closes"
+    );
+}
+
+#[tokio::test]
+async fn sigterm_stops_the_mcp_server_with_exit_code_0() {
+    let sandbox = Sandbox::new();
+    let mut child = serve_mcp(&sandbox, &[]);
+    let client = connect(&mut child).await;
+    ok(&client, "remember", json!({"content": "before the signal"})).await;
+    let pid = child.id().expect("pid").to_string();
+    let status = std::process::Command::new("kill")
+        .args(["-TERM", &pid])
+        .status()
+        .expect("kill");
+    assert!(status.success());
+    assert_eq!(exit_code(&mut child).await, Some(0));
+    drop(client);
+    assert_eq!(sandbox.count(), 1, "the memory was committed before exit");
+}
+
+/// The Python `mcp` SDK (installed by `.ci/run` into a venv whose python is
+/// `MNEMOSYNE_TEST_PYTHON`) drives the server through `tests/mcp_client.py`.
+#[test]
+fn the_python_mcp_sdk_drives_the_server() {
+    let python = match std::env::var("MNEMOSYNE_TEST_PYTHON") {
+        Ok(python) if !python.is_empty() => python,
+        _ => {
+            assert!(
+                std::env::var_os("MNEMOSYNE_REQUIRE_PYTHON_MCP").is_none(),
+                "MNEMOSYNE_TEST_PYTHON is not set but MNEMOSYNE_REQUIRE_PYTHON_MCP is: \
+                 .ci/run installs the Python mcp SDK into a venv and sets it"
+            );
+            eprintln!(
+                "skipped: MNEMOSYNE_TEST_PYTHON is not set (a python with the `mcp` package; \
+                 .ci/run sets it)"
+            );
+            return;
+        }
+    };
+    let sandbox = Sandbox::new();
+    let script = concat!(env!("CARGO_MANIFEST_DIR"), "/tests/mcp_client.py");
+    let output = std::process::Command::new(python)
+        .arg(script)
+        .arg(env!("CARGO_BIN_EXE_mnemosyne"))
+        .arg(&sandbox.db)
+        .env("HOME", sandbox.path("home"))
+        .env("XDG_CONFIG_HOME", sandbox.path("home/config"))
+        .env("XDG_DATA_HOME", sandbox.path("home/data"))
+        .output()
+        .expect("run the python client");
+    let stdout = String::from_utf8_lossy(&output.stdout);
+    assert!(
+        output.status.success(),
+        "python client failed: {stdout}\n{}",
+        String::from_utf8_lossy(&output.stderr)
+    );
+    assert!(stdout.contains("python mcp client: ok"), "{stdout}");
+    assert_eq!(sandbox.count(), 2, "the python client stored two memories");
+}

@@ -1,0 +1,292 @@
+//! The HTTP API on axum: routes, the layers every route passes through
+//! (counting, timeout, body limit, bearer token, concurrency limit), the
+//! JSON error shape, and the accept loop that runs each connection as a
+//! supervised task.
+//!
+//! Layers, outermost first: count and give every error the JSON shape →
+//! `http_request_timeout_ms` (503 `timeout`) → `request_body_bytes_max`
+//! (413) → bearer token (401; not on `/health`) → `http_concurrency_max`.
+
+mod routes;
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use axum::Router;
+use axum::extract::{Request, State};
+use axum::http::{HeaderValue, StatusCode, header};
+use axum::middleware::{self, Next};
+use axum::response::{IntoResponse, Response};
+use hyper_util::rt::{TokioIo, TokioTimer};
+use hyper_util::service::TowerToHyperService;
+use mnemosyne_orchestration::CancellationToken;
+use subtle::ConstantTimeEq;
+use tokio::net::TcpListener;
+use tokio::sync::Semaphore;
+use tower::limit::ConcurrencyLimitLayer;
+use tower_http::limit::RequestBodyLimitLayer;
+use tower_http::timeout::TimeoutLayer;
+
+use crate::error::ApiError;
+use crate::server::{Core, ServerError};
+
+/// Pause after a failed `accept` (out of file descriptors, mostly) before
+/// trying again, so that the loop does not spin.
+pub const ACCEPT_ERROR_PAUSE_MS: u64 = 100;
+
+/// The bearer token of the HTTP API, compared in constant time.
+#[derive(Clone)]
+pub struct BearerToken(Arc<[u8]>);
+
+impl std::fmt::Debug for BearerToken {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("BearerToken(..)")
+    }
+}
+
+impl BearerToken {
+    /// A token; it must be non-empty printable ASCII without spaces.
+    pub fn new(token: String) -> Result<Self, ServerError> {
+        if token.is_empty() {
+            return Err(ServerError::InvalidToken("the token is empty"));
+        }
+        if !token.bytes().all(|b| b.is_ascii_graphic()) {
+            return Err(ServerError::InvalidToken(
+                "the token must be printable ASCII without spaces",
+            ));
+        }
+        Ok(Self(token.into_bytes().into()))
+    }
+
+    /// Whether an `Authorization` header value carries this token. The
+    /// comparison takes the same time wherever the first difference is
+    /// (only the length may show).
+    pub fn accepts(&self, header: Option<&HeaderValue>) -> bool {
+        let Some(given) = header
+            .map(HeaderValue::as_bytes)
+            .and_then(|value| value.strip_prefix(b"Bearer "))
+        else {
+            return false;
+        };
+        bool::from(given.ct_eq(&self.0))
+    }
+}
+
+/// What every handler gets.
+#[derive(Clone, Debug)]
+pub(crate) struct AppState {
+    pub(crate) core: Arc<Core>,
+    pub(crate) token: Option<BearerToken>,
+    /// Cancelled when the server shuts down: SSE streams end on it.
+    pub(crate) shutdown: CancellationToken,
+}
+
+impl IntoResponse for ApiError {
+    fn into_response(self) -> Response {
+        let status = StatusCode::from_u16(self.status).unwrap_or(StatusCode::INTERNAL_SERVER_ERROR);
+        (status, axum::Json(self.body())).into_response()
+    }
+}
+
+/// The whole API with its layers.
+pub(crate) fn router(
+    core: Arc<Core>,
+    token: Option<BearerToken>,
+    shutdown: CancellationToken,
+) -> Router {
+    let limits = &core.limits;
+    let body_max = usize::try_from(limits.request_body_bytes_max).unwrap_or(usize::MAX);
+    let timeout = Duration::from_millis(limits.http_request_timeout_ms);
+    let concurrency = limits.http_concurrency_max as usize;
+    let state = AppState {
+        core: Arc::clone(&core),
+        token,
+        shutdown,
+    };
+    routes::protected()
+        .route_layer(ConcurrencyLimitLayer::new(concurrency))
+        .route_layer(middleware::from_fn_with_state(state.clone(), require_token))
+        .merge(routes::public().route_layer(ConcurrencyLimitLayer::new(concurrency)))
+        .with_state(state.clone())
+        .layer(RequestBodyLimitLayer::new(body_max))
+        .layer(TimeoutLayer::with_status_code(
+            StatusCode::SERVICE_UNAVAILABLE,
+            timeout,
+        ))
+        .layer(middleware::from_fn_with_state(state, count_and_shape))
+}
+
+async fn require_token(State(state): State<AppState>, request: Request, next: Next) -> Response {
+    if let Some(token) = &state.token
+        && !token.accepts(request.headers().get(header::AUTHORIZATION))
+    {
+        let mut response = ApiError::new(
+            401,
+            "unauthorized",
+            "missing or wrong bearer token (Authorization: Bearer <token>)",
+        )
+        .into_response();
+        response
+            .headers_mut()
+            .insert(header::WWW_AUTHENTICATE, HeaderValue::from_static("Bearer"));
+        return response;
+    }
+    next.run(request).await
+}
+
+/// Decrements the in-flight gauge however the request ends.
+struct InFlight<'a>(&'a crate::metrics::Metrics);
+
+impl Drop for InFlight<'_> {
+    fn drop(&mut self) {
+        self.0.http_request_finished();
+    }
+}
+
+/// Counts requests by status and turns the plain-text errors of the layers
+/// and of axum (413, 404, 405, timeout) into the JSON error shape.
+async fn count_and_shape(State(state): State<AppState>, request: Request, next: Next) -> Response {
+    let metrics = &state.core.metrics;
+    metrics.http_request_started();
+    let _in_flight = InFlight(metrics);
+    let response = next.run(request).await;
+    let status = response.status();
+    metrics.http_response(status.as_u16());
+    let is_json = response
+        .headers()
+        .get(header::CONTENT_TYPE)
+        .is_some_and(|v| v.as_bytes().starts_with(b"application/json"));
+    if !(status.is_client_error() || status.is_server_error()) || is_json {
+        return response;
+    }
+    let limits = &state.core.limits;
+    let error = match status {
+        StatusCode::PAYLOAD_TOO_LARGE => ApiError::new(
+            413,
+            "payload_too_large",
+            format!(
+                "request body is over the limit of {} bytes (request_body_bytes_max)",
+                limits.request_body_bytes_max
+            ),
+        ),
+        StatusCode::SERVICE_UNAVAILABLE => ApiError::new(
+            503,
+            "timeout",
+            format!(
+                "request took longer than {} ms (http_request_timeout_ms); retry later",
+                limits.http_request_timeout_ms
+            ),
+        ),
+        StatusCode::NOT_FOUND => ApiError::new(404, "not_found", "no such route"),
+        StatusCode::METHOD_NOT_ALLOWED => ApiError::new(
+            405,
+            "method_not_allowed",
+            "method not allowed on this route",
+        ),
+        other => ApiError::new(
+            other.as_u16(),
+            if other.is_client_error() {
+                "bad_request"
+            } else {
+                "internal"
+            },
+            other.canonical_reason().unwrap_or("error").to_lowercase(),
+        ),
+    };
+    error.into_response()
+}
+
+/// Keeps the open-connections gauge true however the connection task ends.
+struct OpenConnection(Arc<Core>);
+
+impl Drop for OpenConnection {
+    fn drop(&mut self) {
+        self.0.metrics.connection_closed();
+    }
+}
+
+/// Accepts connections until `token` is cancelled; each one runs as a
+/// supervised `http-connection` task, at most `http_connections_max` at once
+/// (the next client waits in the listen backlog).
+pub(crate) async fn accept_loop(
+    core: Arc<Core>,
+    listener: TcpListener,
+    router: Router,
+    token: CancellationToken,
+) {
+    let limits = &core.limits;
+    let slots = Arc::new(Semaphore::new(limits.http_connections_max as usize));
+    let header_timeout = Duration::from_millis(limits.http_request_timeout_ms);
+    loop {
+        let permit = tokio::select! {
+            () = token.cancelled() => break,
+            permit = Arc::clone(&slots).acquire_owned() => match permit {
+                Ok(permit) => permit,
+                Err(_) => break,
+            },
+        };
+        let stream = tokio::select! {
+            () = token.cancelled() => break,
+            accepted = listener.accept() => match accepted {
+                Ok((stream, _peer)) => stream,
+                Err(error) => {
+                    tracing::warn!(%error, "accept failed");
+                    tokio::time::sleep(Duration::from_millis(ACCEPT_ERROR_PAUSE_MS)).await;
+                    continue;
+                }
+            },
+        };
+        if let Err(error) = stream.set_nodelay(true) {
+            tracing::debug!(%error, "cannot set TCP_NODELAY");
+        }
+        let Some(supervisor) = core.supervisor.upgrade() else {
+            break;
+        };
+        core.metrics.connection_opened();
+        let open = OpenConnection(Arc::clone(&core));
+        let service = TowerToHyperService::new(router.clone());
+        let spawned = supervisor.spawn("http-connection", move |token| async move {
+            let _permit = permit;
+            let _open = open;
+            let connection = hyper::server::conn::http1::Builder::new()
+                .timer(TokioTimer::new())
+                .header_read_timeout(header_timeout)
+                .serve_connection(TokioIo::new(stream), service);
+            tokio::pin!(connection);
+            let result = tokio::select! {
+                result = connection.as_mut() => result,
+                () = token.cancelled() => {
+                    connection.as_mut().graceful_shutdown();
+                    connection.await
+                }
+            };
+            if let Err(error) = result {
+                tracing::debug!(%error, "http connection ended with an error");
+            }
+        });
+        if spawned.is_err() {
+            // Shutting down: the refused closure dropped the stream.
+            break;
+        }
+    }
+    tracing::debug!("http accept loop stopped");
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_token_is_checked_whole() {
+        let token = BearerToken::new("s3cret-token".into()).unwrap();
+        let header = |v: &'static str| HeaderValue::from_static(v);
+        assert!(token.accepts(Some(&header("Bearer s3cret-token"))));
+        assert!(!token.accepts(Some(&header("Bearer s3cret-tokeN"))));
+        assert!(!token.accepts(Some(&header("Bearer s3cret"))));
+        assert!(!token.accepts(Some(&header("Bearer s3cret-token-and-more"))));
+        assert!(!token.accepts(Some(&header("s3cret-token"))));
+        assert!(!token.accepts(None));
+        assert!(BearerToken::new(String::new()).is_err());
+        assert!(BearerToken::new("has space".into()).is_err());
+    }
+}

@@ -1,0 +1,222 @@
+//! The routes. Handlers parse, call [`crate::ops::Memories`], and answer
+//! JSON. The work queue and documents add their routes in [`protected`].
+
+use std::convert::Infallible;
+use std::time::Duration;
+
+use axum::Router;
+use axum::body::Bytes;
+use axum::extract::rejection::QueryRejection;
+use axum::extract::{FromRequest, Path, Query, Request, State};
+use axum::http::{StatusCode, header};
+use axum::response::sse::{Event as SseEvent, KeepAlive, Sse};
+use axum::response::{IntoResponse, Response};
+use axum::routing::{get, post};
+use futures_util::Stream;
+use serde::Deserialize;
+use serde::de::DeserializeOwned;
+
+use super::AppState;
+use crate::error::ApiError;
+use crate::events::Received;
+use crate::ops::{ForgetView, LinkView, ListView, MemoryView, RecallView};
+use crate::params::{
+    ForgetParams, LinkParams, ListParams, RecallParams, RememberParams, UpdateFields,
+};
+
+/// Routes behind the bearer token (when one is set).
+pub(super) fn protected() -> Router<AppState> {
+    Router::new()
+        .route("/v1/memories", post(remember).get(list))
+        .route(
+            "/v1/memories/{id}",
+            get(get_memory).patch(update).delete(forget),
+        )
+        .route("/v1/memories/{id}/links", post(link))
+        .route("/v1/recall", post(recall))
+        .route("/v1/events", get(events))
+        .route("/metrics", get(metrics))
+}
+
+/// Routes open to anyone who can reach the socket.
+pub(super) fn public() -> Router<AppState> {
+    Router::new().route("/health", get(health))
+}
+
+/// A JSON body: any syntax or shape error is a 400 `invalid_input`, a body
+/// over `request_body_bytes_max` a 413.
+pub(crate) struct JsonBody<T>(pub T);
+
+impl<T: DeserializeOwned, S: Send + Sync> FromRequest<S> for JsonBody<T> {
+    type Rejection = ApiError;
+
+    async fn from_request(request: Request, state: &S) -> Result<Self, Self::Rejection> {
+        let bytes = Bytes::from_request(request, state)
+            .await
+            .map_err(|rejection| {
+                if rejection.status() == StatusCode::PAYLOAD_TOO_LARGE {
+                    ApiError::new(
+                        413,
+                        "payload_too_large",
+                        "request body is too large (request_body_bytes_max)",
+                    )
+                } else {
+                    ApiError::invalid(format!("invalid input: {}", rejection.body_text()))
+                }
+            })?;
+        serde_json::from_slice(&bytes)
+            .map(JsonBody)
+            .map_err(|e| ApiError::invalid(format!("invalid input: {e}")))
+    }
+}
+
+type Answer<T> = Result<axum::Json<T>, ApiError>;
+
+async fn remember(
+    State(state): State<AppState>,
+    JsonBody(params): JsonBody<RememberParams>,
+) -> Result<(StatusCode, axum::Json<MemoryView>), ApiError> {
+    let memory = state.core.memories.remember(params).await?;
+    Ok((StatusCode::CREATED, axum::Json(memory)))
+}
+
+async fn get_memory(State(state): State<AppState>, Path(id): Path<String>) -> Answer<MemoryView> {
+    Ok(axum::Json(state.core.memories.get(&id).await?))
+}
+
+async fn update(
+    State(state): State<AppState>,
+    Path(id): Path<String>,
+    JsonBody(fields): JsonBody<UpdateFields>,
+) -> Answer<MemoryView> {
+    Ok(axum::Json(state.core.memories.update(&id, fields).await?))
+}
+
+/// Query of `DELETE /v1/memories/{id}`.
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct ForgetQuery {
+    #[serde(default)]
+    hard: bool,
+}
+
+fn query<T>(query: Result<Query<T>, QueryRejection>) -> Result<T, ApiError> {
+    query
+        .map(|Query(q)| q)
+        .map_err(|rejection| ApiError::invalid(format!("invalid input: {}", rejection.body_text())))
+}
+
+async fn forget(
+    State(state): State<AppState>,
+    Path(id): Path<String>,
+    forget_query: Result<Query<ForgetQuery>, QueryRejection>,
+) -> Answer<ForgetView> {
+    let hard = query(forget_query)?.hard;
+    Ok(axum::Json(
+        state
+            .core
+            .memories
+            .forget(ForgetParams { id, hard })
+            .await?,
+    ))
+}
+
+async fn link(
+    State(state): State<AppState>,
+    Path(id): Path<String>,
+    JsonBody(params): JsonBody<LinkParams>,
+) -> Answer<LinkView> {
+    Ok(axum::Json(state.core.memories.link(&id, &params).await?))
+}
+
+/// Query of `GET /v1/memories`: `tag` is comma-separated.
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct ListQueryString {
+    namespace: Option<String>,
+    tag: Option<String>,
+    limit: Option<u32>,
+    offset: Option<u64>,
+    sort: Option<String>,
+    #[serde(default)]
+    include_archived: bool,
+}
+
+async fn list(
+    State(state): State<AppState>,
+    list_query: Result<Query<ListQueryString>, QueryRejection>,
+) -> Answer<ListView> {
+    let q = query(list_query)?;
+    let params = ListParams {
+        namespace: q.namespace,
+        tags: q
+            .tag
+            .map(|t| t.split(',').map(str::to_owned).collect())
+            .unwrap_or_default(),
+        limit: q.limit,
+        offset: q.offset,
+        sort: q.sort,
+        include_archived: q.include_archived,
+    };
+    Ok(axum::Json(state.core.memories.list(params).await?))
+}
+
+async fn recall(
+    State(state): State<AppState>,
+    JsonBody(params): JsonBody<RecallParams>,
+) -> Answer<RecallView> {
+    Ok(axum::Json(state.core.memories.recall(params).await?))
+}
+
+/// Server-Sent Events: every event of the bus from now on, as `event:
+/// <name>` with the event as JSON data; `lagged` with `{"missed": n}` when
+/// this client fell more than `events_capacity` behind; a keep-alive comment
+/// every `sse_keep_alive_s` on an idle stream. Ends on server shutdown.
+async fn events(
+    State(state): State<AppState>,
+) -> Sse<impl Stream<Item = Result<SseEvent, Infallible>>> {
+    let subscriber = state.core.events.subscribe();
+    let keep_alive = Duration::from_secs(state.core.limits.sse_keep_alive_s);
+    let stream = futures_util::stream::unfold(
+        (subscriber, state.shutdown),
+        |(mut subscriber, shutdown)| async move {
+            let received = tokio::select! {
+                () = shutdown.cancelled() => return None,
+                received = subscriber.recv() => received?,
+            };
+            let event = match received {
+                Received::Event(event) => SseEvent::default()
+                    .event(event.name())
+                    .data(serde_json::to_string(&event).unwrap_or_default()),
+                Received::Lagged(missed) => SseEvent::default()
+                    .event("lagged")
+                    .data(format!("{{\"missed\":{missed}}}")),
+            };
+            Some((Ok(event), (subscriber, shutdown)))
+        },
+    );
+    Sse::new(stream).keep_alive(KeepAlive::new().interval(keep_alive))
+}
+
+async fn health(State(state): State<AppState>) -> Response {
+    let supervisor = state.core.supervisor.upgrade();
+    axum::Json(serde_json::json!({
+        "status": "ok",
+        "version": env!("CARGO_PKG_VERSION"),
+        "backend": state.core.memories.store().storage().backend_name(),
+        "tasks_alive": supervisor.map_or(0, |s| s.alive()),
+    }))
+    .into_response()
+}
+
+async fn metrics(State(state): State<AppState>) -> Response {
+    let text = crate::metrics::render(&state.core, state.core.supervisor.upgrade().as_deref());
+    (
+        [(
+            header::CONTENT_TYPE,
+            "text/plain; version=0.0.4; charset=utf-8",
+        )],
+        text,
+    )
+        .into_response()
+}

@@ -1,0 +1,265 @@
+//! [`Server`]: what both front ends share (store, event bus, counters,
+//! supervisor), the heartbeat, and the serve functions that run a front end
+//! until a stop is asked and then stop every task.
+
+use std::future::Future;
+use std::net::SocketAddr;
+use std::sync::{Arc, Weak};
+use std::time::Duration;
+
+use mnemosyne_core::Limits;
+use mnemosyne_orchestration::{CancellationToken, ShutdownReport, Supervisor, SupervisorError};
+use mnemosyne_storage::MemoryStore;
+use rmcp::ServiceExt;
+use rmcp::transport::async_rw::AsyncRwTransport;
+use tokio::io::{AsyncRead, AsyncWrite};
+use tokio::net::TcpListener;
+
+use crate::events::{Event, EventBus};
+use crate::http::{self, BearerToken};
+use crate::mcp::McpServer;
+use crate::metrics::Metrics;
+use crate::ops::Memories;
+
+/// Why a server did not start or stopped badly.
+#[derive(Debug, thiserror::Error)]
+pub enum ServerError {
+    /// A non-loopback bind without a token.
+    #[error(
+        "refusing to listen on {addr} without a token: binding an address other than loopback \
+         requires a bearer token (`[server] token` in the config file or MNEMOSYNE_TOKEN)"
+    )]
+    TokenRequired {
+        /// The address asked for.
+        addr: SocketAddr,
+    },
+    /// The token is unusable (empty, or not printable ASCII).
+    #[error("invalid token: {0}")]
+    InvalidToken(&'static str),
+    /// The listening socket could not be opened.
+    #[error("cannot listen on {addr}: {source}")]
+    Bind {
+        /// The address asked for.
+        addr: SocketAddr,
+        /// Why.
+        source: std::io::Error,
+    },
+    /// A background task was refused (the server is stopping).
+    #[error(transparent)]
+    Supervisor(#[from] SupervisorError),
+}
+
+/// State shared with the tasks and handlers. It holds the supervisor weakly,
+/// so that no task keeps its own owner alive: dropping the [`Server`] drops
+/// the supervisor, which aborts whatever still runs.
+#[derive(Debug)]
+pub(crate) struct Core {
+    pub(crate) memories: Memories,
+    pub(crate) events: EventBus,
+    pub(crate) metrics: Metrics,
+    pub(crate) limits: Limits,
+    pub(crate) supervisor: Weak<Supervisor>,
+}
+
+/// The server: one store, one event bus, one supervisor owning every
+/// background task, shared by the MCP and HTTP front ends.
+#[derive(Clone, Debug)]
+pub struct Server {
+    core: Arc<Core>,
+    supervisor: Arc<Supervisor>,
+}
+
+impl Server {
+    /// A server over `store`, with the store's limits (`events_capacity`,
+    /// `shutdown_timeout_s`, `heartbeat_interval_s`, the HTTP limits).
+    pub fn new(store: MemoryStore) -> Self {
+        let limits = store.limits().clone();
+        let supervisor = Arc::new(Supervisor::from_limits(&limits));
+        let events = EventBus::new(limits.events_capacity as usize);
+        let core = Arc::new(Core {
+            memories: Memories::new(store, events.clone()),
+            events,
+            metrics: Metrics::default(),
+            limits,
+            supervisor: Arc::downgrade(&supervisor),
+        });
+        Self { core, supervisor }
+    }
+
+    /// The memory operations (what the tools and routes call).
+    pub fn memories(&self) -> &Memories {
+        &self.core.memories
+    }
+
+    /// The event bus.
+    pub fn events(&self) -> &EventBus {
+        &self.core.events
+    }
+
+    /// The supervisor owning every background task of this server.
+    pub fn supervisor(&self) -> &Supervisor {
+        &self.supervisor
+    }
+
+    /// The request counters.
+    pub fn metrics(&self) -> &Metrics {
+        &self.core.metrics
+    }
+
+    /// The limits in force.
+    pub fn limits(&self) -> &Limits {
+        &self.core.limits
+    }
+
+    /// Starts the heartbeat task: an [`Event::Heartbeat`] every
+    /// `heartbeat_interval_s` until shutdown. The serve functions call it.
+    pub fn start_heartbeat(&self) -> Result<(), ServerError> {
+        let interval = Duration::from_secs(self.core.limits.heartbeat_interval_s.max(1));
+        let events = self.core.events.clone();
+        let supervisor = Arc::downgrade(&self.supervisor);
+        self.supervisor
+            .spawn("heartbeat", move |token| async move {
+                let start = tokio::time::Instant::now() + interval;
+                let mut ticker = tokio::time::interval_at(start, interval);
+                ticker.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+                let mut seq = 0u64;
+                loop {
+                    tokio::select! {
+                        _ = token.cancelled() => break,
+                        _ = ticker.tick() => {}
+                    }
+                    let tasks_alive = supervisor.upgrade().map_or(0, |s| s.alive());
+                    events.publish(Event::Heartbeat { seq, tasks_alive });
+                    tracing::trace!(seq, tasks_alive, "heartbeat");
+                    seq += 1;
+                }
+            })?;
+        Ok(())
+    }
+
+    /// Stops every background task within `shutdown_timeout_s` (then aborts
+    /// and reports the rest). Idempotent.
+    pub async fn shutdown(&self) -> ShutdownReport {
+        let report = self.supervisor.shutdown().await;
+        if !report.is_clean() {
+            tracing::warn!(
+                aborted = ?report.aborted,
+                still_running = ?report.still_running,
+                "some tasks did not stop in time"
+            );
+        }
+        report
+    }
+
+    /// Serves MCP on `read`/`write` (stdin/stdout for `serve mcp`) until
+    /// the client closes its side or `stop` completes, then shuts down.
+    ///
+    /// A line longer than `request_body_bytes_max` is discarded (the session
+    /// goes on); unparsable JSON is ignored, well-formed JSON that is not a
+    /// JSON-RPC message is answered with an Invalid Request error, as every
+    /// official MCP SDK does.
+    pub async fn serve_mcp<R, W>(
+        &self,
+        read: R,
+        write: W,
+        stop: impl Future<Output = ()>,
+    ) -> Result<ShutdownReport, ServerError>
+    where
+        R: AsyncRead + Send + Unpin + 'static,
+        W: AsyncWrite + Send + Unpin + 'static,
+    {
+        self.start_heartbeat()?;
+        let line_max =
+            usize::try_from(self.core.limits.request_body_bytes_max).unwrap_or(usize::MAX);
+        let transport = AsyncRwTransport::new_server(read, write).with_max_line_length(line_max);
+        let handler = McpServer::new(Arc::clone(&self.core));
+        let ended = CancellationToken::new();
+        let session_ended = ended.clone();
+        self.supervisor
+            .spawn("mcp-session", move |token| async move {
+                match handler.serve_with_ct(transport, token).await {
+                    Ok(running) => match running.waiting().await {
+                        Ok(reason) => tracing::info!(?reason, "mcp session ended"),
+                        Err(error) => tracing::error!(%error, "mcp session failed"),
+                    },
+                    Err(error) => tracing::warn!(%error, "mcp session did not start"),
+                }
+                session_ended.cancel();
+            })?;
+        tokio::select! {
+            () = stop => tracing::info!("stop requested"),
+            () = ended.cancelled() => tracing::info!("the mcp client closed the session"),
+        }
+        Ok(self.shutdown().await)
+    }
+
+    /// [`Server::serve_mcp`] on this process's stdin and stdout (through
+    /// the reactor when they are pipes, as an MCP client starts a server).
+    pub async fn serve_mcp_stdio(
+        &self,
+        stop: impl Future<Output = ()>,
+    ) -> Result<ShutdownReport, ServerError> {
+        let (read, write) = rmcp::transport::io::stdio_pipes();
+        self.serve_mcp(read, write, stop).await
+    }
+
+    /// Serves the HTTP API on `listener` until `stop` completes, then
+    /// shuts down: open connections finish their request, SSE streams end.
+    pub async fn serve_http(
+        &self,
+        listener: HttpListener,
+        stop: impl Future<Output = ()>,
+    ) -> Result<ShutdownReport, ServerError> {
+        self.start_heartbeat()?;
+        let router = http::router(
+            Arc::clone(&self.core),
+            listener.token,
+            self.supervisor.cancellation_token(),
+        );
+        let core = Arc::clone(&self.core);
+        let addr = listener.addr;
+        self.supervisor.spawn("http-accept", move |token| {
+            http::accept_loop(core, listener.listener, router, token)
+        })?;
+        tracing::info!(%addr, "http api listening");
+        stop.await;
+        tracing::info!("stop requested");
+        Ok(self.shutdown().await)
+    }
+}
+
+/// A bound HTTP socket with the rules of its address checked.
+#[derive(Debug)]
+pub struct HttpListener {
+    listener: TcpListener,
+    addr: SocketAddr,
+    token: Option<BearerToken>,
+}
+
+impl HttpListener {
+    /// Binds `addr`. A non-loopback address needs a `token`; with a token,
+    /// every route but `/health` asks for it (`Authorization: Bearer ...`),
+    /// whatever the address.
+    pub async fn bind(addr: SocketAddr, token: Option<String>) -> Result<Self, ServerError> {
+        let token = token.map(BearerToken::new).transpose()?;
+        if token.is_none() && !addr.ip().is_loopback() {
+            return Err(ServerError::TokenRequired { addr });
+        }
+        let listener = TcpListener::bind(addr)
+            .await
+            .map_err(|source| ServerError::Bind { addr, source })?;
+        let addr = listener
+            .local_addr()
+            .map_err(|source| ServerError::Bind { addr, source })?;
+        Ok(Self {
+            listener,
+            addr,
+            token,
+        })
+    }
+
+    /// The address bound (with the real port when port 0 was asked).
+    pub fn local_addr(&self) -> SocketAddr {
+        self.addr
+    }
+}
