@@ -11,7 +11,29 @@ import sys
 from mcp import ClientSession, MCPError, StdioServerParameters
 from mcp.client.stdio import stdio_client
 
-TOOLS = ["forget", "get", "link", "list", "recall", "remember", "update"]
+TOOLS = [
+    "diagnostics",
+    "doc_edit",
+    "doc_list",
+    "doc_read",
+    "doc_undo",
+    "doc_write",
+    "forget",
+    "get",
+    "link",
+    "list",
+    "recall",
+    "remember",
+    "update",
+    "work_claim",
+    "work_complete",
+    "work_fail",
+    "work_get",
+    "work_heartbeat",
+    "work_list",
+    "work_review",
+    "work_submit",
+]
 
 
 async def main(binary: str, db: str) -> None:

@@ -19,8 +19,28 @@ use tokio::io::{AsyncBufReadExt, AsyncWriteExt, BufReader};
 use tokio::process::{Child, Command};
 
 /// The seven memory tools, sorted.
-const TOOLS: [&str; 7] = [
-    "forget", "get", "link", "list", "recall", "remember", "update",
+const TOOLS: [&str; 21] = [
+    "diagnostics",
+    "doc_edit",
+    "doc_list",
+    "doc_read",
+    "doc_undo",
+    "doc_write",
+    "forget",
+    "get",
+    "link",
+    "list",
+    "recall",
+    "remember",
+    "update",
+    "work_claim",
+    "work_complete",
+    "work_fail",
+    "work_get",
+    "work_heartbeat",
+    "work_list",
+    "work_review",
+    "work_submit",
 ];
 
 /// Time a test waits for the server to exit after its stdin closed or a
@@ -428,4 +448,84 @@ fn the_python_mcp_sdk_drives_the_server() {
     );
     assert!(stdout.contains("python mcp client: ok"), "{stdout}");
     assert_eq!(sandbox.count(), 2, "the python client stored two memories");
+}
+
+#[tokio::test]
+async fn work_document_and_diagnostics_tools_answer() {
+    let sandbox = Sandbox::new();
+    let mut child = serve_mcp(&sandbox, &[]);
+    let client = connect(&mut child).await;
+
+    let submitted = ok(
+        &client,
+        "work_submit",
+        json!({"description": "write the parser", "review": true}),
+    )
+    .await;
+    let id = submitted["id"].as_str().unwrap().to_owned();
+    let claimed = ok(&client, "work_claim", json!({"agent": "ada"})).await;
+    assert_eq!(claimed["item"]["id"], id.as_str());
+    ok(&client, "work_heartbeat", json!({"id": id, "agent": "ada"})).await;
+    let memory = ok(
+        &client,
+        "remember",
+        json!({"content": "the parser handles nested quotes"}),
+    )
+    .await;
+    let in_review = ok(
+        &client,
+        "work_complete",
+        json!({"id": id, "agent": "ada", "evidence": [memory["id"]]}),
+    )
+    .await;
+    assert_eq!(
+        (in_review["phase"].clone(), in_review["state"].clone()),
+        (json!("review"), json!("pending"))
+    );
+    let error = tool_error(&client, "work_review", json!({"id": id, "approve": false})).await;
+    assert_eq!(error["code"], "invalid_input", "{error}");
+    let approved = ok(
+        &client,
+        "work_review",
+        json!({"id": id, "approve": true, "feedback": "good"}),
+    )
+    .await;
+    assert_eq!(approved["state"], "done");
+    let listed = ok(&client, "work_list", json!({"state": "done"})).await;
+    assert_eq!(listed["items"][0]["id"], id.as_str());
+    let error = tool_error(&client, "work_get", json!({"id": "nope"})).await;
+    assert_eq!(error["code"], "invalid_input");
+
+    ok(
+        &client,
+        "doc_write",
+        json!({"name": "plan", "text": "1. parse", "actor": "ada"}),
+    )
+    .await;
+    let read = ok(&client, "doc_read", json!({"name": "plan"})).await;
+    assert_eq!(read["text"], "1. parse");
+    let edited = ok(
+        &client,
+        "doc_edit",
+        json!({"name": "plan", "actor": "bob", "epoch": read["epoch"], "heads": read["heads"],
+               "splices": [{"pos": 8, "insert": "\n2. print"}]}),
+    )
+    .await;
+    assert_eq!(edited["changed"], true);
+    let read = ok(&client, "doc_read", json!({"name": "plan"})).await;
+    assert_eq!(read["text"], "1. parse\n2. print");
+    let error = tool_error(&client, "doc_read", json!({"name": "absent"})).await;
+    assert_eq!(error["code"], "not_found");
+
+    let diagnostics = ok(&client, "diagnostics", json!({})).await;
+    assert!(
+        diagnostics["snapshot"]["process"]["rss_bytes"]
+            .as_u64()
+            .unwrap()
+            > 0
+    );
+    assert!(diagnostics["snapshot"]["gauges"].as_array().unwrap().len() > 5);
+
+    client.cancel().await.expect("close");
+    assert_eq!(exit_code(&mut child).await, Some(0));
 }

@@ -6,7 +6,7 @@
 use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
 
-use mnemosyne_core::{LinkType, MemoryId, Namespace};
+use mnemosyne_core::{LinkType, MemoryId, Namespace, Phase, WorkItemId, WorkState};
 use serde::Serialize;
 use tokio::sync::broadcast;
 
@@ -48,6 +48,35 @@ pub enum Event {
         /// The relation.
         link_type: LinkType,
     },
+    /// A work item changed state or phase (submitted, claimed, completed...).
+    WorkChanged {
+        /// The item.
+        id: WorkItemId,
+        /// Its state now.
+        state: WorkState,
+        /// Its phase now.
+        phase: Phase,
+    },
+    /// A context document was created or changed.
+    DocumentChanged {
+        /// The document.
+        name: String,
+        /// Its epoch now.
+        epoch: u64,
+        /// Its revision now.
+        revision: u64,
+        /// Who changed it.
+        actor: String,
+    },
+    /// The resource monitor raised an alert (a limit is close or crossed).
+    Alert {
+        /// `warn` or `critical`.
+        level: String,
+        /// What crossed a threshold.
+        what: String,
+        /// One line for people.
+        message: String,
+    },
     /// The server is alive: sent every `heartbeat_interval_s`.
     Heartbeat {
         /// Heartbeats sent before this one.
@@ -65,6 +94,9 @@ impl Event {
             Self::Updated { .. } => "updated",
             Self::Forgotten { .. } => "forgotten",
             Self::Linked { .. } => "linked",
+            Self::WorkChanged { .. } => "work_changed",
+            Self::DocumentChanged { .. } => "document_changed",
+            Self::Alert { .. } => "alert",
             Self::Heartbeat { .. } => "heartbeat",
         }
     }

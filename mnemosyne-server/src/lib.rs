@@ -20,6 +20,7 @@
 //! - nothing here prints: stdout is the MCP channel; logs go through `tracing`.
 #![deny(missing_docs)]
 
+pub mod docs;
 pub mod error;
 pub mod events;
 mod http;
@@ -28,6 +29,7 @@ pub mod metrics;
 pub mod ops;
 pub mod params;
 mod server;
+pub mod work;
 
 pub use error::ApiError;
 pub use events::{Event, EventBus, Received, Subscriber};

@@ -24,12 +24,17 @@ use rmcp::service::RequestContext;
 use rmcp::{ErrorData, RoleServer, ServerHandler, tool, tool_router};
 use serde::Serialize;
 
+use crate::docs::{DocActorParams, DocEditParams, DocListParams, DocNameParams, DocWriteParams};
 use crate::error::ApiError;
 use crate::params::{
     ForgetParams, IdParams, LinkMemoriesParams, LinkParams, ListParams, RecallParams,
     RememberParams, UpdateParams,
 };
 use crate::server::Core;
+use crate::work::{
+    ClaimParams, CompleteParams, FailParams, HeartbeatParams, ReviewParams, SubmitParams,
+    WorkListParams,
+};
 
 /// What the server tells an agent at initialisation.
 pub const INSTRUCTIONS: &str = "Mnemosyne is your long-term memory. Before working on something, \
@@ -72,7 +77,7 @@ impl McpServer {
 
     /// Every tool this server offers: the sum of the tool groups.
     pub fn tools() -> ToolRouter<Self> {
-        Self::memory_tools()
+        Self::memory_tools() + Self::work_tools() + Self::doc_tools() + Self::diagnostics_tools()
     }
 }
 
@@ -150,6 +155,173 @@ contradicts, derived_from, fixes, part_of). Recall follows links from its best h
     )]
     async fn list(&self, Parameters(params): Parameters<ListParams>) -> CallToolResult {
         answer(self.core.memories.list(params).await)
+    }
+}
+
+/// Arguments of `work_get` and `work_cancel`.
+#[derive(Clone, Debug, serde::Deserialize, schemars::JsonSchema)]
+#[serde(deny_unknown_fields)]
+pub struct WorkIdParams {
+    /// The work item's id.
+    pub id: String,
+}
+
+/// Arguments of `diagnostics` (none).
+#[derive(Clone, Debug, Default, serde::Deserialize, schemars::JsonSchema)]
+#[serde(deny_unknown_fields)]
+pub struct NoParams {}
+
+#[tool_router(router = work_tools, vis = "pub(crate)")]
+impl McpServer {
+    /// `work_submit`.
+    #[tool(
+        name = "work_submit",
+        description = "Add a work item to the shared queue: a description, optional phase (spec, plan, \
+implement (default), review), priority (higher first), depends_on (ids that must be done first), \
+requirements, suggested_tests, review (true: goes to review after implement). Refused with \
+queue_full when work_items_max items are active."
+    )]
+    async fn work_submit(&self, Parameters(params): Parameters<SubmitParams>) -> CallToolResult {
+        answer(self.core.work.submit(params).await)
+    }
+
+    /// `work_claim`.
+    #[tool(
+        name = "work_claim",
+        description = "Claim the ready work item with the highest priority for your agent name; {\"item\": null} \
+when none is ready. The claim lasts work_lease_s unless renewed with work_heartbeat; an expired claim \
+returns to the queue."
+    )]
+    async fn work_claim(&self, Parameters(params): Parameters<ClaimParams>) -> CallToolResult {
+        answer(self.core.work.claim(params).await)
+    }
+
+    /// `work_heartbeat`.
+    #[tool(
+        name = "work_heartbeat",
+        description = "Renew the lease of a work item you claimed (id, agent)."
+    )]
+    async fn work_heartbeat(
+        &self,
+        Parameters(params): Parameters<HeartbeatParams>,
+    ) -> CallToolResult {
+        answer(self.core.work.heartbeat(params).await)
+    }
+
+    /// `work_complete`.
+    #[tool(
+        name = "work_complete",
+        description = "Finish the phase of a work item you claimed: spec -> plan -> implement -> review (if \
+review was asked) -> done. evidence: ids of memories you stored that show the work; met: indexes of \
+requirements now met. Items that depend on it become ready when it is done."
+    )]
+    async fn work_complete(
+        &self,
+        Parameters(params): Parameters<CompleteParams>,
+    ) -> CallToolResult {
+        answer(self.core.work.complete(params).await)
+    }
+
+    /// `work_fail`.
+    #[tool(
+        name = "work_fail",
+        description = "Give up on a work item, with the reason; items that depend on it fail too."
+    )]
+    async fn work_fail(&self, Parameters(params): Parameters<FailParams>) -> CallToolResult {
+        answer(self.core.work.fail(params).await)
+    }
+
+    /// `work_review`.
+    #[tool(
+        name = "work_review",
+        description = "Approve (done) or reject (back to implement, feedback required) a work item in review."
+    )]
+    async fn work_review(&self, Parameters(params): Parameters<ReviewParams>) -> CallToolResult {
+        answer(self.core.work.review(params).await)
+    }
+
+    /// `work_get`.
+    #[tool(
+        name = "work_get",
+        description = "Fetch one work item by id, in any state."
+    )]
+    async fn work_get(&self, Parameters(params): Parameters<WorkIdParams>) -> CallToolResult {
+        answer(self.core.work.get(&params.id).await)
+    }
+
+    /// `work_list`.
+    #[tool(
+        name = "work_list",
+        description = "List work items, newest first, optionally by state (pending, claimed, done, failed, \
+cancelled) and phase; a page at a time (limit, offset)."
+    )]
+    async fn work_list(&self, Parameters(params): Parameters<WorkListParams>) -> CallToolResult {
+        answer(self.core.work.list(params).await)
+    }
+}
+
+#[tool_router(router = doc_tools, vis = "pub(crate)")]
+impl McpServer {
+    /// `doc_list`.
+    #[tool(
+        name = "doc_list",
+        description = "List shared context documents (conventions, specs, plans) by name, with their metadata."
+    )]
+    async fn doc_list(&self, Parameters(params): Parameters<DocListParams>) -> CallToolResult {
+        answer(self.core.docs.list(params).await)
+    }
+
+    /// `doc_read`.
+    #[tool(
+        name = "doc_read",
+        description = "Read a context document: its text, epoch and heads. Pass epoch (and heads) back to \
+doc_edit so your splices merge with what others wrote since."
+    )]
+    async fn doc_read(&self, Parameters(params): Parameters<DocNameParams>) -> CallToolResult {
+        answer(self.core.docs.read(&params.name).await)
+    }
+
+    /// `doc_write`.
+    #[tool(
+        name = "doc_write",
+        description = "Replace a context document's text (created when missing). The new text is applied as \
+a diff, so concurrent edits by other agents survive. With epoch: refused (stale_epoch) if the document \
+was compacted since you read it."
+    )]
+    async fn doc_write(&self, Parameters(params): Parameters<DocWriteParams>) -> CallToolResult {
+        answer(self.core.docs.write(params).await)
+    }
+
+    /// `doc_edit`.
+    #[tool(
+        name = "doc_edit",
+        description = "Edit a context document with splices (pos and delete in characters, insert text) \
+against the epoch (and heads) you read; refused with stale_epoch if it was compacted since: read again."
+    )]
+    async fn doc_edit(&self, Parameters(params): Parameters<DocEditParams>) -> CallToolResult {
+        answer(self.core.docs.edit(params).await)
+    }
+
+    /// `doc_undo`.
+    #[tool(
+        name = "doc_undo",
+        description = "Undo your latest change to a context document (per agent, bounded depth)."
+    )]
+    async fn doc_undo(&self, Parameters(params): Parameters<DocActorParams>) -> CallToolResult {
+        answer(self.core.docs.undo(params).await)
+    }
+}
+
+#[tool_router(router = diagnostics_tools, vis = "pub(crate)")]
+impl McpServer {
+    /// `diagnostics`.
+    #[tool(
+        name = "diagnostics",
+        description = "The server's resource figures (RSS, open fds, threads, memory limit) and every gauge \
+with its limit (pool, work queue, caches), plus the monitor's active alerts."
+    )]
+    async fn diagnostics(&self, Parameters(_params): Parameters<NoParams>) -> CallToolResult {
+        answer(Ok::<_, ApiError>(crate::server::diagnostics(&self.core)))
     }
 }
 

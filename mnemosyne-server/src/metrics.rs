@@ -66,42 +66,6 @@ impl Metrics {
 /// Task gauges are 0 once the supervisor is gone.
 pub(crate) fn render(core: &Core, supervisor: Option<&Supervisor>) -> String {
     let mut out = String::with_capacity(4096);
-    let pool = core.memories.store().pool_status();
-    let gauges: [(&str, &str, u64); 6] = [
-        (
-            "mnemosyne_pool_readers_max",
-            "Reader connections allowed (pool_readers_max).",
-            pool.readers_max as u64,
-        ),
-        (
-            "mnemosyne_pool_readers_open",
-            "Reader connections open.",
-            pool.readers_open as u64,
-        ),
-        (
-            "mnemosyne_pool_readers_idle",
-            "Reader connections open and idle.",
-            pool.readers_idle as u64,
-        ),
-        (
-            "mnemosyne_pool_readers_waiting",
-            "Callers waiting for a reader connection.",
-            pool.readers_waiting as u64,
-        ),
-        (
-            "mnemosyne_pool_writer_in_use",
-            "Writer connection checked out (0 or 1).",
-            pool.writer_in_use as u64,
-        ),
-        (
-            "mnemosyne_pool_writer_waiting",
-            "Callers waiting for the writer connection.",
-            pool.writer_waiting as u64,
-        ),
-    ];
-    for (name, help, value) in gauges {
-        metric(&mut out, name, "gauge", help, value);
-    }
     let events = &core.events;
     let metrics = &core.metrics;
     let tasks = |f: fn(&Supervisor) -> u64| supervisor.map_or(0, f);
@@ -196,6 +160,10 @@ pub(crate) fn render(core: &Core, supervisor: Option<&Supervisor>) -> String {
             metrics.http_responses(class)
         );
     }
+    // Process figures and every tracked gauge (pool, work queue, caches),
+    // each bounded one with its limit as `<name>_max`: the same gauges the
+    // monitor judges and `diagnostics` shows.
+    out.push_str(&core.tracker.snapshot().to_prometheus());
     out
 }
 

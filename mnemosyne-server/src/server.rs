@@ -15,11 +15,17 @@ use rmcp::transport::async_rw::AsyncRwTransport;
 use tokio::io::{AsyncRead, AsyncWrite};
 use tokio::net::TcpListener;
 
+use mnemosyne_diagnostics::{MemoryTracker, Monitor, Thresholds};
+use mnemosyne_ics::DocumentStore;
+use mnemosyne_orchestration::WorkQueue;
+
+use crate::docs::Docs;
 use crate::events::{Event, EventBus};
 use crate::http::{self, BearerToken};
 use crate::mcp::McpServer;
 use crate::metrics::Metrics;
 use crate::ops::Memories;
+use crate::work::Work;
 
 /// Why a server did not start or stopped badly.
 #[derive(Debug, thiserror::Error)]
@@ -47,6 +53,9 @@ pub enum ServerError {
     /// A background task was refused (the server is stopping).
     #[error(transparent)]
     Supervisor(#[from] SupervisorError),
+    /// The work queue could not be opened.
+    #[error("cannot open the work queue: {0}")]
+    WorkQueue(mnemosyne_core::Error),
 }
 
 /// State shared with the tasks and handlers. It holds the supervisor weakly,
@@ -55,6 +64,10 @@ pub enum ServerError {
 #[derive(Debug)]
 pub(crate) struct Core {
     pub(crate) memories: Memories,
+    pub(crate) work: Work,
+    pub(crate) docs: Docs,
+    pub(crate) tracker: Arc<MemoryTracker>,
+    pub(crate) monitor: std::sync::OnceLock<Monitor>,
     pub(crate) events: EventBus,
     pub(crate) metrics: Metrics,
     pub(crate) limits: Limits,
@@ -76,7 +89,15 @@ impl Server {
         let limits = store.limits().clone();
         let supervisor = Arc::new(Supervisor::from_limits(&limits));
         let events = EventBus::new(limits.events_capacity as usize);
+        let tracker = Arc::new(MemoryTracker::new());
+        // The first source of a fresh tracker: cannot be refused.
+        let _ = tracker.watch_storage(Arc::clone(store.storage()));
+        let docs = DocumentStore::new(Arc::clone(store.storage()), limits.clone());
         let core = Arc::new(Core {
+            work: Work::new(events.clone()),
+            docs: Docs::new(docs, events.clone()),
+            tracker,
+            monitor: std::sync::OnceLock::new(),
             memories: Memories::new(store, events.clone()),
             events,
             metrics: Metrics::default(),
@@ -89,6 +110,35 @@ impl Server {
     /// The memory operations (what the tools and routes call).
     pub fn memories(&self) -> &Memories {
         &self.core.memories
+    }
+
+    /// Opens the work queue of the store's database under this server's
+    /// supervisor and serves it from now on. Call it only when this process
+    /// owns the queue (see `mnemosyne_orchestration::OwnerLock`).
+    pub async fn open_work_queue(&self) -> Result<(), ServerError> {
+        let storage = Arc::clone(self.core.memories.store().storage());
+        let queue = WorkQueue::open(storage, &self.core.limits, &self.supervisor)
+            .await
+            .map_err(ServerError::WorkQueue)?;
+        let _ = self.core.tracker.watch_work_queue(queue.clone());
+        self.core.work.attach(queue);
+        Ok(())
+    }
+
+    /// The work queue operations.
+    pub fn work(&self) -> &Work {
+        &self.core.work
+    }
+
+    /// The context document operations.
+    pub fn docs(&self) -> &Docs {
+        &self.core.docs
+    }
+
+    /// The gauges behind `/metrics`, `diagnostics` and the monitor; a
+    /// caller may register more sources (the embedding cache, say).
+    pub fn tracker(&self) -> &Arc<MemoryTracker> {
+        &self.core.tracker
     }
 
     /// The event bus.
@@ -109,6 +159,44 @@ impl Server {
     /// The limits in force.
     pub fn limits(&self) -> &Limits {
         &self.core.limits
+    }
+
+    /// Starts the resource monitor (every `monitor_interval_s`) and a task
+    /// that publishes its alerts as [`Event::Alert`]. The serve functions call it.
+    pub fn start_monitor(&self) -> Result<(), ServerError> {
+        if self.core.monitor.get().is_some() {
+            return Ok(());
+        }
+        let limits = &self.core.limits;
+        let monitor = Monitor::spawn(
+            Arc::clone(&self.core.tracker),
+            Thresholds::from_limits(limits),
+            Duration::from_secs(limits.monitor_interval_s.max(1)),
+            limits.events_capacity as usize,
+            &self.supervisor,
+        )?;
+        let mut alerts = monitor.subscribe();
+        let events = self.core.events.clone();
+        self.supervisor
+            .spawn("alert-forwarder", move |token| async move {
+                loop {
+                    let alert = tokio::select! {
+                        _ = token.cancelled() => break,
+                        alert = alerts.recv() => alert,
+                    };
+                    match alert {
+                        Ok(alert) => events.publish(Event::Alert {
+                            level: format!("{:?}", alert.level).to_lowercase(),
+                            what: alert.what,
+                            message: alert.message,
+                        }),
+                        Err(tokio::sync::broadcast::error::RecvError::Lagged(_)) => continue,
+                        Err(tokio::sync::broadcast::error::RecvError::Closed) => break,
+                    }
+                }
+            })?;
+        let _ = self.core.monitor.set(monitor);
+        Ok(())
     }
 
     /// Starts the heartbeat task: an [`Event::Heartbeat`] every
@@ -169,6 +257,7 @@ impl Server {
         W: AsyncWrite + Send + Unpin + 'static,
     {
         self.start_heartbeat()?;
+        self.start_monitor()?;
         let line_max =
             usize::try_from(self.core.limits.request_body_bytes_max).unwrap_or(usize::MAX);
         let transport = AsyncRwTransport::new_server(read, write).with_max_line_length(line_max);
@@ -211,6 +300,7 @@ impl Server {
         stop: impl Future<Output = ()>,
     ) -> Result<ShutdownReport, ServerError> {
         self.start_heartbeat()?;
+        self.start_monitor()?;
         let router = http::router(
             Arc::clone(&self.core),
             listener.token,
@@ -226,6 +316,24 @@ impl Server {
         tracing::info!("stop requested");
         Ok(self.shutdown().await)
     }
+}
+
+/// What `diagnostics` (MCP) and `GET /v1/diagnostics` answer.
+#[derive(Debug, serde::Serialize)]
+pub struct DiagnosticsView {
+    /// Process figures and every gauge, now.
+    pub snapshot: mnemosyne_diagnostics::Snapshot,
+    /// The monitor's alerts in its last sample.
+    pub alerts: Vec<mnemosyne_diagnostics::Alert>,
+}
+
+pub(crate) fn diagnostics(core: &Core) -> DiagnosticsView {
+    let snapshot = core.tracker.snapshot();
+    let alerts = match core.monitor.get() {
+        Some(monitor) => monitor.active_alerts(),
+        None => Thresholds::from_limits(&core.limits).judge(&snapshot),
+    };
+    DiagnosticsView { snapshot, alerts }
 }
 
 /// A bound HTTP socket with the rules of its address checked.

@@ -17,7 +17,7 @@ use std::io::Read;
 
 use anyhow::{Context, Result, bail};
 use mnemosyne_core::Limits;
-use mnemosyne_storage::embed::build_embedder;
+use mnemosyne_storage::embed::build_cached_embedder;
 use mnemosyne_storage::{Location, MemoryStore};
 
 use crate::cli::Command;
@@ -62,6 +62,16 @@ pub async fn run(command: Command, settings: &Settings, out: Output) -> Result<(
 /// Opens the store (creating the database's directory), with the embedder
 /// of the settings.
 async fn open_store(settings: &Settings) -> Result<MemoryStore> {
+    Ok(open_store_with_cache(settings).await?.0)
+}
+
+/// [`open_store`], also handing back the embedding cache (for its gauges).
+async fn open_store_with_cache(
+    settings: &Settings,
+) -> Result<(
+    MemoryStore,
+    std::sync::Arc<mnemosyne_storage::embed::CachedEmbedder>,
+)> {
     if let Location::File(path) = &settings.location
         && let Some(parent) = path.parent().filter(|p| !p.as_os_str().is_empty())
     {
@@ -69,13 +79,13 @@ async fn open_store(settings: &Settings) -> Result<MemoryStore> {
             .with_context(|| format!("cannot create directory {}", parent.display()))?;
     }
     tracing::info!(db = %settings.location, backend = mnemosyne_storage::BACKEND, "opening the database");
-    let embedder = build_embedder(&settings.embedder, &settings.limits)
+    let cache = build_cached_embedder(&settings.embedder, &settings.limits)
         .context("cannot set up the embedder")?;
     let store = MemoryStore::open(&settings.location, settings.limits.clone())
         .await
         .with_context(|| format!("cannot open the database {}", settings.location))?
-        .with_embedder(embedder);
-    Ok(store)
+        .with_embedder(cache.clone());
+    Ok((store, cache))
 }
 
 /// Opens the store, runs `work` on it and closes it whatever happened. Ctrl-C

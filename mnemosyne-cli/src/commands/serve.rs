@@ -6,8 +6,13 @@
 
 use std::net::SocketAddr;
 
+use std::time::Duration;
+
 use anyhow::{Context, Result};
+use mnemosyne_diagnostics::Gauge;
+use mnemosyne_orchestration::OwnerLock;
 use mnemosyne_server::{HttpListener, Server, ShutdownReport};
+use mnemosyne_storage::Location;
 
 use crate::cli::ServeCommand;
 use crate::config::{SERVER_BIND_DEFAULT, Settings};
@@ -25,8 +30,48 @@ pub async fn run(command: ServeCommand, settings: &Settings) -> Result<()> {
             Some(HttpListener::bind(bind, token).await?)
         }
     };
-    let store = super::open_store(settings).await?;
+    let (store, cache) = super::open_store_with_cache(settings).await?;
     let server = Server::new(store.clone());
+    server
+        .tracker()
+        .register("embedding_cache", move |gauges| {
+            gauges.extend([
+                Gauge::new(
+                    "mnemosyne_embedding_cache_bytes",
+                    "weight of the cached embedding vectors",
+                    cache.weighted_bytes(),
+                )
+                .with_max(cache.capacity_bytes()),
+                Gauge::new(
+                    "mnemosyne_embedding_cache_entries",
+                    "embedding vectors cached",
+                    cache.entries(),
+                ),
+            ]);
+        })?;
+    // The work queue decides from memory: one process owns it. A second
+    // server on the same database serves memories and documents, and says
+    // who owns the queue when asked for work.
+    let queue_lock = match &settings.location {
+        Location::File(path) => {
+            match OwnerLock::acquire(&OwnerLock::path_for(path), Duration::ZERO).await {
+                Ok(lock) => Some(lock),
+                Err(error) => {
+                    tracing::warn!(%error, "serving without the work queue");
+                    server.work().set_unavailable(error.to_string());
+                    None
+                }
+            }
+        }
+        Location::Remote { .. } => None,
+    };
+    let owns_queue = queue_lock.is_some() || matches!(settings.location, Location::Remote { .. });
+    if owns_queue {
+        server
+            .open_work_queue()
+            .await
+            .context("cannot open the work queue")?;
+    }
     let result = match listener {
         None => server.serve_mcp_stdio(stop_signal()).await,
         Some(listener) => {
@@ -39,6 +84,7 @@ pub async fn run(command: ServeCommand, settings: &Settings) -> Result<()> {
         }
     };
     store.close().await;
+    drop(queue_lock);
     let report: ShutdownReport = result.context("server failed")?;
     tracing::info!(
         stopped = report.stopped_in_time,

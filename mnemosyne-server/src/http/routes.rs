@@ -12,6 +12,12 @@ use axum::http::{StatusCode, header};
 use axum::response::sse::{Event as SseEvent, KeepAlive, Sse};
 use axum::response::{IntoResponse, Response};
 use axum::routing::{get, post};
+
+use crate::docs::{DocActorParams, DocEditParams, DocListParams, DocWriteParams};
+use crate::work::{
+    ClaimParams, CompleteParams, FailParams, HeartbeatParams, ReviewParams, SubmitParams,
+    WorkListParams,
+};
 use futures_util::Stream;
 use serde::Deserialize;
 use serde::de::DeserializeOwned;
@@ -34,6 +40,20 @@ pub(super) fn protected() -> Router<AppState> {
         )
         .route("/v1/memories/{id}/links", post(link))
         .route("/v1/recall", post(recall))
+        .route("/v1/work/items", post(work_submit).get(work_list))
+        .route("/v1/work/items/{id}", get(work_get))
+        .route("/v1/work/items/{id}/heartbeat", post(work_heartbeat))
+        .route("/v1/work/items/{id}/complete", post(work_complete))
+        .route("/v1/work/items/{id}/fail", post(work_fail))
+        .route("/v1/work/items/{id}/cancel", post(work_cancel))
+        .route("/v1/work/items/{id}/review", post(work_review))
+        .route("/v1/work/claim", post(work_claim))
+        .route("/v1/work/stats", get(work_stats))
+        .route("/v1/docs", get(doc_list))
+        .route("/v1/docs/{name}", get(doc_read).put(doc_write))
+        .route("/v1/docs/{name}/edit", post(doc_edit))
+        .route("/v1/docs/{name}/undo", post(doc_undo))
+        .route("/v1/diagnostics", get(diagnostics))
         .route("/v1/events", get(events))
         .route("/metrics", get(metrics))
 }
@@ -219,4 +239,164 @@ async fn metrics(State(state): State<AppState>) -> Response {
         text,
     )
         .into_response()
+}
+
+/// An optional JSON body: empty means the default.
+async fn optional_body<T: DeserializeOwned + Default>(bytes: Bytes) -> Result<T, ApiError> {
+    if bytes.iter().all(u8::is_ascii_whitespace) {
+        return Ok(T::default());
+    }
+    serde_json::from_slice(&bytes).map_err(|e| ApiError::invalid(format!("invalid input: {e}")))
+}
+
+async fn work_submit(
+    State(state): State<AppState>,
+    JsonBody(params): JsonBody<SubmitParams>,
+) -> Result<(StatusCode, axum::Json<mnemosyne_core::WorkItem>), ApiError> {
+    let item = state.core.work.submit(params).await?;
+    Ok((StatusCode::CREATED, axum::Json(item)))
+}
+
+async fn work_list(
+    State(state): State<AppState>,
+    list_query: Result<Query<WorkListParams>, QueryRejection>,
+) -> Answer<crate::work::WorkListView> {
+    Ok(axum::Json(state.core.work.list(query(list_query)?).await?))
+}
+
+async fn work_get(
+    State(state): State<AppState>,
+    Path(id): Path<String>,
+) -> Answer<mnemosyne_core::WorkItem> {
+    Ok(axum::Json(state.core.work.get(&id).await?))
+}
+
+/// Body of the item actions that only name the agent.
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct AgentBody {
+    #[serde(default)]
+    agent: Option<String>,
+}
+
+async fn work_heartbeat(
+    State(state): State<AppState>,
+    Path(id): Path<String>,
+    body: Bytes,
+) -> Answer<mnemosyne_core::WorkItem> {
+    let AgentBody { agent } = optional_body(body).await?;
+    let params = HeartbeatParams { id, agent };
+    Ok(axum::Json(state.core.work.heartbeat(params).await?))
+}
+
+/// Body of `POST /v1/work/items/{id}/complete`.
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct CompleteBody {
+    #[serde(default)]
+    agent: Option<String>,
+    #[serde(default)]
+    evidence: Vec<String>,
+    #[serde(default)]
+    met: Vec<usize>,
+}
+
+async fn work_complete(
+    State(state): State<AppState>,
+    Path(id): Path<String>,
+    body: Bytes,
+) -> Answer<mnemosyne_core::WorkItem> {
+    let CompleteBody {
+        agent,
+        evidence,
+        met,
+    } = optional_body(body).await?;
+    let params = CompleteParams {
+        id,
+        agent,
+        evidence,
+        met,
+    };
+    Ok(axum::Json(state.core.work.complete(params).await?))
+}
+
+async fn work_fail(
+    State(state): State<AppState>,
+    Path(id): Path<String>,
+    JsonBody(mut params): JsonBody<FailParams>,
+) -> Answer<mnemosyne_core::WorkItem> {
+    params.id = id;
+    Ok(axum::Json(state.core.work.fail(params).await?))
+}
+
+async fn work_cancel(
+    State(state): State<AppState>,
+    Path(id): Path<String>,
+) -> Answer<mnemosyne_core::WorkItem> {
+    Ok(axum::Json(state.core.work.cancel(&id).await?))
+}
+
+async fn work_review(
+    State(state): State<AppState>,
+    Path(id): Path<String>,
+    JsonBody(mut params): JsonBody<ReviewParams>,
+) -> Answer<mnemosyne_core::WorkItem> {
+    params.id = id;
+    Ok(axum::Json(state.core.work.review(params).await?))
+}
+
+async fn work_claim(
+    State(state): State<AppState>,
+    JsonBody(params): JsonBody<ClaimParams>,
+) -> Answer<crate::work::ClaimView> {
+    Ok(axum::Json(state.core.work.claim(params).await?))
+}
+
+async fn work_stats(State(state): State<AppState>) -> Answer<mnemosyne_orchestration::WorkStats> {
+    Ok(axum::Json(state.core.work.stats().await?))
+}
+
+async fn doc_list(
+    State(state): State<AppState>,
+    list_query: Result<Query<DocListParams>, QueryRejection>,
+) -> Answer<crate::docs::DocListView> {
+    Ok(axum::Json(state.core.docs.list(query(list_query)?).await?))
+}
+
+async fn doc_read(
+    State(state): State<AppState>,
+    Path(name): Path<String>,
+) -> Answer<mnemosyne_ics::DocumentView> {
+    Ok(axum::Json(state.core.docs.read(&name).await?))
+}
+
+async fn doc_write(
+    State(state): State<AppState>,
+    Path(name): Path<String>,
+    JsonBody(mut params): JsonBody<DocWriteParams>,
+) -> Answer<mnemosyne_ics::EditOutcome> {
+    params.name = name;
+    Ok(axum::Json(state.core.docs.write(params).await?))
+}
+
+async fn doc_edit(
+    State(state): State<AppState>,
+    Path(name): Path<String>,
+    JsonBody(mut params): JsonBody<DocEditParams>,
+) -> Answer<mnemosyne_ics::EditOutcome> {
+    params.name = name;
+    Ok(axum::Json(state.core.docs.edit(params).await?))
+}
+
+async fn doc_undo(
+    State(state): State<AppState>,
+    Path(name): Path<String>,
+    JsonBody(mut params): JsonBody<DocActorParams>,
+) -> Answer<mnemosyne_ics::EditOutcome> {
+    params.name = name;
+    Ok(axum::Json(state.core.docs.undo(params).await?))
+}
+
+async fn diagnostics(State(state): State<AppState>) -> Answer<crate::server::DiagnosticsView> {
+    Ok(axum::Json(crate::server::diagnostics(&state.core)))
 }
