@@ -182,7 +182,9 @@ impl Default for Limits {
             work_items_max: 10_000,
             work_completed_retained_max: 1_000,
             events_capacity: 1_000,
-            embedding_cache_bytes_max: 64 * 1024 * 1024,
+            // 16 MiB (about 9 800 vectors of 384 dims), not DESIGN's starting 64 MiB:
+            // the server's steady RSS target is 100 MB in all (see the soak).
+            embedding_cache_bytes_max: 16 * 1024 * 1024,
             crdt_compact_every_ops: 1_000,
             crdt_compact_every_s: 600,
             crdt_undo_depth: 100,

@@ -4,6 +4,9 @@
 //!   storage backend (`sqlite`, `libsql`: they bundle SQLite and cannot be
 //!   built into one binary, so each gets its own build), then the
 //!   diagnostics crate with its `jemalloc` feature.
+//! - `soak`: the soak harness (`mnemosyne-harness`, bin `soak`) against the
+//!   real server binary (not in `ci` yet: the server's RSS still climbs
+//!   after warm-up, see the issue notes).
 //! - `stress`: the stress harness (`mnemosyne-harness`, bin `stress`): every
 //!   bounded structure pushed past its limit; one line per check.
 //! - `eval`: recall@5 and MRR of keyword, vector and hybrid recall on the
@@ -30,10 +33,11 @@ fn main() -> ExitCode {
         Some("ci") => ci(&args[1..]),
         Some("eval") => eval(&args[1..]),
         Some("stress") => stress(&args[1..]),
+        Some("soak") => soak(&args[1..]),
         Some("serve-bench") => serve_bench(&args[1..]),
         Some("help") | Some("--help") | Some("-h") | None => {
             println!(
-                "usage: cargo xtask ci [--backend sqlite|libsql]\n       cargo xtask eval [--backend sqlite|libsql]\n       cargo xtask stress [--backend sqlite|libsql] [--only CHECK]...\n       cargo xtask serve-bench [--backend sqlite|libsql]"
+                "usage: cargo xtask ci [--backend sqlite|libsql]\n       cargo xtask eval [--backend sqlite|libsql]\n       cargo xtask stress [--backend sqlite|libsql] [--only CHECK]...\n       cargo xtask serve-bench [--backend sqlite|libsql]\n       cargo xtask soak [--release] [--duration 60s|30m|24h] [soak options]"
             );
             return ExitCode::SUCCESS;
         }
@@ -101,6 +105,29 @@ fn stress(args: &[String]) -> Result<()> {
     println!("xtask: stress on the {backend} backend");
     let rest: Vec<&str> = rest.iter().map(String::as_str).collect();
     run_stress(features, &rest)
+}
+
+/// The soak harness against the real `mnemosyne` binary: dev profile by
+/// default (it shares the test build; CI runs it), `--release` for the
+/// figures worth reporting. Other arguments go to the harness.
+fn soak(args: &[String]) -> Result<()> {
+    let release = args.iter().any(|a| a == "--release");
+    let rest: Vec<&str> = args
+        .iter()
+        .map(String::as_str)
+        .filter(|a| *a != "--release")
+        .collect();
+    let profile: &[&str] = if release { &["--release"] } else { &[] };
+    cargo(&[&["build", "--locked", "-p", "mnemosyne-cli"], profile].concat())?;
+    let binary = format!(
+        "target/{}/mnemosyne",
+        if release { "release" } else { "debug" }
+    );
+    let mut run = vec!["run", "--locked", "-p", "mnemosyne-harness"];
+    run.extend_from_slice(profile);
+    run.extend_from_slice(&["--bin", "soak", "--", "--bin", &binary]);
+    run.extend_from_slice(&rest);
+    cargo(&run)
 }
 
 /// The stress binary in the dev profile: it shares the test build.

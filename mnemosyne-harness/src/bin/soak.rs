@@ -33,7 +33,9 @@ use tokio::sync::Semaphore;
 /// Seed of the workload, the same in every run.
 const SEED: u64 = 42;
 /// Requests in flight at once, at most.
-const IN_FLIGHT_MAX: usize = 64;
+const IN_FLIGHT_MAX: usize = 16;
+/// Idle keep-alive connections the main client keeps.
+const IDLE_CONNECTIONS_MAX: usize = 8;
 /// SSE subscribers that read every event (and reconnect now and then).
 const READING_SUBSCRIBERS: usize = 4;
 /// SSE subscribers that connect and never read a byte.
@@ -53,6 +55,7 @@ struct Config {
     binary: PathBuf,
     memory_limit_run_s: f64,
     memory_limit_mib: u64,
+    warm_up_s: f64,
 }
 
 #[derive(Debug, Serialize)]
@@ -112,6 +115,7 @@ fn run() -> Result<bool> {
     let mut binary: Option<PathBuf> = None;
     let mut memory_limit_mib = 512;
     let mut limit_run = true;
+    let mut warm_up_s: Option<f64> = None;
     let mut rest = args.iter();
     while let Some(flag) = rest.next() {
         let mut value = || rest.next().with_context(|| format!("{flag} needs a value"));
@@ -125,12 +129,16 @@ fn run() -> Result<bool> {
                 memory_limit_mib = value()?.parse().context("--memory-limit-mib")?
             }
             "--no-memory-limit-run" => limit_run = false,
+            "--warm-up" => warm_up_s = Some(parse_duration(value()?)?),
             other => bail!(
                 "unknown argument {other:?}; usage: soak [--duration 60s|30m|24h] [--out DIR] [--rate OPS_PER_S] \
-                 [--memories N] [--bin PATH] [--memory-limit-mib N] [--no-memory-limit-run]"
+                 [--memories N] [--bin PATH] [--memory-limit-mib N] [--no-memory-limit-run] [--warm-up 60s]"
             ),
         }
     }
+    // Bounded caches (embeddings, SQLite pages) fill first: the run starts
+    // once they had time to, then its first 20% is discarded as well.
+    let warm_up_s = warm_up_s.unwrap_or((duration_s / 2.0).clamp(10.0, 120.0));
     let binary = match binary {
         Some(path) => path,
         None => std::env::current_exe()?.with_file_name("mnemosyne"),
@@ -161,6 +169,7 @@ fn run() -> Result<bool> {
             0.0
         },
         memory_limit_mib,
+        warm_up_s,
     };
     println!("soak: writing into {}", out.display());
     let runtime = tokio::runtime::Builder::new_multi_thread()
@@ -342,6 +351,7 @@ async fn phase(
     let base = format!("http://127.0.0.1:{port}");
     let client = reqwest::Client::builder()
         .timeout(Duration::from_secs(10))
+        .pool_max_idle_per_host(IDLE_CONNECTIONS_MAX)
         .build()?;
     wait_healthy(&client, &base, &mut child).await?;
     let pid = server_pid(&child)?;
@@ -378,10 +388,20 @@ async fn phase(
         base.clone(),
         client.clone(),
         config.rate_per_s,
+        config.memories,
         Arc::clone(&counters),
         Arc::clone(&stop),
     )));
 
+    // Warm-up: the workload runs, nothing is sampled.
+    let warm_until = Instant::now() + Duration::from_secs_f64(config.warm_up_s);
+    while Instant::now() < warm_until {
+        tokio::time::sleep(Duration::from_millis(200)).await;
+        if let Some(status) = child.try_wait()? {
+            stop.store(true, Ordering::Relaxed);
+            bail!("the server died during the warm-up of phase {name}: {status}");
+        }
+    }
     let started = Instant::now();
     let mut samples = Vec::new();
     let interval = Duration::from_secs_f64(config.sample_interval_s.min(duration_s / 10.0));
@@ -473,10 +493,17 @@ async fn drive(
     base: String,
     client: reqwest::Client,
     rate_per_s: u32,
+    preloaded: u32,
     counters: Arc<Counters>,
     stop: Arc<AtomicBool>,
 ) {
-    let mut workload = Workload::new(SEED + 1);
+    // Replay the preload so queries are drawn from stored memories and new
+    // remembers continue the same sequence.
+    let mut workload = Workload::new(SEED);
+    let now = Utc::now();
+    for _ in 0..preloaded.max(1) {
+        workload.memory(now);
+    }
     let mut rng = StdRng::seed_from_u64(SEED + 2);
     let in_flight = Arc::new(Semaphore::new(IN_FLIGHT_MAX));
     let mut ticks =
