@@ -50,6 +50,9 @@ pub struct Limits {
     /// Time a remote (libsql server) database has to answer the first
     /// request when it is opened.
     pub remote_connect_timeout_ms: u64,
+    /// SQLite's page cache of each connection, in bytes (`PRAGMA
+    /// cache_size`; SQLite's own default is 2 MiB).
+    pub sqlite_page_cache_bytes_max: u64,
     /// Bytes of the database file each local connection reads through a
     /// memory map (`PRAGMA mmap_size`: address space shared through the page
     /// cache, not memory per connection); 0 turns it off.
@@ -178,6 +181,7 @@ impl Default for Limits {
             pool_wait_timeout_ms: 5_000,
             sqlite_busy_timeout_ms: 5_000,
             sqlite_mmap_bytes_max: 1 << 30,
+            sqlite_page_cache_bytes_max: 2 << 20,
             remote_connect_timeout_ms: 10_000,
             work_items_max: 10_000,
             work_completed_retained_max: 1_000,

@@ -15,11 +15,14 @@ pub const MIGRATIONS: &[&str] = &[
 pub const SCHEMA_VERSION: u32 = MIGRATIONS.len() as u32;
 
 /// Pragmas set on every local connection, before anything else.
-pub fn connection_pragmas(busy_timeout_ms: u64) -> String {
+pub fn connection_pragmas(busy_timeout_ms: u64, page_cache_bytes_max: u64) -> String {
+    // A negative cache_size is a size in KiB rather than in pages.
+    let cache_kib = page_cache_bytes_max.div_ceil(1024);
     format!(
         "PRAGMA busy_timeout = {busy_timeout_ms};\
          PRAGMA foreign_keys = ON;\
-         PRAGMA synchronous = NORMAL;"
+         PRAGMA synchronous = NORMAL;\
+         PRAGMA cache_size = -{cache_kib};"
     )
 }
 

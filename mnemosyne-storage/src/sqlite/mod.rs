@@ -92,7 +92,10 @@ fn pool_timeouts(limits: &Limits) -> deadpool_sqlite::Timeouts {
 }
 
 fn build_pool(path: &Path, size: usize, limits: &Limits, read_only: bool) -> Result<Pool> {
-    let mut setup = schema::connection_pragmas(limits.sqlite_busy_timeout_ms);
+    let mut setup = schema::connection_pragmas(
+        limits.sqlite_busy_timeout_ms,
+        limits.sqlite_page_cache_bytes_max,
+    );
     // Vector search reads a few thousand scattered rows per query; through
     // read() each page miss in SQLite's small per-connection cache is a
     // system call and a copy, which cost more than the search itself.
