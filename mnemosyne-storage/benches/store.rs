@@ -48,7 +48,7 @@ async fn open_embedded_store(path: &Path) -> MemoryStore {
 /// A raw connection on a database with our schema and pragmas.
 fn raw_connection(path: &Path) -> Connection {
     let conn = Connection::open(path).unwrap();
-    conn.execute_batch(&schema::connection_pragmas(5_000))
+    conn.execute_batch(&schema::connection_pragmas(5_000, 2 << 20))
         .unwrap();
     let _mode: String = conn
         .query_row(schema::JOURNAL_MODE_WAL, [], |r| r.get(0))
@@ -194,7 +194,7 @@ fn load(rt: &Runtime, count: usize) -> Loaded {
     }
     let import_rows_per_s = count as f64 / started.elapsed().as_secs_f64();
     let raw = Connection::open(&path).unwrap();
-    raw.execute_batch(&schema::connection_pragmas(5_000))
+    raw.execute_batch(&schema::connection_pragmas(5_000, 2 << 20))
         .unwrap();
     Loaded {
         _dir: dir,
