@@ -45,6 +45,9 @@ pub struct Sample {
     pub cache_bytes_max: u64,
     /// SSE subscribers connected.
     pub event_subscribers: u64,
+    /// Bytes the application has allocated (jemalloc builds only, else 0).
+    #[serde(default)]
+    pub allocated_bytes: u64,
     /// Requests answered so far.
     pub requests_ok: u64,
     /// Requests refused for overload (503) so far.
