@@ -647,6 +647,14 @@ fn work_items_and_documents_over_http_with_their_events() {
         Some(&json!({"reason": "no time"})),
     );
     assert_eq!(failed.json()["state"], "failed");
+    let stats = served.request("GET", "/v1/work/stats", None).json();
+    assert_eq!(
+        (
+            stats["stored"]["done"].clone(),
+            stats["stored"]["failed"].clone()
+        ),
+        (json!(1), json!(1))
+    );
     let listed = served.request("GET", "/v1/work/items?state=failed", None);
     assert_eq!(listed.json()["items"].as_array().unwrap().len(), 1);
     let bad = served.request("GET", "/v1/work/items?state=later", None);

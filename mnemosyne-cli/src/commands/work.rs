@@ -8,9 +8,7 @@ use std::time::Duration;
 
 use anyhow::{Context, Result};
 use mnemosyne_core::{WorkItem, WorkState};
-use mnemosyne_orchestration::{
-    Completion, NewWorkItem, OwnerLock, Review, Supervisor, WorkQueue, WorkQueueGauges,
-};
+use mnemosyne_orchestration::{Completion, NewWorkItem, OwnerLock, Review, Supervisor, WorkQueue};
 use mnemosyne_storage::Location;
 use serde::Serialize;
 
@@ -29,13 +27,6 @@ struct Claimed {
 #[derive(Debug, Serialize)]
 struct ItemList {
     items: Vec<WorkItem>,
-}
-
-/// What `work stats` prints with `--json`.
-#[derive(Debug, Serialize)]
-struct Stats {
-    queue: WorkQueueGauges,
-    stored: serde_json::Map<String, serde_json::Value>,
 }
 
 pub async fn run(command: WorkCommand, settings: &Settings, out: Output) -> Result<()> {
@@ -152,17 +143,8 @@ pub async fn run(command: WorkCommand, settings: &Settings, out: Output) -> Resu
         }
         WorkCommand::Stats => {
             let stats = with_queue(settings, async |queue| Ok(queue.stats().await?)).await?;
-            let stored = stats
-                .stored
-                .iter()
-                .map(|(state, count)| (state.to_string(), (*count).into()))
-                .collect();
-            let value = Stats {
-                queue: stats.queue,
-                stored,
-            };
-            out.emit(&value, |w| {
-                let q = &value.queue;
+            out.emit(&stats, |w| {
+                let q = &stats.queue;
                 writeln!(
                     w,
                     "active    {} of {} (work_items_max)",

@@ -143,8 +143,17 @@ pub struct WorkQueueGauges {
 pub struct WorkStats {
     /// Live figures.
     pub queue: WorkQueueGauges,
-    /// Stored items per state, every state listed.
+    /// Stored items per state, every state listed; serialised as an object
+    /// (`{"pending": 3, ...}`), the same over HTTP, MCP and the CLI.
+    #[serde(serialize_with = "states_as_object")]
     pub stored: Vec<(WorkState, u64)>,
+}
+
+fn states_as_object<S: serde::Serializer>(
+    stored: &[(WorkState, u64)],
+    serializer: S,
+) -> std::result::Result<S::Ok, S::Error> {
+    serializer.collect_map(stored.iter().map(|(state, count)| (state.as_str(), count)))
 }
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
