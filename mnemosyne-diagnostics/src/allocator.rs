@@ -57,12 +57,17 @@ mod tests {
         let block = vec![7u8; 16 << 20];
         let during = AllocatorStats::sample().unwrap();
         assert!(
-            during.allocated_bytes >= before.allocated_bytes + (16 << 20),
+            during.allocated_bytes >= before.allocated_bytes + (15 << 20),
             "{before:?} -> {during:?}"
         );
         assert!(during.resident_bytes >= during.allocated_bytes / 2);
         drop(block);
+        // Process-wide figures and tests run in parallel: judge the drop
+        // with room for what other tests allocate meanwhile.
         let after = AllocatorStats::sample().unwrap();
-        assert!(after.allocated_bytes < during.allocated_bytes);
+        assert!(
+            after.allocated_bytes + (8 << 20) < during.allocated_bytes,
+            "{during:?} -> {after:?}"
+        );
     }
 }
