@@ -119,6 +119,10 @@ fn main() -> ExitCode {
 fn run(cli: Cli, db_source: DbSource) -> anyhow::Result<()> {
     let Cli { global, command } = cli;
     let settings = config::load(config_inputs(&global, db_source))?;
+    // Before the runtime's threads exist: their arenas take the setting too.
+    mnemosyne_diagnostics::AllocatorStats::configure_decay(
+        settings.limits.allocator_dirty_decay_ms,
+    )?;
     tracing::debug!(?settings, "effective configuration");
     let out = Output::new(global.json);
     let runtime = tokio::runtime::Builder::new_multi_thread()

@@ -53,6 +53,13 @@ pub struct Limits {
     /// SQLite's page cache of each connection, in bytes (`PRAGMA
     /// cache_size`; SQLite's own default is 2 MiB).
     pub sqlite_page_cache_bytes_max: u64,
+    /// SQLite's heap, every connection of the process together (`PRAGMA
+    /// soft_heap_limit`): past it SQLite frees cached pages before it
+    /// allocates more.
+    pub sqlite_heap_bytes_max: u64,
+    /// jemalloc builds: milliseconds a freed page stays resident before it
+    /// goes back to the OS (jemalloc's `dirty_decay_ms`); 0 returns it at once.
+    pub allocator_dirty_decay_ms: u64,
     /// Bytes of the database file each local connection reads through a
     /// memory map (`PRAGMA mmap_size`: address space shared through the page
     /// cache, not memory per connection); 0 turns it off.
@@ -182,6 +189,8 @@ impl Default for Limits {
             sqlite_busy_timeout_ms: 5_000,
             sqlite_mmap_bytes_max: 1 << 30,
             sqlite_page_cache_bytes_max: 2 << 20,
+            sqlite_heap_bytes_max: 32 << 20,
+            allocator_dirty_decay_ms: 1_000,
             remote_connect_timeout_ms: 10_000,
             work_items_max: 10_000,
             work_completed_retained_max: 1_000,
@@ -289,7 +298,8 @@ impl Limits {
     /// Checks that every limit is usable: positive where zero would wedge the
     /// system, and `recall_results_max` within its hard cap.
     pub fn validate(&self) -> Result<(), LimitsError> {
-        let positive: [(&'static str, u64); 36] = [
+        let positive: [(&'static str, u64); 37] = [
+            ("sqlite_heap_bytes_max", self.sqlite_heap_bytes_max),
             ("embedding_batch_max", self.embedding_batch_max.into()),
             ("embedder_timeout_ms", self.embedder_timeout_ms),
             ("vector_candidates_max", self.vector_candidates_max.into()),
@@ -408,6 +418,8 @@ mod tests {
         // 100 MB RSS target (see the default).
         assert_eq!(limits.embedding_cache_bytes_max, 16 << 20);
         assert_eq!(limits.sqlite_page_cache_bytes_max, 2 << 20);
+        assert_eq!(limits.sqlite_heap_bytes_max, 32 << 20);
+        assert_eq!(limits.allocator_dirty_decay_ms, 1_000);
         assert_eq!(limits.work_attempts_max, 3);
         limits.validate().unwrap();
     }

@@ -17,13 +17,70 @@ impl AllocatorStats {
     pub fn sample() -> Option<Self> {
         imp::sample()
     }
+
+    /// Tells jemalloc how long a freed page may stay resident before it goes
+    /// back to the OS (`dirty_decay_ms`, every arena, now and later ones), and
+    /// to return it outright rather than keep it as lazily freed ("muzzy")
+    /// pages, which the kernel still counts in RSS. Without this, resident
+    /// memory follows jemalloc's defaults rather than a named limit. Returns
+    /// `Ok(false)` without the `jemalloc` feature (nothing to configure).
+    pub fn configure_decay(dirty_decay_ms: u64) -> Result<bool, AllocatorError> {
+        imp::configure_decay(dirty_decay_ms)
+    }
+}
+
+/// jemalloc refused a setting.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[error("jemalloc refused {key}: {message}")]
+pub struct AllocatorError {
+    /// The `mallctl` key.
+    pub key: String,
+    /// What jemalloc said.
+    pub message: String,
 }
 
 #[cfg(feature = "jemalloc")]
 mod imp {
     use tikv_jemalloc_ctl::{epoch, stats};
 
-    use super::AllocatorStats;
+    use tikv_jemalloc_ctl::{arenas, raw};
+
+    use super::{AllocatorError, AllocatorStats};
+
+    pub fn configure_decay(dirty_decay_ms: u64) -> Result<bool, AllocatorError> {
+        let dirty_ms = isize::try_from(dirty_decay_ms).unwrap_or(isize::MAX);
+        let refused = |key: &str, e: tikv_jemalloc_ctl::Error| AllocatorError {
+            key: key.trim_end_matches('\0').to_owned(),
+            message: e.to_string(),
+        };
+        // Arenas made from now on take the defaults; the existing ones are
+        // set one by one (an index whose arena does not exist yet refuses).
+        for (key, value) in [
+            ("arenas.dirty_decay_ms\0", dirty_ms),
+            ("arenas.muzzy_decay_ms\0", 0),
+        ] {
+            write_ssize(key, value).map_err(|e| refused(key, e))?;
+        }
+        let count = arenas::narenas::read().map_err(|e| refused("arenas.narenas", e))?;
+        for index in 0..count {
+            for (suffix, value) in [("dirty_decay_ms", dirty_ms), ("muzzy_decay_ms", 0)] {
+                let key = format!("arena.{index}.{suffix}\0");
+                match write_ssize(&key, value) {
+                    Ok(()) => {}
+                    Err(_) if index > 0 => {}
+                    Err(e) => return Err(refused(&key, e)),
+                }
+            }
+        }
+        Ok(true)
+    }
+
+    #[allow(unsafe_code)]
+    fn write_ssize(key: &str, value: isize) -> Result<(), tikv_jemalloc_ctl::Error> {
+        // SAFETY: `key` is NUL-terminated and names a jemalloc setting of
+        // type `ssize_t`, which is `isize` on every platform jemalloc supports.
+        unsafe { raw::write(key.as_bytes(), value) }
+    }
 
     pub fn sample() -> Option<AllocatorStats> {
         // The statistics are cached until the epoch advances.
@@ -37,7 +94,11 @@ mod imp {
 
 #[cfg(not(feature = "jemalloc"))]
 mod imp {
-    use super::AllocatorStats;
+    use super::{AllocatorError, AllocatorStats};
+
+    pub fn configure_decay(_dirty_decay_ms: u64) -> Result<bool, AllocatorError> {
+        Ok(false)
+    }
 
     pub fn sample() -> Option<AllocatorStats> {
         None
@@ -69,5 +130,34 @@ mod tests {
             after.allocated_bytes + (8 << 20) < during.allocated_bytes,
             "{during:?} -> {after:?}"
         );
+    }
+
+    #[allow(unsafe_code)]
+    fn read_ssize(key: &[u8]) -> isize {
+        // SAFETY: NUL-terminated key of a `ssize_t` setting.
+        unsafe { tikv_jemalloc_ctl::raw::read(key).unwrap() }
+    }
+
+    #[test]
+    fn decay_is_set_on_existing_and_later_arenas() {
+        assert!(AllocatorStats::configure_decay(250).unwrap());
+        assert_eq!(read_ssize(b"arenas.dirty_decay_ms\0"), 250);
+        assert_eq!(read_ssize(b"arena.0.dirty_decay_ms\0"), 250);
+        assert_eq!(read_ssize(b"arena.0.muzzy_decay_ms\0"), 0);
+        // A thread started afterwards allocates from an arena with the setting.
+        let arena = std::thread::spawn(|| {
+            let block = vec![1u8; 1 << 20];
+            assert_eq!(block.len(), 1 << 20);
+            #[allow(unsafe_code)]
+            // SAFETY: NUL-terminated key of an `unsigned` setting.
+            unsafe {
+                tikv_jemalloc_ctl::raw::read::<u32>(b"thread.arena\0").unwrap()
+            }
+        })
+        .join()
+        .unwrap();
+        let key = format!("arena.{arena}.dirty_decay_ms\0");
+        assert_eq!(read_ssize(key.as_bytes()), 250);
+        assert_eq!(read_ssize(b"arenas.muzzy_decay_ms\0"), 0);
     }
 }

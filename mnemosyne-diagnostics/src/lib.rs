@@ -21,7 +21,7 @@ mod process;
 mod snapshot;
 mod tracker;
 
-pub use allocator::AllocatorStats;
+pub use allocator::{AllocatorError, AllocatorStats};
 pub use memory_limit::{LimitSource, MemoryLimit};
 pub use monitor::{Alert, Level, MONITOR_TASK, Monitor, Thresholds};
 pub use process::{ProcessStats, mem_total_bytes};

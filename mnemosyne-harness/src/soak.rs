@@ -48,6 +48,9 @@ pub struct Sample {
     /// Bytes the application has allocated (jemalloc builds only, else 0).
     #[serde(default)]
     pub allocated_bytes: u64,
+    /// Bytes in resident pages jemalloc maps (jemalloc builds only, else 0).
+    #[serde(default)]
+    pub allocator_resident_bytes: u64,
     /// Requests answered so far.
     pub requests_ok: u64,
     /// Requests refused for overload (503) so far.

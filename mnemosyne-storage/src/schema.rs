@@ -26,6 +26,12 @@ pub fn connection_pragmas(busy_timeout_ms: u64, page_cache_bytes_max: u64) -> St
     )
 }
 
+/// Pragma that bounds SQLite's heap, all connections of the process together
+/// (a soft limit: SQLite frees cached pages first, and never fails for it).
+pub fn heap_limit_pragma(heap_bytes_max: u64) -> String {
+    format!("PRAGMA soft_heap_limit = {heap_bytes_max};")
+}
+
 /// Pragma that puts a database file in WAL mode (persistent; set once by the writer).
 pub const JOURNAL_MODE_WAL: &str = "PRAGMA journal_mode = WAL";
 

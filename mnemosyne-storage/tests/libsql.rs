@@ -420,3 +420,18 @@ async fn approximate_search_ranks_exactly_and_filters_fall_back() {
         "{err:?}"
     );
 }
+
+#[tokio::test]
+async fn opening_bounds_the_sqlite_heap_of_the_process() {
+    let f = conformance::fixture();
+    let limits = Limits::default();
+    let storage = LibsqlStorage::open(&Location::File(f.path.clone()), &limits)
+        .await
+        .unwrap();
+    // The soft heap limit is process-wide: a connection of our own sees it.
+    assert_eq!(
+        raw_column(&f.path, "PRAGMA soft_heap_limit").await,
+        [libsql::Value::Integer(limits.sqlite_heap_bytes_max as i64)]
+    );
+    storage.close().await;
+}

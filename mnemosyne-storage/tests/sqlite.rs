@@ -29,3 +29,19 @@ impl conformance::Backend for SqliteStorage {
 }
 
 conformance_tests!(SqliteStorage);
+
+#[tokio::test]
+async fn opening_bounds_the_sqlite_heap_of_the_process() {
+    let f = conformance::fixture();
+    let limits = Limits::default();
+    let storage = SqliteStorage::open(&Location::File(f.path.clone()), &limits)
+        .await
+        .unwrap();
+    // The soft heap limit is process-wide: a connection of our own sees it.
+    let conn = rusqlite::Connection::open(&f.path).unwrap();
+    let heap_limit: i64 = conn
+        .query_row("PRAGMA soft_heap_limit", [], |row| row.get(0))
+        .unwrap();
+    assert_eq!(heap_limit as u64, limits.sqlite_heap_bytes_max);
+    storage.close().await;
+}

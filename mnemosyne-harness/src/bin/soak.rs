@@ -713,6 +713,7 @@ async fn sample(
         cache_bytes_max: metric("mnemosyne_embedding_cache_bytes_max"),
         event_subscribers: metric("mnemosyne_event_subscribers"),
         allocated_bytes: metric("mnemosyne_allocator_allocated_bytes"),
+        allocator_resident_bytes: metric("mnemosyne_allocator_resident_bytes"),
         requests_ok: counters.ok.load(Ordering::Relaxed),
         requests_overloaded: counters.overloaded.load(Ordering::Relaxed),
         requests_failed: counters.failed.load(Ordering::Relaxed),

@@ -96,6 +96,7 @@ fn build_pool(path: &Path, size: usize, limits: &Limits, read_only: bool) -> Res
         limits.sqlite_busy_timeout_ms,
         limits.sqlite_page_cache_bytes_max,
     );
+    setup.push_str(&schema::heap_limit_pragma(limits.sqlite_heap_bytes_max));
     // Vector search reads a few thousand scattered rows per query; through
     // read() each page miss in SQLite's small per-connection cache is a
     // system call and a copy, which cost more than the search itself.
