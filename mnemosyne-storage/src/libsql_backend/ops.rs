@@ -808,11 +808,10 @@ mod tests {
             limit: 10,
             include_archived: false,
         };
-        let stats = [keyword_plan::TermStat::from_probe("lease".into(), None)];
         for sql in [
             rows::select_memory_by_id(),
             rows::list_sql(&ListQuery::default()).0,
-            keyword_plan::keyword_sql(&keyword, &stats).0,
+            keyword_plan::candidate_rows_sql(&keyword).0,
         ] {
             let safe = nul_safe(&sql);
             assert!(
