@@ -1,5 +1,6 @@
 //! Load driver of `cargo xtask serve-bench`: fills a store with 10 000
-//! memories, then measures
+//! memories of the standard workload (`shared/WORKLOAD.md`, seeded: the
+//! same corpus and queries as the storage benches), then measures
 //! - MCP `recall` over stdio from one rmcp client: one request at a time,
 //!   then `MCP_IN_FLIGHT` requests in flight;
 //! - HTTP `POST /v1/recall` from `HTTP_CLIENTS` concurrent keep-alive
@@ -18,6 +19,8 @@ use std::process::Stdio;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
+use mnemosyne_core::Memory;
+use mnemosyne_core::workload::{Workload, WorkloadQuery};
 use rmcp::ServiceExt;
 use rmcp::model::CallToolRequestParams;
 use serde_json::{Value, json};
@@ -33,92 +36,19 @@ const HTTP_REQUESTS_PER_CLIENT: usize = 300;
 const WARM_UP_REQUESTS: usize = 500;
 const RECALL_LIMIT: u32 = 10;
 
-/// Words the synthetic memories and queries are made of.
-const WORDS: &[&str] = &[
-    "sqlite",
-    "wal",
-    "reader",
-    "writer",
-    "lock",
-    "queue",
-    "lease",
-    "tokio",
-    "task",
-    "async",
-    "pool",
-    "connection",
-    "timeout",
-    "cache",
-    "vector",
-    "embedding",
-    "recall",
-    "index",
-    "bm25",
-    "token",
-    "schema",
-    "migration",
-    "backup",
-    "crash",
-    "retry",
-    "backoff",
-    "deadline",
-    "trace",
-    "metric",
-    "gauge",
-    "socket",
-    "stream",
-    "buffer",
-    "limit",
-    "batch",
-    "commit",
-    "rollback",
-    "cursor",
-    "page",
-    "fsync",
-    "mmap",
-    "thread",
-    "future",
-    "channel",
-    "broadcast",
-    "lag",
-    "heartbeat",
-    "shutdown",
-    "signal",
-    "supervisor",
-    "panic",
-    "abort",
-    "config",
-    "toml",
-    "json",
-    "parser",
-    "serde",
-    "axum",
-    "tower",
-    "hyper",
-    "layer",
-    "route",
-    "handler",
-    "auth",
-    "bearer",
-];
+/// Seed of the workload generator (the storage benches use the same).
+const SEED: u64 = 42;
+/// Distinct workload queries, cycled through by every client.
+const QUERIES: usize = 2_000;
 
-/// A tiny seeded generator (xorshift): the same corpus and queries every run.
-struct Rng(u64);
-
-impl Rng {
-    fn next(&mut self) -> u64 {
-        self.0 ^= self.0 << 13;
-        self.0 ^= self.0 >> 7;
-        self.0 ^= self.0 << 17;
-        self.0
-    }
-
-    fn words(&mut self, n: usize) -> String {
-        (0..n)
-            .map(|_| WORDS[(self.next() % WORDS.len() as u64) as usize])
-            .collect::<Vec<_>>()
-            .join(" ")
-    }
+/// The standard workload (`shared/WORKLOAD.md`): the memories and the
+/// queries drawn from them, the same every run.
+fn workload() -> (Vec<Memory>, Vec<WorkloadQuery>) {
+    let mut workload = Workload::new(SEED);
+    let now = chrono::Utc::now();
+    let memories = (0..MEMORIES).map(|_| workload.memory(now)).collect();
+    let queries = (0..QUERIES).map(|_| workload.query()).collect();
+    (memories, queries)
 }
 
 fn binary() -> PathBuf {
@@ -138,21 +68,11 @@ fn command(binary: &Path, db: &Path) -> Command {
     command
 }
 
-async fn fill(binary: &Path, db: &Path, dir: &Path) {
-    let mut rng = Rng(0x5eed);
+async fn fill(binary: &Path, db: &Path, dir: &Path, memories: &[Memory]) {
     let file = dir.join("corpus.jsonl");
     let mut text = String::new();
-    for n in 0..MEMORIES {
-        let words = 8 + (rng.next() % 40) as usize;
-        let line = json!({
-            "id": format!("01900000-0000-7000-8000-{n:012}"),
-            "namespace": format!("project:p{}", n % 20),
-            "content": rng.words(words),
-            "created_at": "2024-01-01T00:00:00Z",
-            "updated_at": "2024-01-01T00:00:00Z",
-            "accessed_at": "2024-01-01T00:00:00Z",
-        });
-        text.push_str(&line.to_string());
+    for memory in memories {
+        text.push_str(&serde_json::to_string(memory).expect("encode memory"));
         text.push('\n');
     }
     std::fs::write(&file, text).expect("write corpus");
@@ -171,14 +91,23 @@ fn mode() -> String {
     std::env::var("MNEMOSYNE_BENCH_MODE").unwrap_or_else(|_| "hybrid".into())
 }
 
-fn recall_params(query: String) -> CallToolRequestParams {
-    let Value::Object(args) = json!({"query": query, "limit": RECALL_LIMIT, "mode": mode()}) else {
+/// The recall arguments of one workload query (with its namespace filter, if any).
+fn recall_args(query: &WorkloadQuery) -> Value {
+    let mut args = json!({"query": query.text, "limit": RECALL_LIMIT, "mode": mode()});
+    if let Some(namespace) = &query.namespace {
+        args["namespace"] = json!(namespace.to_string());
+    }
+    args
+}
+
+fn recall_params(query: &WorkloadQuery) -> CallToolRequestParams {
+    let Value::Object(args) = recall_args(query) else {
         unreachable!()
     };
     CallToolRequestParams::new("recall").with_arguments(args)
 }
 
-async fn bench_mcp(binary: &Path, db: &Path) -> Value {
+async fn bench_mcp(binary: &Path, db: &Path, queries: Arc<Vec<WorkloadQuery>>) -> Value {
     let mut child = command(binary, db)
         .args(["serve", "mcp"])
         .stdin(Stdio::piped())
@@ -188,17 +117,14 @@ async fn bench_mcp(binary: &Path, db: &Path) -> Value {
     let stdout = child.stdout.take().expect("stdout");
     let stdin = child.stdin.take().expect("stdin");
     let client = Arc::new(().serve((stdout, stdin)).await.expect("initialize"));
-    let mut rng = Rng(0xbeef);
     let mut errors = 0usize;
-    for _ in 0..WARM_UP_REQUESTS {
-        let words = 1 + (rng.next() % 3) as usize;
-        let _ = client.call_tool(recall_params(rng.words(words))).await;
+    for query in queries.iter().cycle().take(WARM_UP_REQUESTS) {
+        let _ = client.call_tool(recall_params(query)).await;
     }
     // One request at a time.
     let start = Instant::now();
-    for _ in 0..MCP_REQUESTS {
-        let words = 1 + (rng.next() % 3) as usize;
-        match client.call_tool(recall_params(rng.words(words))).await {
+    for query in queries.iter().cycle().take(MCP_REQUESTS) {
+        match client.call_tool(recall_params(query)).await {
             Ok(result) if result.is_error != Some(true) => {}
             _ => errors += 1,
         }
@@ -209,12 +135,12 @@ async fn bench_mcp(binary: &Path, db: &Path) -> Value {
     let mut workers = Vec::new();
     for worker in 0..MCP_IN_FLIGHT {
         let client = Arc::clone(&client);
+        let queries = Arc::clone(&queries);
         workers.push(tokio::spawn(async move {
-            let mut rng = Rng(0xfeed + worker as u64);
             let mut errors = 0usize;
-            for _ in 0..MCP_REQUESTS / MCP_IN_FLIGHT {
-                let words = 1 + (rng.next() % 3) as usize;
-                match client.call_tool(recall_params(rng.words(words))).await {
+            let mine = queries.iter().cycle().skip(worker * 97);
+            for query in mine.take(MCP_REQUESTS / MCP_IN_FLIGHT) {
+                match client.call_tool(recall_params(query)).await {
                     Ok(result) if result.is_error != Some(true) => {}
                     _ => errors += 1,
                 }
@@ -291,7 +217,7 @@ impl Conn {
     }
 }
 
-async fn bench_http(binary: &Path, db: &Path) -> Value {
+async fn bench_http(binary: &Path, db: &Path, queries: Arc<Vec<WorkloadQuery>>) -> Value {
     let mut child = command(binary, db)
         .args(["serve", "http", "--bind", "127.0.0.1:0"])
         .stderr(Stdio::piped())
@@ -309,16 +235,15 @@ async fn bench_http(binary: &Path, db: &Path) -> Value {
     let start = Instant::now();
     for client in 0..HTTP_CLIENTS {
         let addr = addr.clone();
+        let queries = Arc::clone(&queries);
         workers.push(tokio::spawn(async move {
             let mut conn = Conn::new(&addr).await;
-            let mut rng = Rng(0xabc + client as u64);
             let mut latencies = Vec::with_capacity(HTTP_REQUESTS_PER_CLIENT);
             let mut errors = 0usize;
-            for n in 0..WARM_UP_REQUESTS / 10 + HTTP_REQUESTS_PER_CLIENT {
-                let words = 1 + (rng.next() % 3) as usize;
-                let body =
-                    json!({"query": rng.words(words), "limit": RECALL_LIMIT, "mode": mode()})
-                        .to_string();
+            let mine = queries.iter().cycle().skip(client * 31);
+            let requests = WARM_UP_REQUESTS / 10 + HTTP_REQUESTS_PER_CLIENT;
+            for (n, query) in mine.take(requests).enumerate() {
+                let body = recall_args(query).to_string();
                 let sent = Instant::now();
                 let status = conn.post("/v1/recall", &body).await;
                 if n >= WARM_UP_REQUESTS / 10 {
@@ -364,13 +289,18 @@ async fn main() {
     let binary = binary();
     let dir = tempfile::tempdir().expect("temp dir");
     let db = dir.path().join("bench.db");
-    eprintln!("serve-bench: {MEMORIES} memories into {}", db.display());
-    fill(&binary, &db, dir.path()).await;
+    eprintln!(
+        "serve-bench: {MEMORIES} memories of the standard workload into {}",
+        db.display()
+    );
+    let (memories, queries) = workload();
+    fill(&binary, &db, dir.path(), &memories).await;
+    let queries = Arc::new(queries);
     eprintln!("serve-bench: mcp recall over stdio");
-    let mcp = bench_mcp(&binary, &db).await;
+    let mcp = bench_mcp(&binary, &db, Arc::clone(&queries)).await;
     eprintln!("serve-bench: {mcp}");
     eprintln!("serve-bench: http recall, {HTTP_CLIENTS} clients");
-    let http = bench_http(&binary, &db).await;
+    let http = bench_http(&binary, &db, queries).await;
     let mut figures = json!({
         "memories": MEMORIES,
         "backend": mnemosyne_storage::BACKEND,

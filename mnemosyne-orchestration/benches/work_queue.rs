@@ -88,7 +88,7 @@ fn round_trips(c: &mut Criterion) {
                 }
             });
         });
-        // deadpool-sqlite's connections must be dropped inside the runtime.
+        // The pools' connections must be dropped inside the runtime.
         rt.block_on(async move {
             supervisor.shutdown().await;
             drop(queue);
@@ -143,7 +143,7 @@ fn claims(c: &mut Criterion) {
             active,
             "claims ran at a constant size"
         );
-        // deadpool-sqlite's connections must be dropped inside the runtime.
+        // The pools' connections must be dropped inside the runtime.
         rt.block_on(async move {
             supervisor.shutdown().await;
             drop(queue);

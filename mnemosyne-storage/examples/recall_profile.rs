@@ -1,6 +1,7 @@
 //! Times recall over a query file written by `make_corpus` and prints the
 //! slowest queries: `cargo run --release -p mnemosyne-storage --example
 //! recall_profile -- DB QUERIES_FILE [keyword|vector|hybrid]` (default hybrid).
+//! `MNEMOSYNE_<LIMIT>` variables override limits, as in the CLI.
 #![allow(clippy::print_stdout, missing_docs)]
 
 use std::path::PathBuf;
@@ -18,7 +19,10 @@ async fn main() {
         Some("vector") => RecallMode::Vector,
         _ => RecallMode::Hybrid,
     };
-    let limits = Limits::default();
+    // `MNEMOSYNE_<LIMIT>` variables apply, as in the CLI (to tune a limit).
+    let limits = Limits::default()
+        .with_env_overrides(std::env::vars())
+        .unwrap();
     let embedder = build_embedder(&EmbedderConfig::default(), &limits).unwrap();
     let store = MemoryStore::open(&Location::File(PathBuf::from(&args[0])), limits)
         .await

@@ -90,7 +90,11 @@ pub fn probe_expression(term: &str) -> String {
     match_any(std::slice::from_ref(&term.to_owned()))
 }
 
-/// SQL and parameters of the search; rows are the memory columns then the score.
+/// SQL and parameters ranking the candidates of the search: rows are
+/// `(seq, score)`, best first (ties: newest first), before any filter.
+/// Only seqs and scores are sorted; [`candidate_rows_sql`] then loads the
+/// best candidates that pass the filters, a slice at a time, so a search
+/// reads about `limit` memory rows rather than one per candidate.
 pub fn keyword_sql(query: &KeywordQuery, stats: &[TermStat]) -> (String, Vec<SqlValue>) {
     let rare: Vec<String> = stats
         .iter()
@@ -155,16 +159,27 @@ pub fn keyword_sql(query: &KeywordQuery, stats: &[TermStat]) -> (String, Vec<Sql
         "cand(seq, bm25) AS ({})",
         sources.join(" UNION ALL ")
     ));
-    // CROSS JOIN fixes the join order: walk the bounded candidates and look
-    // each memory up, never scan memories by a namespace index.
     let bonus: String = bonus_terms
         .iter()
         .map(|term| format!(" + {term}"))
         .collect();
-    let mut sql = format!(
-        "WITH {} SELECT {MEMORY_COLUMNS}, c.bm25{bonus} AS score \
-         FROM cand c CROSS JOIN memories m ON m.seq = c.seq WHERE 1 = 1",
+    let sql = format!(
+        "WITH {} SELECT c.seq, c.bm25{bonus} AS score FROM cand c ORDER BY score DESC, c.seq DESC",
         ctes.join(", ")
+    );
+    (sql, params)
+}
+
+/// SQL and parameters loading candidates in the order given: `?1` is a
+/// JSON array of seqs; rows are the memory columns then the position in
+/// that array, for the memories that pass the query's filters.
+pub fn candidate_rows_sql(query: &KeywordQuery) -> (String, Vec<SqlValue>) {
+    let mut params = vec![SqlValue::Null];
+    // CROSS JOIN fixes the join order: walk the given seqs and look each
+    // memory up, never scan memories by a namespace index.
+    let mut sql = format!(
+        "SELECT {MEMORY_COLUMNS}, j.key FROM json_each(?1) j \
+         CROSS JOIN memories m ON m.seq = j.value WHERE 1 = 1"
     );
     push_filters(
         &mut sql,
@@ -173,9 +188,30 @@ pub fn keyword_sql(query: &KeywordQuery, stats: &[TermStat]) -> (String, Vec<Sql
         &query.tags,
         query.include_archived,
     );
-    let limit = bind(&mut params, i64::from(query.limit).into());
-    sql.push_str(&format!(" ORDER BY score DESC, m.seq DESC LIMIT {limit}"));
     (sql, params)
+}
+
+/// The next slice of ranked candidates to load, given how many were
+/// loaded (`taken`) and how many more hits are wanted: all of them first
+/// (nothing filtered out is the common case), then four times as many
+/// each round, so a filter that rejects most candidates costs a few
+/// statements, never one per candidate.
+pub fn next_chunk(taken: usize, wanted: usize) -> usize {
+    wanted.max(taken.saturating_mul(3)).max(1)
+}
+
+/// A JSON array of the seqs, for `json_each`.
+pub fn seqs_json(seqs: &[(i64, f64)]) -> String {
+    let mut json = String::with_capacity(seqs.len() * 8 + 2);
+    json.push('[');
+    for (i, (seq, _)) in seqs.iter().enumerate() {
+        if i > 0 {
+            json.push(',');
+        }
+        json.push_str(&seq.to_string());
+    }
+    json.push(']');
+    json
 }
 
 #[cfg(test)]

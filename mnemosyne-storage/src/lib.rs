@@ -1,7 +1,7 @@
 //! Pooled, bounded SQLite storage for Mnemosyne.
 //!
 //! One [`Storage`] trait (in `mnemosyne-core`), two backends chosen by cargo
-//! feature: `sqlite` (rusqlite pooled by deadpool-sqlite, the default) and
+//! feature: `sqlite` (rusqlite pooled by deadpool, the default) and
 //! `libsql` (local file or remote libsql server). Both bundle SQLite, so they
 //! cannot be linked into one binary: enable exactly one in the final binary.
 //! The [`MemoryStore`] facade validates and stamps what goes in.

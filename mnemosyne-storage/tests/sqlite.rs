@@ -1,4 +1,4 @@
-//! The conformance suite against the `sqlite` backend (rusqlite + deadpool-sqlite).
+//! The conformance suite against the `sqlite` backend (rusqlite pooled by deadpool).
 #![cfg(feature = "sqlite")]
 
 #[macro_use]

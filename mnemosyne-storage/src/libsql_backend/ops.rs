@@ -621,13 +621,40 @@ pub(super) async fn keyword_search(
         stats.push(keyword_plan::TermStat::from_probe(term, row));
     }
     let (sql, params) = keyword_plan::keyword_sql(query, &stats);
-    let found = query_all(conn, &nul_safe(&sql), values(params), |row| {
-        Ok((
-            read_memory_row(row)?,
-            Some(col_real(row, MEMORY_COLUMN_COUNT as i32)?),
-        ))
+    let ranked = query_all(conn, &sql, values(params), |row| {
+        Ok((col_int(row, 0)?, col_real(row, 1)?))
     })
     .await?;
+    let (sql, mut params) = keyword_plan::candidate_rows_sql(query);
+    let sql = nul_safe(&sql);
+    let wanted = query.limit as usize;
+    // (position in the ranking, row, score)
+    let mut found: Vec<(usize, MemoryRow, f64)> = Vec::with_capacity(wanted);
+    let mut taken = 0;
+    while found.len() < wanted && taken < ranked.len() {
+        let end = ranked
+            .len()
+            .min(taken + keyword_plan::next_chunk(taken, wanted - found.len()));
+        let chunk = &ranked[taken..end];
+        params[0] = SqlValue::Text(keyword_plan::seqs_json(chunk));
+        let rows = query_all(conn, &sql, values(params.clone()), |row| {
+            let at =
+                usize::try_from(col_int(row, MEMORY_COLUMN_COUNT as i32)?).unwrap_or(usize::MAX);
+            Ok((at, read_memory_row(row)?))
+        })
+        .await?;
+        for (at, row) in rows {
+            let score = chunk.get(at).map_or(0.0, |(_, score)| *score);
+            found.push((taken + at, row, score));
+        }
+        taken = end;
+    }
+    found.sort_unstable_by_key(|(at, _, _)| *at);
+    found.truncate(wanted);
+    let found = found
+        .into_iter()
+        .map(|(_, row, score)| (row, Some(score)))
+        .collect();
     Ok(attach_links(conn, found)
         .await?
         .into_iter()
@@ -781,11 +808,10 @@ mod tests {
             limit: 10,
             include_archived: false,
         };
-        let stats = [keyword_plan::TermStat::from_probe("lease".into(), None)];
         for sql in [
             rows::select_memory_by_id(),
             rows::list_sql(&ListQuery::default()).0,
-            keyword_plan::keyword_sql(&keyword, &stats).0,
+            keyword_plan::candidate_rows_sql(&keyword).0,
         ] {
             let safe = nul_safe(&sql);
             assert!(

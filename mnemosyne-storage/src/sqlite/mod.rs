@@ -1,8 +1,17 @@
 //! The `sqlite` backend: bundled SQLite through rusqlite, pooled by
-//! deadpool-sqlite. One writer connection (SQLite has one writer anyway) and
-//! `pool_readers_max` read-only connections, every timeout set from [`Limits`].
+//! deadpool (`managed`, with our own [`Manager`]). One writer connection
+//! (SQLite has one writer anyway) and `pool_readers_max` read-only
+//! connections, every timeout set from [`Limits`]. Work runs on a blocking
+//! thread that owns the checked-out connection, so it finishes (commit or
+//! rollback) even if the caller stops waiting.
 //! Vectors are indexed by the sqlite-vec extension (see [`vectors`]), which
 //! is registered with every connection the process opens.
+//!
+//! Why not deadpool-sqlite: its recycle check runs `SELECT $1` through its
+//! `interact` on every checkout, a second trip to a blocking thread and an
+//! uncached statement parse per operation (a fifth of a durable remember).
+//! Our recycle checks that the connection is outside any transaction,
+//! without SQL, as the libsql backend does.
 
 mod doc;
 mod ops;
@@ -10,19 +19,20 @@ mod vectors;
 mod work;
 
 use std::ffi::{c_char, c_int};
-use std::path::Path;
+use std::path::{Path, PathBuf};
 use std::sync::OnceLock;
 use std::time::Duration;
 
 use async_trait::async_trait;
 use chrono::{DateTime, Utc};
-use deadpool_sqlite::{Config, Hook, HookError, Object, Pool, PoolError, Runtime};
+use deadpool::managed::{self, Metrics, PoolError, RecycleError, RecycleResult, Timeouts};
 use mnemosyne_core::{
     BatchOutcome, DocumentMeta, DocumentSave, Embedding, Error, KeywordHit, KeywordQuery, Limits,
     Link, LinkOutcome, LinkedMemory, ListQuery, Memory, MemoryId, MemoryPatch, Namespace,
     OnConflict, PendingEmbedding, Phase, PoolStatus, Result, Storage, StoredDocument, VectorHit,
     VectorQuery, WorkItem, WorkItemId, WorkState,
 };
+use rusqlite::config::DbConfig;
 use rusqlite::{Connection, ffi};
 
 use crate::location::Location;
@@ -31,7 +41,59 @@ use crate::schema;
 /// Prepared statements cached per connection.
 const STATEMENT_CACHE_CAPACITY: usize = 64;
 
-/// SQLite storage pooled by deadpool-sqlite.
+type Pool = managed::Pool<Manager>;
+type Object = managed::Object<Manager>;
+
+/// Opens and checks the rusqlite connections of one pool.
+#[derive(Debug)]
+struct Manager {
+    path: PathBuf,
+    /// Pragmas run on each new connection.
+    setup: String,
+    read_only: bool,
+}
+
+impl managed::Manager for Manager {
+    type Type = Connection;
+    type Error = Error;
+
+    async fn create(&self) -> Result<Connection> {
+        let (path, setup, read_only) = (self.path.clone(), self.setup.clone(), self.read_only);
+        tokio::task::spawn_blocking(move || {
+            let conn = Connection::open(&path).map_err(ops::db)?;
+            conn.set_prepared_statement_cache_capacity(STATEMENT_CACHE_CAPACITY);
+            // Without the planner stability guarantee, SQLite marks a cached
+            // statement stale whenever a new value is bound to a parameter
+            // the planner looked at (a LIMIT, an FTS5 MATCH string) and
+            // compiles it again on its next step: a statement cache that
+            // saves nothing on keyword search.
+            conn.set_db_config(DbConfig::SQLITE_DBCONFIG_ENABLE_QPSG, true)
+                .map_err(ops::db)?;
+            if !read_only {
+                let _mode: String = conn
+                    .query_row(schema::JOURNAL_MODE_WAL, [], |row| row.get(0))
+                    .map_err(ops::db)?;
+            }
+            conn.execute_batch(&setup).map_err(ops::db)?;
+            Ok(conn)
+        })
+        .await
+        .map_err(|e| Error::Storage(format!("connection setup task failed: {e}")))?
+    }
+
+    async fn recycle(&self, conn: &mut Connection, _: &Metrics) -> RecycleResult<Error> {
+        // Work always ends with COMMIT or ROLLBACK; a connection still inside a
+        // transaction (a panic mid-work) is thrown away.
+        if !conn.is_autocommit() {
+            return Err(RecycleError::message(
+                "connection was left inside a transaction",
+            ));
+        }
+        Ok(())
+    }
+}
+
+/// SQLite storage pooled by deadpool.
 #[derive(Debug)]
 pub struct SqliteStorage {
     writer: Pool,
@@ -82,15 +144,6 @@ fn register_sqlite_vec() -> Result<()> {
     }
 }
 
-fn pool_timeouts(limits: &Limits) -> deadpool_sqlite::Timeouts {
-    let wait = Duration::from_millis(limits.pool_wait_timeout_ms);
-    deadpool_sqlite::Timeouts {
-        wait: Some(wait),
-        create: Some(wait),
-        recycle: Some(wait),
-    }
-}
-
 fn build_pool(path: &Path, size: usize, limits: &Limits, read_only: bool) -> Result<Pool> {
     let mut setup = schema::connection_pragmas(
         limits.sqlite_busy_timeout_ms,
@@ -107,27 +160,20 @@ fn build_pool(path: &Path, size: usize, limits: &Limits, read_only: bool) -> Res
     if read_only {
         setup.push_str("PRAGMA query_only = ON;");
     }
-    Config::new(path)
-        .builder(Runtime::Tokio1)
-        .map_err(|e| Error::Storage(e.to_string()))?
+    let wait = Duration::from_millis(limits.pool_wait_timeout_ms);
+    let manager = Manager {
+        path: path.to_owned(),
+        setup,
+        read_only,
+    };
+    Pool::builder(manager)
         .max_size(size)
-        .timeouts(pool_timeouts(limits))
-        .post_create(Hook::async_fn(move |conn, _| {
-            let setup = setup.clone();
-            Box::pin(async move {
-                conn.interact(move |conn: &mut Connection| {
-                    conn.set_prepared_statement_cache_capacity(STATEMENT_CACHE_CAPACITY);
-                    if !read_only {
-                        let _mode: String =
-                            conn.query_row(schema::JOURNAL_MODE_WAL, [], |row| row.get(0))?;
-                    }
-                    conn.execute_batch(&setup)
-                })
-                .await
-                .map_err(|e| HookError::message(e.to_string()))?
-                .map_err(HookError::Backend)
-            })
-        }))
+        .timeouts(Timeouts {
+            wait: Some(wait),
+            create: Some(wait),
+            recycle: Some(wait),
+        })
+        .runtime(deadpool::Runtime::Tokio1)
         .build()
         .map_err(|e| Error::Storage(format!("cannot build the connection pool: {e}")))
 }
@@ -178,7 +224,7 @@ impl SqliteStorage {
         Ok(HeldConnection(conn))
     }
 
-    fn pool_error(&self, error: PoolError, role: &'static str) -> Error {
+    fn pool_error(&self, error: PoolError<Error>, role: &'static str) -> Error {
         match error {
             PoolError::Timeout(_) => Error::PoolTimeout {
                 role,
@@ -190,6 +236,10 @@ impl SqliteStorage {
                 },
             },
             PoolError::Closed => Error::Storage("the store is closed".into()),
+            PoolError::Backend(Error::Storage(message)) => {
+                Error::Storage(format!("cannot open a {role} connection: {message}"))
+            }
+            PoolError::Backend(other) => other,
             other => Error::Storage(format!("cannot open a {role} connection: {other}")),
         }
     }
@@ -200,8 +250,11 @@ impl SqliteStorage {
         role: &'static str,
         work: impl FnOnce(&mut Connection) -> Result<T> + Send + 'static,
     ) -> Result<T> {
-        let conn = pool.get().await.map_err(|e| self.pool_error(e, role))?;
-        conn.interact(work)
+        let mut conn = pool.get().await.map_err(|e| self.pool_error(e, role))?;
+        // The blocking task owns the connection: the work runs to its end
+        // (commit or rollback) even if the caller stops waiting, then the
+        // connection returns to the pool.
+        tokio::task::spawn_blocking(move || work(&mut conn))
             .await
             .map_err(|e| Error::Storage(format!("{role} connection task failed: {e}")))?
     }

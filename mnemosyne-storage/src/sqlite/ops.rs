@@ -392,19 +392,44 @@ pub(super) fn keyword_search(
         }
     }
     let (sql, params) = keyword_plan::keyword_sql(query, &stats);
-    let mut stmt = conn.prepare_cached(&sql).map_err(db)?;
-    let found = stmt
-        .query_map(rusqlite::params_from_iter(params), |row| {
-            Ok((
-                read_memory_row(row, 0)?,
-                row.get::<_, f64>(MEMORY_COLUMN_COUNT)?,
-            ))
+    let ranked = conn
+        .prepare_cached(&sql)
+        .and_then(|mut stmt| {
+            stmt.query_map(rusqlite::params_from_iter(params), |row| {
+                Ok((row.get::<_, i64>(0)?, row.get::<_, f64>(1)?))
+            })?
+            .collect::<rusqlite::Result<Vec<_>>>()
         })
-        .map_err(db)?
-        .collect::<rusqlite::Result<Vec<_>>>()
         .map_err(db)?;
-    drop(stmt);
-    let (found, scores): (Vec<MemoryRow>, Vec<f64>) = found.into_iter().unzip();
+    let (sql, mut params) = keyword_plan::candidate_rows_sql(query);
+    let wanted = query.limit as usize;
+    // (position in the ranking, row, score)
+    let mut found: Vec<(usize, MemoryRow, f64)> = Vec::with_capacity(wanted);
+    let mut taken = 0;
+    while found.len() < wanted && taken < ranked.len() {
+        let end = ranked
+            .len()
+            .min(taken + keyword_plan::next_chunk(taken, wanted - found.len()));
+        let chunk = &ranked[taken..end];
+        params[0] = SqlValue::Text(keyword_plan::seqs_json(chunk));
+        let mut stmt = conn.prepare_cached(&sql).map_err(db)?;
+        let mut rows = stmt
+            .query(rusqlite::params_from_iter(&params))
+            .map_err(db)?;
+        while let Some(row) = rows.next().map_err(db)? {
+            let at = usize::try_from(row.get::<_, i64>(MEMORY_COLUMN_COUNT).map_err(db)?)
+                .unwrap_or(usize::MAX);
+            let score = chunk.get(at).map_or(0.0, |(_, score)| *score);
+            found.push((taken + at, read_memory_row(row, 0).map_err(db)?, score));
+        }
+        taken = end;
+    }
+    found.sort_unstable_by_key(|(at, _, _)| *at);
+    found.truncate(wanted);
+    let (found, scores): (Vec<MemoryRow>, Vec<f64>) = found
+        .into_iter()
+        .map(|(_, row, score)| (row, score))
+        .unzip();
     Ok(attach_links(conn, found)?
         .into_iter()
         .zip(scores)

@@ -35,10 +35,13 @@
 //!    scored with the 4-bit levels (~30 lookups a vector, 19 MB read for
 //!    100k vectors); a dense one (neural embedders) with the sign bits (48
 //!    lookups, 4.8 MB).
-//! 2. **Exact**: the best-scoring candidates that pass the filters (model,
-//!    dimensions, namespaces, tags, archived: the SQL filters of keyword
-//!    search) are reranked by cosine similarity of their stored f32 vectors;
-//!    the best `limit` are returned.
+//! 2. **Exact**: the best-scoring candidates of the query's model and size
+//!    are reranked by cosine similarity of their stored f32 vectors (one
+//!    `memory_embeddings` lookup each); then, best first and only as far as
+//!    needed, their memories are checked against the filters (namespaces,
+//!    tags, archived: the SQL filters of keyword search), so about `limit`
+//!    memory rows are read rather than one per candidate; the best `limit`
+//!    that pass are returned.
 //!
 //! The first round takes [`Code::candidates_first`] candidates: per hit 4
 //! (levels) or 8 (sign bits), at least 500 or 1000 (so a model with that
@@ -494,20 +497,18 @@ fn every_vector(conn: &Connection, model_id: &str, dims: usize) -> Result<Coarse
     Ok(Coarse { all, ordered: 0 })
 }
 
-/// SQL keeping the candidates (`?1`, a JSON array of seqs) that pass the
-/// model check and the filters: rows `(seq, vector)`.
-fn rerank_sql(query: &VectorQuery) -> (String, Vec<SqlValue>) {
-    // ?1 candidates, ?2 model id, ?3 dims.
-    let mut params: Vec<SqlValue> = vec![
-        SqlValue::Null,
-        SqlValue::Text(query.model_id.clone()),
-        SqlValue::Int(query.vector.len() as i64),
-    ];
+/// SQL of the exact vectors of the candidates (`?1`, a JSON array of
+/// seqs) made by the query's model (`?2`) with its size (`?3`): rows `(seq, vector)`.
+const EXACT_SQL: &str = "SELECT j.value, e.vector FROM json_each(?1) j \
+     CROSS JOIN memory_embeddings e ON e.memory_seq = j.value \
+     WHERE e.model_id = ?2 AND e.dims = ?3";
+
+/// SQL keeping the seqs (`?1`, a JSON array) of memories that exist and
+/// pass the query's filters: rows `seq`.
+fn filter_sql(query: &VectorQuery) -> (String, Vec<SqlValue>) {
+    let mut params: Vec<SqlValue> = vec![SqlValue::Null];
     let mut sql = String::from(
-        "SELECT j.value, e.vector FROM json_each(?1) j \
-         CROSS JOIN memories m ON m.seq = j.value \
-         CROSS JOIN memory_embeddings e ON e.memory_seq = j.value \
-         WHERE e.model_id = ?2 AND e.dims = ?3",
+        "SELECT m.seq FROM json_each(?1) j CROSS JOIN memories m ON m.seq = j.value WHERE 1 = 1",
     );
     rows::push_filters(
         &mut sql,
@@ -519,19 +520,10 @@ fn rerank_sql(query: &VectorQuery) -> (String, Vec<SqlValue>) {
     (sql, params)
 }
 
-/// Scores the candidates that pass the filters by exact cosine similarity.
-fn rerank(
-    conn: &Connection,
-    (sql, params): &(String, Vec<SqlValue>),
-    candidates: &[(u32, i64)],
-    query: &[f32],
-    scored: &mut Vec<(i64, f64)>,
-) -> Result<()> {
-    if candidates.is_empty() {
-        return Ok(());
-    }
-    // In seq order the row lookups walk each b-tree forwards.
-    let mut seqs: Vec<i64> = candidates.iter().map(|(_, seq)| *seq).collect();
+/// `[seq,seq,...]` for `json_each`; in seq order the row lookups walk each
+/// b-tree forwards.
+fn seqs_json(seqs: impl Iterator<Item = i64>) -> String {
+    let mut seqs: Vec<i64> = seqs.collect();
     seqs.sort_unstable();
     let mut json = String::with_capacity(seqs.len() * 8 + 2);
     json.push('[');
@@ -542,13 +534,26 @@ fn rerank(
         json.push_str(&seq.to_string());
     }
     json.push(']');
-    let mut stmt = conn.prepare_cached(sql).map_err(db)?;
-    stmt.raw_bind_parameter(1, &json).map_err(db)?;
-    for (index, value) in params.iter().enumerate().skip(1) {
-        stmt.raw_bind_parameter(index + 1, value).map_err(db)?;
+    json
+}
+
+/// Scores the candidates by exact cosine similarity (filters not applied).
+fn rerank(
+    conn: &Connection,
+    candidates: &[(u32, i64)],
+    query: &VectorQuery,
+    scored: &mut Vec<(i64, f64)>,
+) -> Result<()> {
+    if candidates.is_empty() {
+        return Ok(());
     }
-    let mut rows = stmt.raw_query();
-    let mut vector: Vec<f32> = Vec::with_capacity(query.len());
+    let mut stmt = conn.prepare_cached(EXACT_SQL).map_err(db)?;
+    let json = seqs_json(candidates.iter().map(|(_, seq)| *seq));
+    let dims = query.vector.len();
+    let mut rows = stmt
+        .query(params![json, query.model_id, dims as i64])
+        .map_err(db)?;
+    let mut vector: Vec<f32> = Vec::with_capacity(dims);
     while let Some(row) = rows.next().map_err(db)? {
         let seq: i64 = row.get(0).map_err(db)?;
         let blob = row
@@ -556,7 +561,7 @@ fn rerank(
             .map_err(db)?
             .as_blob()
             .map_err(|e| Error::Storage(format!("corrupt vector of row {seq}: {e}")))?;
-        if blob.len() != query.len() * 4 {
+        if blob.len() != dims * 4 {
             continue;
         }
         vector.clear();
@@ -564,9 +569,52 @@ fn rerank(
             blob.chunks_exact(4)
                 .map(|b| f32::from_le_bytes([b[0], b[1], b[2], b[3]])),
         );
-        scored.push((seq, rows::cosine(query, &vector)));
+        scored.push((seq, rows::cosine(&query.vector, &vector)));
     }
     Ok(())
+}
+
+/// The best `limit` of the scored candidates (best first) whose memories
+/// pass the filters. Filters are checked best first, only as far as
+/// needed: about `limit` memory rows read, not one per candidate.
+/// `checked` remembers verdicts across rounds.
+fn best_passing(
+    conn: &Connection,
+    (sql, params): &mut (String, Vec<SqlValue>),
+    scored: &mut [(i64, f64)],
+    limit: usize,
+    checked: &mut HashMap<i64, bool>,
+) -> Result<Vec<(i64, f64)>> {
+    scored.sort_by(|a, b| b.1.total_cmp(&a.1).then(a.0.cmp(&b.0)));
+    loop {
+        let mut best = Vec::with_capacity(limit);
+        let mut unknown = Vec::new();
+        for &(seq, similarity) in scored.iter() {
+            match checked.get(&seq) {
+                Some(true) if unknown.is_empty() => best.push((seq, similarity)),
+                Some(_) => {}
+                None => unknown.push(seq),
+            }
+            if best.len() + unknown.len() >= limit {
+                break;
+            }
+        }
+        if unknown.is_empty() {
+            return Ok(best);
+        }
+        params[0] = SqlValue::Text(seqs_json(unknown.iter().copied()));
+        let mut stmt = conn.prepare_cached(sql).map_err(db)?;
+        let passing = stmt
+            .query_map(rusqlite::params_from_iter(params.iter()), |row| {
+                row.get::<_, i64>(0)
+            })
+            .map_err(db)?
+            .collect::<rusqlite::Result<std::collections::HashSet<i64>>>()
+            .map_err(db)?;
+        for seq in unknown {
+            checked.insert(seq, passing.contains(&seq));
+        }
+    }
 }
 
 /// Nearest stored vectors of the query's model, best first.
@@ -613,20 +661,21 @@ pub(super) fn vector_search(conn: &mut Connection, query: &VectorQuery) -> Resul
     };
     let limit = query.limit as usize;
     let most = first.saturating_mul(CANDIDATES_GROWTH_MAX);
-    let rerank_query = rerank_sql(query);
+    let mut filter = filter_sql(query);
     let mut scored: Vec<(i64, f64)> = Vec::new();
+    let mut checked: HashMap<i64, bool> = HashMap::new();
     let (mut taken, mut round) = (0, first);
-    loop {
+    let best = loop {
         let candidates = coarse.next(taken, round - taken).to_vec();
         taken += candidates.len();
-        rerank(&tx, &rerank_query, &candidates, &query.vector, &mut scored)?;
-        if scored.len() >= limit || taken >= coarse.all.len() || round >= most {
-            break;
+        rerank(&tx, &candidates, query, &mut scored)?;
+        let best = best_passing(&tx, &mut filter, &mut scored, limit, &mut checked)?;
+        if best.len() >= limit || taken >= coarse.all.len() || round >= most {
+            break best;
         }
         round = round.saturating_mul(4).min(most);
-    }
-    scored.sort_by(|a, b| b.1.total_cmp(&a.1).then(a.0.cmp(&b.0)));
-    scored.truncate(limit);
+    };
+    let scored = best;
     let memories = load_by_seq(&tx, scored.iter().map(|(seq, _)| *seq))?;
     let hits = scored
         .into_iter()
