@@ -1,10 +1,16 @@
-//! Shared by the stress and soak harnesses: the check report and the
-//! baseline of open fds and runtime tasks every check must return to.
+//! Shared by the stress, soak and bench harnesses: the check report and the
+//! baseline of open fds and runtime tasks every check must return to; the
+//! soak's judgement; the bench's MCP driver, peer servers, peak-RSS sampler
+//! and report.
 
 #![deny(missing_docs)]
 // The harnesses are programs that report on stdout.
 #![allow(clippy::print_stdout)]
 
+pub mod bench_report;
+pub mod mcp_driver;
+pub mod peak_rss;
+pub mod peers;
 pub mod soak;
 
 use std::future::Future;
