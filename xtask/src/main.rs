@@ -14,6 +14,15 @@
 //! - `serve-bench`: the servers under load on a 10k-memory store (release
 //!   build): MCP `recall` over stdio from one client, HTTP `/v1/recall` from
 //!   64 concurrent loopback clients (driver: `mnemosyne-cli/examples/serve_bench.rs`).
+//! - `bench`: the criterion benches (storage `store` and `recall`,
+//!   orchestration `work_queue`, `ics`; `--skip-criterion` to reuse the last
+//!   figures), then one release `mnemosyne` per backend and the comparison
+//!   driver (`mnemosyne-harness`, bin `bench`): our MCP server against the
+//!   peer MCP memory servers it installs from npm and PyPI at run time, and
+//!   the store against raw rusqlite. Prints one table and writes
+//!   `target/bench/bench-report.{json,md}`. `--quick` shrinks every size for
+//!   a smoke run; `--no-peers` skips the peers. Not in `ci`: slow, and it
+//!   needs the network the first time.
 #![allow(clippy::print_stdout, clippy::print_stderr)]
 
 use std::process::{Command, ExitCode};
@@ -35,9 +44,10 @@ fn main() -> ExitCode {
         Some("stress") => stress(&args[1..]),
         Some("soak") => soak(&args[1..]),
         Some("serve-bench") => serve_bench(&args[1..]),
+        Some("bench") => bench(&args[1..]),
         Some("help") | Some("--help") | Some("-h") | None => {
             println!(
-                "usage: cargo xtask ci [--backend sqlite|libsql]\n       cargo xtask eval [--backend sqlite|libsql]\n       cargo xtask stress [--backend sqlite|libsql] [--only CHECK]...\n       cargo xtask serve-bench [--backend sqlite|libsql]\n       cargo xtask soak [--release] [--duration 60s|30m|24h] [soak options]"
+                "usage: cargo xtask ci [--backend sqlite|libsql]\n       cargo xtask eval [--backend sqlite|libsql]\n       cargo xtask stress [--backend sqlite|libsql] [--only CHECK]...\n       cargo xtask serve-bench [--backend sqlite|libsql]\n       cargo xtask bench [--quick] [--skip-criterion] [--no-peers]\n       cargo xtask soak [--release] [--duration 60s|30m|24h] [soak options]"
             );
             return ExitCode::SUCCESS;
         }
@@ -172,6 +182,114 @@ fn serve_bench(args: &[String]) -> Result<()> {
     let mut run = vec!["run", "--release", "--locked", "-p", "mnemosyne-cli"];
     run.extend_from_slice(features);
     run.extend_from_slice(&["--example", "serve_bench"]);
+    cargo(&run)
+}
+
+/// The criterion benches of `bench`: package and bench target.
+const CRITERION_BENCHES: &[(&str, &[&str])] = &[
+    ("mnemosyne-storage", &["store", "recall"]),
+    ("mnemosyne-orchestration", &["work_queue"]),
+    ("mnemosyne-ics", &["ics"]),
+];
+
+/// Cargo's target directory (`CARGO_TARGET_DIR`, else `target`).
+fn target_dir() -> std::path::PathBuf {
+    std::env::var_os("CARGO_TARGET_DIR").map_or_else(|| "target".into(), Into::into)
+}
+
+/// Criterion benches, one release `mnemosyne` per backend, then the
+/// comparison driver, which prints the table and writes the report.
+fn bench(args: &[String]) -> Result<()> {
+    let mut quick = false;
+    let mut skip_criterion = false;
+    let mut peers = true;
+    for arg in args {
+        match arg.as_str() {
+            "--quick" => quick = true,
+            "--skip-criterion" => skip_criterion = true,
+            "--no-peers" => peers = false,
+            other => bail!(
+                "unknown bench option {other:?}; usage: cargo xtask bench [--quick] [--skip-criterion] [--no-peers]"
+            ),
+        }
+    }
+    let quick_env: Vec<(&str, String)> = if quick {
+        vec![("MNEMOSYNE_BENCH_QUICK", "1".into())]
+    } else {
+        Vec::new()
+    };
+    if !skip_criterion {
+        for (package, benches) in CRITERION_BENCHES {
+            let mut run = vec!["bench", "--locked", "-p", package];
+            for bench in *benches {
+                run.extend_from_slice(&["--bench", bench]);
+            }
+            cargo_with_env(&run, &quick_env)?;
+        }
+    }
+    let target = target_dir();
+    let bin_dir = target.join("bench").join("bin");
+    std::fs::create_dir_all(&bin_dir)
+        .with_context(|| format!("cannot create {}", bin_dir.display()))?;
+    // The backends bundle SQLite and exclude each other: one build each,
+    // the binary copied aside before the next build overwrites it.
+    let mut servers = Vec::new();
+    for (backend, features) in BACKENDS {
+        let mut build = vec![
+            "build",
+            "--release",
+            "--locked",
+            "-p",
+            "mnemosyne-cli",
+            "--bin",
+            "mnemosyne",
+        ];
+        build.extend_from_slice(features);
+        cargo(&build)?;
+        let built = target.join("release").join("mnemosyne");
+        let copy = bin_dir.join(format!("mnemosyne-{backend}"));
+        std::fs::copy(&built, &copy)
+            .with_context(|| format!("cannot copy {} to {}", built.display(), copy.display()))?;
+        servers.push(format!("{backend}={}", copy.display()));
+    }
+    let mut command = String::from("cargo xtask bench");
+    for arg in args {
+        command.push(' ');
+        command.push_str(arg);
+    }
+    let out = target.join("bench").display().to_string();
+    let peers_dir = target.join("peers").display().to_string();
+    let criterion_dir = target.join("criterion").display().to_string();
+    let mut run = vec![
+        "run",
+        "--release",
+        "--locked",
+        "-p",
+        "mnemosyne-harness",
+        "--bin",
+        "bench",
+        "--",
+        "--out",
+        &out,
+        "--peers-dir",
+        &peers_dir,
+        "--criterion-dir",
+        &criterion_dir,
+        // Where the storage `store` bench writes its latency pass.
+        "--store-json",
+        "target/bench-store.json",
+        "--command",
+        &command,
+    ];
+    for server in &servers {
+        run.extend_from_slice(&["--mnemosyne", server]);
+    }
+    if quick {
+        run.push("--quick");
+    }
+    if !peers {
+        run.push("--no-peers");
+    }
     cargo(&run)
 }
 
