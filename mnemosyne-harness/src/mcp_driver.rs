@@ -236,7 +236,7 @@ pub enum DriverError {
         detail: String,
     },
     /// A step did not finish in time.
-    #[error("{step} took longer than {timeout_s} s")]
+    #[error("mcp {step} took longer than {timeout_s} s")]
     Timeout {
         /// What was waited for.
         step: &'static str,
@@ -294,51 +294,68 @@ pub async fn run(
             }
         })
     };
+    let measured = session(&mut child, memories, queries, budget).await;
+    sampler.abort();
+    let (mut figures, client) = measured?;
+    if let Ok(mut peak) = peak.lock() {
+        peak.sample(pid);
+        figures.peak_rss_mib = peak.total_mib();
+        figures.processes = peak.processes();
+    }
+    // Closing stdin ends a stdio server; kill what does not end in time.
+    let _ = tokio::time::timeout(Duration::from_secs(EXIT_TIMEOUT_S), client.cancel()).await;
+    if tokio::time::timeout(Duration::from_secs(EXIT_TIMEOUT_S), child.wait())
+        .await
+        .is_err()
+    {
+        let _ = child.kill().await;
+    }
+    Ok(figures)
+}
+
+/// `future` within `timeout`, its error or the timeout as a [`DriverError`].
+async fn within<T, E: std::fmt::Display>(
+    step: &'static str,
+    timeout: Duration,
+    future: impl std::future::Future<Output = Result<T, E>>,
+) -> Result<T, DriverError> {
+    match tokio::time::timeout(timeout, future).await {
+        Ok(Ok(value)) => Ok(value),
+        Ok(Err(error)) => Err(DriverError::Mcp {
+            step,
+            detail: error.to_string(),
+        }),
+        Err(_) => Err(DriverError::Timeout {
+            step,
+            timeout_s: timeout.as_secs(),
+        }),
+    }
+}
+
+type Client = rmcp::service::RunningService<rmcp::RoleClient, ()>;
+
+/// Handshake, tool mapping, stores, searches (peak RSS is filled in by the caller).
+async fn session(
+    child: &mut tokio::process::Child,
+    memories: &[Memory],
+    queries: &[WorkloadQuery],
+    budget: &Budget,
+) -> Result<(RunFigures, Client), DriverError> {
     let (Some(stdout), Some(stdin)) = (child.stdout.take(), child.stdin.take()) else {
-        sampler.abort();
         return Err(DriverError::Mcp {
             step: "initialize",
             detail: "no stdio pipes".into(),
         });
     };
-    let start_timeout_s = budget.start_timeout.as_secs();
-    let client = match tokio::time::timeout(budget.start_timeout, ().serve((stdout, stdin))).await {
-        Ok(Ok(client)) => client,
-        Ok(Err(error)) => {
-            sampler.abort();
-            return Err(DriverError::Mcp {
-                step: "initialize",
-                detail: error.to_string(),
-            });
-        }
-        Err(_) => {
-            sampler.abort();
-            return Err(DriverError::Timeout {
-                step: "mcp initialize",
-                timeout_s: start_timeout_s,
-            });
-        }
-    };
-    let tools = match tokio::time::timeout(budget.start_timeout, client.list_all_tools()).await {
-        Ok(Ok(tools)) => tools,
-        Ok(Err(error)) => {
-            sampler.abort();
-            return Err(DriverError::Mcp {
-                step: "tools/list",
-                detail: error.to_string(),
-            });
-        }
-        Err(_) => {
-            sampler.abort();
-            return Err(DriverError::Timeout {
-                step: "mcp tools/list",
-                timeout_s: start_timeout_s,
-            });
-        }
-    };
+    let client = within(
+        "initialize",
+        budget.start_timeout,
+        ().serve((stdout, stdin)),
+    )
+    .await?;
+    let tools = within("tools/list", budget.start_timeout, client.list_all_tools()).await?;
     let tools: Vec<String> = tools.iter().map(|tool| tool.name.to_string()).collect();
     let Some(mapping) = ToolMapping::detect(&tools) else {
-        sampler.abort();
         return Err(DriverError::NoMapping(tools));
     };
     let mut first_error = None;
@@ -362,23 +379,7 @@ pub async fn run(
         &mut first_error,
     )
     .await;
-    sampler.abort();
-    let (peak_rss_mib, processes) = match peak.lock() {
-        Ok(mut peak) => {
-            peak.sample(pid);
-            (peak.total_mib(), peak.processes())
-        }
-        Err(_) => (None, 0),
-    };
-    // Closing stdin ends a stdio server; kill what does not end in time.
-    let _ = tokio::time::timeout(Duration::from_secs(EXIT_TIMEOUT_S), client.cancel()).await;
-    if tokio::time::timeout(Duration::from_secs(EXIT_TIMEOUT_S), child.wait())
-        .await
-        .is_err()
-    {
-        let _ = child.kill().await;
-    }
-    Ok(RunFigures {
+    let figures = RunFigures {
         mapping,
         tools,
         items_wanted: memories.len() as u64,
@@ -387,15 +388,16 @@ pub async fn run(
         search_capped: searches.capped,
         store: OpStats::from_latencies(stores.latencies, stores.errors, stores.wall),
         search: OpStats::from_latencies(searches.latencies, searches.errors, searches.wall),
-        peak_rss_mib,
-        processes,
+        peak_rss_mib: None,
+        processes: 0,
         first_error,
-    })
+    };
+    Ok((figures, client))
 }
 
 /// Calls one tool after another until `calls` or `phase_budget` runs out.
 async fn timed_phase(
-    client: &rmcp::service::RunningService<rmcp::RoleClient, ()>,
+    client: &Client,
     calls: impl Iterator<Item = (&'static str, JsonObject)>,
     call_timeout: Duration,
     phase_budget: Duration,

@@ -165,9 +165,8 @@ fn eval(args: &[String]) -> Result<()> {
     cargo(&run)
 }
 
-fn serve_bench(args: &[String]) -> Result<()> {
-    let (backend, features) = backend_arg("serve-bench", args)?.unwrap_or(&BACKENDS[0]);
-    println!("xtask: server load on the {backend} backend (release build)");
+/// `cargo build --release` of the `mnemosyne` binary with a backend's features.
+fn build_release_server(features: &[&str]) -> Result<()> {
     let mut build = vec![
         "build",
         "--release",
@@ -178,7 +177,13 @@ fn serve_bench(args: &[String]) -> Result<()> {
         "mnemosyne",
     ];
     build.extend_from_slice(features);
-    cargo(&build)?;
+    cargo(&build)
+}
+
+fn serve_bench(args: &[String]) -> Result<()> {
+    let (backend, features) = backend_arg("serve-bench", args)?.unwrap_or(&BACKENDS[0]);
+    println!("xtask: server load on the {backend} backend (release build)");
+    build_release_server(features)?;
     let mut run = vec!["run", "--release", "--locked", "-p", "mnemosyne-cli"];
     run.extend_from_slice(features);
     run.extend_from_slice(&["--example", "serve_bench"]);
@@ -235,17 +240,7 @@ fn bench(args: &[String]) -> Result<()> {
     // the binary copied aside before the next build overwrites it.
     let mut servers = Vec::new();
     for (backend, features) in BACKENDS {
-        let mut build = vec![
-            "build",
-            "--release",
-            "--locked",
-            "-p",
-            "mnemosyne-cli",
-            "--bin",
-            "mnemosyne",
-        ];
-        build.extend_from_slice(features);
-        cargo(&build)?;
+        build_release_server(features)?;
         let built = target.join("release").join("mnemosyne");
         let copy = bin_dir.join(format!("mnemosyne-{backend}"));
         std::fs::copy(&built, &copy)
