@@ -12,6 +12,11 @@ pub const WARM_UP_SHARE: f64 = 0.2;
 pub const RSS_GROWTH_PERCENT_MAX: f64 = 5.0;
 /// RSS growth projected to 24 hours allowed, in percent.
 pub const RSS_PROJECTED_24H_PERCENT_MAX: f64 = 5.0;
+/// The judged window is cut into this many spans of equal time; the lowest
+/// RSS of each is the floor the trend is fitted on. Request bursts and the
+/// allocator's lazily returned pages push single samples up and down by
+/// several MiB; a leak raises the floor, noise does not.
+pub const FLOOR_SPANS: usize = 10;
 /// Open fds of the server never reach this.
 pub const FDS_MAX: u64 = 100;
 /// Open fds allowed beyond the pool's connections (listener, logs, epoll,
@@ -77,14 +82,20 @@ pub struct Verdict {
     pub passed: bool,
     /// Each criterion.
     pub criteria: Vec<Criterion>,
-    /// RSS at the start of the judged window (fitted), bytes.
+    /// RSS floor at the start of the judged window (fitted), bytes.
     pub rss_judged_start_bytes: f64,
-    /// Fitted RSS slope over the judged window, bytes per second.
+    /// Fitted slope of the RSS floor over the judged window, bytes per second.
     pub rss_slope_bytes_per_s: f64,
-    /// Growth over the judged window, percent of its fitted start.
+    /// Floor growth over the judged window, percent of its fitted start.
     pub rss_growth_percent: f64,
-    /// The slope projected over 24 h, percent of the fitted start.
+    /// The floor slope projected over 24 h, percent of the fitted start.
     pub rss_projected_24h_percent: f64,
+    /// Slope fitted through every judged sample (reported, not judged).
+    #[serde(default)]
+    pub rss_all_samples_slope_bytes_per_s: f64,
+    /// That slope projected over 24 h, percent of the fitted start.
+    #[serde(default)]
+    pub rss_all_samples_projected_24h_percent: f64,
     /// Highest RSS seen in the judged window, bytes.
     pub rss_max_bytes: u64,
 }
@@ -110,6 +121,37 @@ pub fn fit_line(points: &[(f64, f64)]) -> (f64, f64) {
     (mean_y - slope * mean_x, slope)
 }
 
+/// The lowest point of each of `spans` equal spans of time over `points`
+/// (sorted by time); every point when there are too few to cut.
+pub fn floor_points(points: &[(f64, f64)], spans: usize) -> Vec<(f64, f64)> {
+    let spans = spans.min(points.len() / 2);
+    let (Some(first), Some(last)) = (points.first(), points.last()) else {
+        return Vec::new();
+    };
+    let width = (last.0 - first.0) / spans.max(1) as f64;
+    if spans < 2 || width <= 0.0 {
+        return points.to_vec();
+    }
+    let mut floor: Vec<Option<(f64, f64)>> = vec![None; spans];
+    for &(t, y) in points {
+        let span = (((t - first.0) / width) as usize).min(spans - 1);
+        if floor[span].is_none_or(|(_, low)| y < low) {
+            floor[span] = Some((t, y));
+        }
+    }
+    floor.into_iter().flatten().collect()
+}
+
+/// Growth over the fitted window and per 24 h, both in percent of the
+/// fitted start: `(start, slope, growth, projected)`.
+fn trend(points: &[(f64, f64)], start_t: f64, end_t: f64) -> (f64, f64, f64, f64) {
+    let (intercept, slope) = fit_line(points);
+    let start = (intercept + slope * start_t).max(1.0);
+    let growth = slope * (end_t - start_t) / start * 100.0;
+    let projected = slope * 86_400.0 / start * 100.0;
+    (start, slope, growth, projected)
+}
+
 /// Judges `samples` of a run that lasted `duration_s`; `exit_ok` says the
 /// server stopped cleanly (exit 0, every task ended) when asked.
 pub fn judge(samples: &[Sample], duration_s: f64, exit_ok: Result<(), String>) -> Verdict {
@@ -118,14 +160,13 @@ pub fn judge(samples: &[Sample], duration_s: f64, exit_ok: Result<(), String>) -
         .filter(|s| s.t_s >= duration_s * WARM_UP_SHARE)
         .collect();
     let points: Vec<(f64, f64)> = judged.iter().map(|s| (s.t_s, s.rss_bytes as f64)).collect();
-    let (intercept, slope) = fit_line(&points);
     let (start_t, end_t) = (
         points.first().map_or(0.0, |p| p.0),
         points.last().map_or(0.0, |p| p.0),
     );
-    let start = (intercept + slope * start_t).max(1.0);
-    let growth = slope * (end_t - start_t) / start * 100.0;
-    let projected = slope * 86_400.0 / start * 100.0;
+    let floor = floor_points(&points, FLOOR_SPANS);
+    let (start, slope, growth, projected) = trend(&floor, start_t, end_t);
+    let (_, all_slope, all_growth, all_projected) = trend(&points, start_t, end_t);
     let rss_max = judged.iter().map(|s| s.rss_bytes).max().unwrap_or(0);
     let max_of = |f: fn(&Sample) -> u64| samples.iter().map(f).max().unwrap_or(0);
     let pool_max = max_of(|s| s.pool_readers_max);
@@ -147,16 +188,19 @@ pub fn judge(samples: &[Sample], duration_s: f64, exit_ok: Result<(), String>) -
         "rss_growth",
         growth < RSS_GROWTH_PERCENT_MAX,
         format!(
-            "{growth:.2}% over the judged window (fitted {:.1} MiB, slope {:.1} KiB/s); bound {RSS_GROWTH_PERCENT_MAX}%",
+            "{growth:.2}% over the judged window (RSS floor of {} spans fitted from {:.1} MiB, slope {:.2} KiB/s; \
+             every sample: {all_growth:.2}%, {:.2} KiB/s); bound {RSS_GROWTH_PERCENT_MAX}%",
+            floor.len(),
             start / 1_048_576.0,
-            slope / 1024.0
+            slope / 1024.0,
+            all_slope / 1024.0
         ),
     );
     criterion(
         "rss_projected_24h",
         projected < RSS_PROJECTED_24H_PERCENT_MAX,
         format!(
-            "{projected:.2}% per 24 h at the fitted slope; bound {RSS_PROJECTED_24H_PERCENT_MAX}%"
+            "{projected:.2}% per 24 h at the floor's slope (every sample: {all_projected:.2}%); bound {RSS_PROJECTED_24H_PERCENT_MAX}%"
         ),
     );
     let fds_max = max_of(|s| s.fds);
@@ -219,6 +263,8 @@ pub fn judge(samples: &[Sample], duration_s: f64, exit_ok: Result<(), String>) -
         rss_slope_bytes_per_s: slope,
         rss_growth_percent: growth,
         rss_projected_24h_percent: projected,
+        rss_all_samples_slope_bytes_per_s: all_slope,
+        rss_all_samples_projected_24h_percent: all_projected,
         rss_max_bytes: rss_max,
     }
 }
@@ -358,6 +404,42 @@ mod tests {
             Ok(()),
         );
         assert!(warm.passed, "{warm:?}");
+    }
+
+    #[test]
+    fn bursts_above_a_flat_floor_pass_and_a_rising_floor_fails() {
+        // Every third sample 8 MiB up (a burst of requests), late ones more
+        // often: the all-samples fit rises, the floor does not.
+        let bursts = |t: f64| {
+            let second = t as u64;
+            let burst = second.is_multiple_of(3) || (t > 40.0 && second.is_multiple_of(2));
+            (40 << 20) + if burst { 8 << 20 } else { 0 }
+        };
+        let noisy = judge(&run(bursts), 60.0, Ok(()));
+        assert!(noisy.passed, "{noisy:?}");
+        assert!(noisy.rss_slope_bytes_per_s.abs() < 1.0);
+        assert!(noisy.rss_all_samples_projected_24h_percent > RSS_PROJECTED_24H_PERCENT_MAX);
+
+        // The same bursts over a floor that climbs 4 KiB/s (8% a day) fail.
+        let leak = judge(&run(|t| bursts(t) + (t * 4_096.0) as u64), 60.0, Ok(()));
+        assert!(!leak.passed);
+        assert!(
+            (leak.rss_slope_bytes_per_s - 4_096.0).abs() < 100.0,
+            "{leak:?}"
+        );
+    }
+
+    #[test]
+    fn the_floor_is_the_lowest_point_of_each_span() {
+        let points: Vec<(f64, f64)> = (0..20).map(|i| (f64::from(i), f64::from(i % 4))).collect();
+        let floor = floor_points(&points, 5);
+        assert_eq!(
+            floor,
+            [(0.0, 0.0), (4.0, 0.0), (8.0, 0.0), (12.0, 0.0), (16.0, 0.0)]
+        );
+        // Too few points to cut: all of them.
+        assert_eq!(floor_points(&points[..3], 5), points[..3]);
+        assert!(floor_points(&[], 5).is_empty());
     }
 
     #[test]

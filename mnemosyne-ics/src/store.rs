@@ -268,6 +268,18 @@ impl DocumentStore {
         self.open.lock().map_or(0, |open| open.docs.len())
     }
 
+    /// The most CRDT operations any open document has taken since its last
+    /// compaction (below `crdt_compact_every_ops`: reaching it compacts).
+    pub fn open_ops_since_compaction_max(&self) -> u64 {
+        self.open.lock().map_or(0, |open| {
+            open.docs
+                .values()
+                .map(|(_, w)| w.meta.ops_since_compaction)
+                .max()
+                .unwrap_or(0)
+        })
+    }
+
     fn take(&self, name: &str) -> Option<Working> {
         let mut open = self.open.lock().ok()?;
         open.docs.remove(name).map(|(_, w)| w)

@@ -154,6 +154,11 @@ async fn compaction_runs_after_its_op_count_and_drops_the_chunks() {
             .await
             .unwrap();
         assert!(out.meta.ops_since_compaction < 10);
+        // The tracker's gauge follows the open document.
+        assert_eq!(
+            docs.open_ops_since_compaction_max(),
+            out.meta.ops_since_compaction
+        );
         epochs.push(out.meta.epoch);
         let stored = db.storage.load_document("notes").await.unwrap().unwrap();
         assert!(stored.chunks.len() < 10, "{} chunks", stored.chunks.len());

@@ -70,18 +70,12 @@ pub(crate) fn render(core: &Core, supervisor: Option<&Supervisor>) -> String {
     let metrics = &core.metrics;
     let tasks = |f: fn(&Supervisor) -> u64| supervisor.map_or(0, f);
     let load = |a: &AtomicU64| a.load(Ordering::Relaxed);
-    let rest: [(&str, &str, &str, u64); 12] = [
+    let rest: [(&str, &str, &str, u64); 11] = [
         (
             "mnemosyne_events_capacity",
             "gauge",
             "Events the bus holds (events_capacity).",
             events.capacity() as u64,
-        ),
-        (
-            "mnemosyne_event_subscribers",
-            "gauge",
-            "Event subscribers alive (SSE streams).",
-            events.subscribers() as u64,
         ),
         (
             "mnemosyne_events_published_total",

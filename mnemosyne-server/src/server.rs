@@ -15,7 +15,7 @@ use rmcp::transport::async_rw::AsyncRwTransport;
 use tokio::io::{AsyncRead, AsyncWrite};
 use tokio::net::TcpListener;
 
-use mnemosyne_diagnostics::{MemoryTracker, Monitor, Thresholds};
+use mnemosyne_diagnostics::{Gauge, MemoryTracker, Monitor, Thresholds};
 use mnemosyne_ics::DocumentStore;
 use mnemosyne_orchestration::WorkQueue;
 
@@ -74,6 +74,50 @@ pub(crate) struct Core {
     pub(crate) supervisor: Weak<Supervisor>,
 }
 
+/// Tracker gauges of the open CRDT documents and of the event bus
+/// (its lag counter is a counter, rendered with the request counters). The
+/// source holds the core weakly: the tracker lives inside it.
+fn watch_documents_and_events(core: &Arc<Core>) {
+    let weak = Arc::downgrade(core);
+    let limits = &core.limits;
+    let (docs_max, ops_max, connections_max) = (
+        u64::from(limits.doc_open_max),
+        u64::from(limits.crdt_compact_every_ops),
+        u64::from(limits.http_connections_max),
+    );
+    // The second source of a fresh tracker: cannot be refused.
+    let _ = core.tracker.register("documents_and_events", move |gauges| {
+        let Some(core) = weak.upgrade() else {
+            return;
+        };
+        let docs = core.docs.store();
+        gauges.push(
+            Gauge::new(
+                "mnemosyne_docs_open",
+                "context documents held open in memory (doc_open_max)",
+                docs.open_count() as u64,
+            )
+            .with_max(docs_max),
+        );
+        gauges.push(
+            Gauge::new(
+                "mnemosyne_crdt_ops_since_compaction",
+                "most CRDT operations an open document holds since its last compaction (crdt_compact_every_ops)",
+                docs.open_ops_since_compaction_max(),
+            )
+            .with_max(ops_max),
+        );
+        gauges.push(
+            Gauge::new(
+                "mnemosyne_event_subscribers",
+                "event subscribers alive (SSE streams; each holds an HTTP connection)",
+                core.events.subscribers() as u64,
+            )
+            .with_max(connections_max),
+        );
+    });
+}
+
 /// The server: one store, one event bus, one supervisor owning every
 /// background task, shared by the MCP and HTTP front ends.
 #[derive(Clone, Debug)]
@@ -104,6 +148,7 @@ impl Server {
             limits,
             supervisor: Arc::downgrade(&supervisor),
         });
+        watch_documents_and_events(&core);
         Self { core, supervisor }
     }
 

@@ -42,6 +42,11 @@ const READING_SUBSCRIBERS: usize = 4;
 const STALLED_SUBSCRIBERS: usize = 2;
 /// Every this many requests uses a new connection (connection churn).
 const CHURN_EVERY: u64 = 10;
+/// The warm-up lasts at least `--warm-up`, then until the embedding cache
+/// holds this share of its byte cap (a cache still filling looks like a leak)...
+const CACHE_FULL_SHARE: f64 = 0.95;
+/// ...but at most this many times `--warm-up`.
+const WARM_UP_STRETCH_MAX: f64 = 4.0;
 /// Time the server gets to stop after SIGTERM before it counts as hung.
 const STOP_GRACE_S: u64 = 40;
 
@@ -62,6 +67,8 @@ struct Config {
 struct Phase {
     name: String,
     limit: Option<String>,
+    /// How long the workload ran before sampling started, seconds.
+    warm_up_s: f64,
     samples: Vec<Sample>,
     verdict: Verdict,
 }
@@ -394,14 +401,29 @@ async fn phase(
     )));
 
     // Warm-up: the workload runs, nothing is sampled.
-    let warm_until = Instant::now() + Duration::from_secs_f64(config.warm_up_s);
-    while Instant::now() < warm_until {
-        tokio::time::sleep(Duration::from_millis(200)).await;
+    let warm_started = Instant::now();
+    let warm_min = Duration::from_secs_f64(config.warm_up_s);
+    let warm_max = warm_min.mul_f64(WARM_UP_STRETCH_MAX);
+    let cache_share = loop {
+        tokio::time::sleep(Duration::from_millis(500)).await;
         if let Some(status) = child.try_wait()? {
             stop.store(true, Ordering::Relaxed);
             bail!("the server died during the warm-up of phase {name}: {status}");
         }
-    }
+        let elapsed = warm_started.elapsed();
+        if elapsed < warm_min {
+            continue;
+        }
+        let share = cache_fill_share(&client, &base).await;
+        if share >= CACHE_FULL_SHARE || elapsed >= warm_max {
+            break share;
+        }
+    };
+    let warm_up_s = warm_started.elapsed().as_secs_f64();
+    println!(
+        "soak: phase {name}: warmed up for {warm_up_s:.0} s (embedding cache {:.0}% of its cap)",
+        cache_share * 100.0
+    );
     let started = Instant::now();
     let mut samples = Vec::new();
     let interval = Duration::from_secs_f64(config.sample_interval_s.min(duration_s / 10.0));
@@ -437,6 +459,7 @@ async fn phase(
     Ok(Phase {
         name: name.into(),
         limit: limiter.map(|l| l.join(" ")),
+        warm_up_s,
         samples,
         verdict,
     })
@@ -717,6 +740,21 @@ async fn sample(
         requests_ok: counters.ok.load(Ordering::Relaxed),
         requests_overloaded: counters.overloaded.load(Ordering::Relaxed),
         requests_failed: counters.failed.load(Ordering::Relaxed),
+    }
+}
+
+/// The embedding cache's weight as a share of its byte cap (0 if unknown).
+async fn cache_fill_share(client: &reqwest::Client, base: &str) -> f64 {
+    let Ok(response) = client.get(format!("{base}/metrics")).send().await else {
+        return 0.0;
+    };
+    let metrics = parse_metrics(&response.text().await.unwrap_or_default());
+    let metric = |name: &str| metrics.get(name).copied().unwrap_or(0.0);
+    let cap = metric("mnemosyne_embedding_cache_bytes_max");
+    if cap > 0.0 {
+        metric("mnemosyne_embedding_cache_bytes") / cap
+    } else {
+        0.0
     }
 }
 
