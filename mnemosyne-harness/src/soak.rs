@@ -17,6 +17,10 @@ pub const RSS_PROJECTED_24H_PERCENT_MAX: f64 = 5.0;
 /// allocator's lazily returned pages push single samples up and down by
 /// several MiB; a leak raises the floor, noise does not.
 pub const FLOOR_SPANS: usize = 10;
+/// A judged window shorter than this is not projected to 24 h: a few MiB
+/// of allocator noise over a minute project to thousands of percent a day.
+/// The short soak judges growth within its window; the long one both.
+pub const PROJECTION_WINDOW_MIN_S: f64 = 600.0;
 /// Open fds of the server never reach this.
 pub const FDS_MAX: u64 = 100;
 /// Open fds allowed beyond the pool's connections (listener, logs, epoll,
@@ -73,6 +77,10 @@ pub struct Criterion {
     pub passed: bool,
     /// The figure and its bound.
     pub detail: String,
+    /// Not judged on this run (it passes), e.g. a projection from a window
+    /// too short to project from; `detail` says why.
+    #[serde(default)]
+    pub skipped: bool,
 }
 
 /// The judgement of one run.
@@ -177,6 +185,7 @@ pub fn judge(samples: &[Sample], duration_s: f64, exit_ok: Result<(), String>) -
             name: name.into(),
             passed,
             detail,
+            skipped: false,
         });
     };
     criterion(
@@ -196,13 +205,26 @@ pub fn judge(samples: &[Sample], duration_s: f64, exit_ok: Result<(), String>) -
             all_slope / 1024.0
         ),
     );
-    criterion(
-        "rss_projected_24h",
-        projected < RSS_PROJECTED_24H_PERCENT_MAX,
-        format!(
-            "{projected:.2}% per 24 h at the floor's slope (every sample: {all_projected:.2}%); bound {RSS_PROJECTED_24H_PERCENT_MAX}%"
-        ),
+    let window_s = end_t - start_t;
+    let projected_judged = window_s >= PROJECTION_WINDOW_MIN_S;
+    let projection = format!(
+        "{projected:.2}% per 24 h at the floor's slope (every sample: {all_projected:.2}%); bound {RSS_PROJECTED_24H_PERCENT_MAX}%"
     );
+    if projected_judged {
+        criterion(
+            "rss_projected_24h",
+            projected < RSS_PROJECTED_24H_PERCENT_MAX,
+            projection,
+        );
+    } else {
+        criterion(
+            "rss_projected_24h",
+            true,
+            format!(
+                "not judged: the {window_s:.0} s window is under {PROJECTION_WINDOW_MIN_S:.0} s ({projection})"
+            ),
+        );
+    }
     let fds_max = max_of(|s| s.fds);
     let fds_bound = FDS_MAX.min(pool_max + 1 + FDS_MARGIN);
     criterion(
@@ -256,6 +278,9 @@ pub fn judge(samples: &[Sample], duration_s: f64, exit_ok: Result<(), String>) -
         exit_ok.is_ok(),
         exit_ok.map_or_else(|e| e, |()| "exit 0 after SIGTERM, every task ended".into()),
     );
+    for c in &mut criteria {
+        c.skipped = c.name == "rss_projected_24h" && !projected_judged;
+    }
     Verdict {
         passed: criteria.iter().all(|c| c.passed),
         criteria,
@@ -356,10 +381,14 @@ pub fn svg(samples: &[Sample], duration_s: f64) -> String {
 mod tests {
     use super::*;
 
-    fn run(rss: impl Fn(f64) -> u64) -> Vec<Sample> {
+    /// Long enough to project to 24 h.
+    const RUN_S: f64 = 1_200.0;
+
+    /// 61 samples over `duration_s`.
+    fn run_over(duration_s: f64, rss: impl Fn(f64) -> u64) -> Vec<Sample> {
         (0..=60u32)
             .map(|i| {
-                let t_s = f64::from(i);
+                let t_s = f64::from(i) * duration_s / 60.0;
                 Sample {
                     t_s,
                     rss_bytes: rss(t_s),
@@ -373,14 +402,18 @@ mod tests {
             .collect()
     }
 
+    fn run(rss: impl Fn(f64) -> u64) -> Vec<Sample> {
+        run_over(RUN_S, rss)
+    }
+
     #[test]
     fn a_flat_run_passes_and_a_leak_fails() {
-        let flat = judge(&run(|_| 40 << 20), 60.0, Ok(()));
+        let flat = judge(&run(|_| 40 << 20), RUN_S, Ok(()));
         assert!(flat.passed, "{flat:?}");
         assert!(flat.rss_growth_percent.abs() < 1e-9);
 
-        // 40 MiB growing 10 KiB/s: 1.2% in the window, but ~2100% per day.
-        let leak = judge(&run(|t| (40 << 20) + (t * 10_240.0) as u64), 60.0, Ok(()));
+        // 40 MiB growing 512 B/s: 1.2% in the window, but 105% per day.
+        let leak = judge(&run(|t| (40 << 20) + (t * 512.0) as u64), RUN_S, Ok(()));
         assert!(!leak.passed);
         let failed: Vec<&str> = leak
             .criteria
@@ -389,18 +422,18 @@ mod tests {
             .map(|c| c.name.as_str())
             .collect();
         assert_eq!(failed, ["rss_projected_24h"]);
-        assert!((leak.rss_slope_bytes_per_s - 10_240.0).abs() < 1.0);
+        assert!((leak.rss_slope_bytes_per_s - 512.0).abs() < 1.0);
 
         // Warm-up growth is not judged.
         let warm = judge(
             &run(|t| {
-                if t < 12.0 {
-                    (20 << 20) + (t * 1e6) as u64
+                if t < 240.0 {
+                    (20 << 20) + (t * 1e5) as u64
                 } else {
                     40 << 20
                 }
             }),
-            60.0,
+            RUN_S,
             Ok(()),
         );
         assert!(warm.passed, "{warm:?}");
@@ -411,22 +444,45 @@ mod tests {
         // Every third sample 8 MiB up (a burst of requests), late ones more
         // often: the all-samples fit rises, the floor does not.
         let bursts = |t: f64| {
-            let second = t as u64;
-            let burst = second.is_multiple_of(3) || (t > 40.0 && second.is_multiple_of(2));
+            let sample = (t / 20.0) as u64;
+            let burst = sample.is_multiple_of(3) || (sample > 40 && sample.is_multiple_of(2));
             (40 << 20) + if burst { 8 << 20 } else { 0 }
         };
-        let noisy = judge(&run(bursts), 60.0, Ok(()));
+        let noisy = judge(&run(bursts), RUN_S, Ok(()));
         assert!(noisy.passed, "{noisy:?}");
         assert!(noisy.rss_slope_bytes_per_s.abs() < 1.0);
         assert!(noisy.rss_all_samples_projected_24h_percent > RSS_PROJECTED_24H_PERCENT_MAX);
 
-        // The same bursts over a floor that climbs 4 KiB/s (8% a day) fail.
-        let leak = judge(&run(|t| bursts(t) + (t * 4_096.0) as u64), 60.0, Ok(()));
+        // The same bursts over a floor that climbs 256 B/s (53% a day) fail.
+        let leak = judge(&run(|t| bursts(t) + (t * 256.0) as u64), RUN_S, Ok(()));
         assert!(!leak.passed);
         assert!(
-            (leak.rss_slope_bytes_per_s - 4_096.0).abs() < 100.0,
+            (leak.rss_slope_bytes_per_s - 256.0).abs() < 20.0,
             "{leak:?}"
         );
+    }
+
+    #[test]
+    fn a_short_window_judges_growth_but_does_not_project() {
+        // 60 s: 512 B/s is 0.06% in the window, not projected.
+        let short = judge(
+            &run_over(60.0, |t| (40 << 20) + (t * 512.0) as u64),
+            60.0,
+            Ok(()),
+        );
+        assert!(short.passed, "{short:?}");
+        let projection = &short
+            .criteria
+            .iter()
+            .find(|c| c.name == "rss_projected_24h");
+        assert!(projection.is_some_and(|c| c.skipped && c.detail.starts_with("not judged")));
+        // Growth within the window is still judged.
+        let steep = judge(
+            &run_over(60.0, |t| (40 << 20) + (t * 65_536.0) as u64),
+            60.0,
+            Ok(()),
+        );
+        assert!(!steep.passed);
     }
 
     #[test]
@@ -447,7 +503,7 @@ mod tests {
         let mut samples = run(|_| 40 << 20);
         samples[30].pool_readers_open = 5;
         samples[31].fds = 150;
-        let verdict = judge(&samples, 60.0, Err("exit code 143".into()));
+        let verdict = judge(&samples, RUN_S, Err("exit code 143".into()));
         let failed: Vec<&str> = verdict
             .criteria
             .iter()

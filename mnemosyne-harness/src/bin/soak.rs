@@ -190,7 +190,11 @@ fn run() -> Result<bool> {
         for c in &phase.verdict.criteria {
             println!(
                 "{}  {}/{}: {}",
-                if c.passed { "ok  " } else { "FAIL" },
+                match (c.passed, c.skipped) {
+                    (_, true) => "skip",
+                    (true, false) => "ok  ",
+                    (false, false) => "FAIL",
+                },
                 phase.name,
                 c.name,
                 c.detail
