@@ -18,6 +18,14 @@ pub trait Embedder: Send + Sync + Debug {
 
     /// One L2-normalised vector of [`Embedder::dims`] floats per text, in order.
     async fn embed(&self, texts: &[&str]) -> Result<Vec<Vec<f32>>>;
+
+    /// Like [`Embedder::embed`], for texts whose vectors the store keeps
+    /// (memories remembered, updated or reindexed). Each is embedded once and
+    /// then read from the database, so a cache in front of the model passes
+    /// these by and keeps its room for recall queries, which repeat.
+    async fn embed_for_storage(&self, texts: &[&str]) -> Result<Vec<Vec<f32>>> {
+        self.embed(texts).await
+    }
 }
 
 /// A vector together with the model that made it.

@@ -85,6 +85,15 @@ pub struct Recall {
     pub degraded: Option<String>,
 }
 
+/// What a text is embedded for: the embedding cache holds only queries.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+enum Purpose {
+    /// A recall query: repeats, so it goes through the cache.
+    Query,
+    /// A memory whose vector the store keeps: embedded once.
+    Storage,
+}
+
 /// A pooled, bounded memory store.
 #[derive(Debug, Clone)]
 pub struct MemoryStore {
@@ -116,11 +125,16 @@ impl MemoryStore {
         self.embedder.as_ref()
     }
 
-    async fn embed_one(&self, text: &str) -> Result<Option<Embedding>> {
+    /// One vector of `text`: of a recall query (`Purpose::Query`, through
+    /// the embedding cache) or of a memory the store keeps (past it).
+    async fn embed_one(&self, text: &str, purpose: Purpose) -> Result<Option<Embedding>> {
         let Some(embedder) = &self.embedder else {
             return Ok(None);
         };
-        let mut vectors = embedder.embed(&[text]).await?;
+        let mut vectors = match purpose {
+            Purpose::Query => embedder.embed(&[text]).await?,
+            Purpose::Storage => embedder.embed_for_storage(&[text]).await?,
+        };
         let vector = vectors
             .pop()
             .ok_or_else(|| Error::Embedding("the embedder returned no vector".into()))?;
@@ -154,7 +168,10 @@ impl MemoryStore {
     pub async fn remember(&self, new: NewMemory) -> Result<Memory> {
         let memory = new.into_memory(&self.limits, timestamp_now())?;
         let embedding = self
-            .embed_one(&embedding_text(&memory.content, memory.summary.as_deref()))
+            .embed_one(
+                &embedding_text(&memory.content, memory.summary.as_deref()),
+                Purpose::Storage,
+            )
             .await?;
         self.storage
             .insert_memory(&memory, embedding.as_ref())
@@ -186,7 +203,8 @@ impl MemoryStore {
                 Some(summary) => summary.as_deref(),
                 None => current.summary.as_deref(),
             };
-            self.embed_one(&embedding_text(content, summary)).await?
+            self.embed_one(&embedding_text(content, summary), Purpose::Storage)
+                .await?
         } else {
             None
         };
@@ -293,7 +311,7 @@ impl MemoryStore {
             if !use_vector {
                 return Ok(Vec::new());
             }
-            let Some(embedding) = self.embed_one(&query.text).await? else {
+            let Some(embedding) = self.embed_one(&query.text, Purpose::Query).await? else {
                 return Ok(Vec::new());
             };
             let vector = VectorQuery {
@@ -436,7 +454,7 @@ impl MemoryStore {
         let mut stored = 0;
         for chunk in texts.chunks(self.limits.embedding_batch_max as usize) {
             let inputs: Vec<&str> = chunk.iter().map(|(_, text)| text.as_str()).collect();
-            let vectors = embedder.embed(&inputs).await?;
+            let vectors = embedder.embed_for_storage(&inputs).await?;
             if vectors.len() != chunk.len() {
                 return Err(Error::Embedding(format!(
                     "the embedder returned {} vectors for {} texts",

@@ -143,6 +143,10 @@ impl<E: Embedder + ?Sized> Embedder for CachedEmbedder<E> {
         self.inner.dims()
     }
 
+    async fn embed_for_storage(&self, texts: &[&str]) -> Result<Vec<Vec<f32>>> {
+        self.inner.embed_for_storage(texts).await
+    }
+
     async fn embed(&self, texts: &[&str]) -> Result<Vec<Vec<f32>>> {
         let keys: Vec<CacheKey> = texts.iter().map(|text| self.key(text)).collect();
         let mut found: Vec<Option<Arc<[f32]>>> = keys.iter().map(|k| self.cache.get(k)).collect();
@@ -285,6 +289,20 @@ mod tests {
     fn weight_counts_vector_bytes_and_overhead() {
         assert_eq!(entry_weight(384), 384 * 4 + CACHE_ENTRY_OVERHEAD_BYTES);
         assert_eq!(entry_weight(usize::MAX), u32::MAX);
+    }
+
+    #[tokio::test]
+    async fn texts_embedded_for_storage_pass_the_cache_by() {
+        let inner = Counting::new(64);
+        let cached = CachedEmbedder::new(inner.clone(), 1024 * 1024);
+        cached.embed_for_storage(&["alpha", "beta"]).await.unwrap();
+        cached.embed_for_storage(&["alpha"]).await.unwrap();
+        assert_eq!(inner.calls(), 2);
+        assert_eq!(cached.weighted_bytes(), 0);
+        // A query of the same text is then a miss, and cached.
+        cached.embed(&["alpha"]).await.unwrap();
+        cached.embed(&["alpha"]).await.unwrap();
+        assert_eq!(inner.calls(), 3);
     }
 
     #[tokio::test]
