@@ -721,10 +721,7 @@ async fn sample(
     counters: &Counters,
 ) -> Sample {
     let process = mnemosyne_diagnostics::ProcessStats::of_pid(pid);
-    let metrics = match client.get(format!("{base}/metrics")).send().await {
-        Ok(response) => parse_metrics(&response.text().await.unwrap_or_default()),
-        Err(_) => HashMap::new(),
-    };
+    let metrics = fetch_metrics(client, base).await;
     let metric = |name: &str| metrics.get(name).copied().unwrap_or(0.0) as u64;
     Sample {
         t_s,
@@ -749,16 +746,21 @@ async fn sample(
 
 /// The embedding cache's weight as a share of its byte cap (0 if unknown).
 async fn cache_fill_share(client: &reqwest::Client, base: &str) -> f64 {
-    let Ok(response) = client.get(format!("{base}/metrics")).send().await else {
-        return 0.0;
-    };
-    let metrics = parse_metrics(&response.text().await.unwrap_or_default());
+    let metrics = fetch_metrics(client, base).await;
     let metric = |name: &str| metrics.get(name).copied().unwrap_or(0.0);
     let cap = metric("mnemosyne_embedding_cache_bytes_max");
     if cap > 0.0 {
         metric("mnemosyne_embedding_cache_bytes") / cap
     } else {
         0.0
+    }
+}
+
+/// The server's `/metrics`, parsed (empty when it does not answer).
+async fn fetch_metrics(client: &reqwest::Client, base: &str) -> HashMap<String, f64> {
+    match client.get(format!("{base}/metrics")).send().await {
+        Ok(response) => parse_metrics(&response.text().await.unwrap_or_default()),
+        Err(_) => HashMap::new(),
     }
 }
 
