@@ -170,6 +170,14 @@ pub struct PoolStatus {
     pub writer_in_use: usize,
     /// Callers waiting for the writer.
     pub writer_waiting: usize,
+    /// Bytes the embedded SQLite holds in its heap now (page caches,
+    /// statements, every connection of the process together; for a remote
+    /// database only the local library's own).
+    #[serde(default)]
+    pub sqlite_heap_bytes: u64,
+    /// `sqlite_heap_bytes_max`: the soft limit SQLite frees cached pages at.
+    #[serde(default)]
+    pub sqlite_heap_bytes_max: u64,
 }
 
 /// The one storage contract every backend implements and one conformance

@@ -153,6 +153,12 @@ impl MemoryTracker {
                     "callers waiting for the writer connection",
                     pool.writer_waiting as u64,
                 ),
+                Gauge::new(
+                    "mnemosyne_sqlite_heap_bytes",
+                    "bytes in SQLite's heap (page caches, statements), all connections",
+                    pool.sqlite_heap_bytes,
+                )
+                .with_max(pool.sqlite_heap_bytes_max),
             ]);
         })
     }

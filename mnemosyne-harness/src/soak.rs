@@ -54,6 +54,9 @@ pub struct Sample {
     pub cache_bytes_max: u64,
     /// SSE subscribers connected.
     pub event_subscribers: u64,
+    /// Bytes in SQLite's heap (page caches, statements), all connections.
+    #[serde(default)]
+    pub sqlite_heap_bytes: u64,
     /// Bytes the application has allocated (jemalloc builds only, else 0).
     #[serde(default)]
     pub allocated_bytes: u64,
@@ -294,12 +297,18 @@ pub fn judge(samples: &[Sample], duration_s: f64, exit_ok: Result<(), String>) -
     }
 }
 
-/// Four stacked line charts (RSS MiB, open fds, tasks alive, active work
-/// items) over time, as a standalone SVG document.
+/// Six stacked line charts (RSS, the two bounded caches inside it, open
+/// fds, tasks alive, active work items) over time, as a standalone SVG document.
 pub fn svg(samples: &[Sample], duration_s: f64) -> String {
     type Series = (&'static str, &'static str, fn(&Sample) -> f64);
-    let series: [Series; 4] = [
+    let series: [Series; 6] = [
         ("RSS (MiB)", "#c0392b", |s| s.rss_bytes as f64 / 1_048_576.0),
+        ("SQLite heap (MiB)", "#d35400", |s| {
+            s.sqlite_heap_bytes as f64 / 1_048_576.0
+        }),
+        ("embedding cache (MiB)", "#16a085", |s| {
+            s.cache_bytes as f64 / 1_048_576.0
+        }),
         ("open fds", "#2980b9", |s| s.fds as f64),
         ("tasks alive", "#27ae60", |s| s.tasks_alive as f64),
         ("active work items", "#8e44ad", |s| {

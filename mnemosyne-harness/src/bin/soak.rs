@@ -61,6 +61,8 @@ struct Config {
     memory_limit_run_s: f64,
     memory_limit_mib: u64,
     warm_up_s: f64,
+    /// Limits given to the server (`--limit NAME=VALUE`, as `MNEMOSYNE_<NAME>`).
+    server_limits: Vec<(String, String)>,
 }
 
 #[derive(Debug, Serialize)]
@@ -123,6 +125,7 @@ fn run() -> Result<bool> {
     let mut memory_limit_mib = 512;
     let mut limit_run = true;
     let mut warm_up_s: Option<f64> = None;
+    let mut server_limits = Vec::new();
     let mut rest = args.iter();
     while let Some(flag) = rest.next() {
         let mut value = || rest.next().with_context(|| format!("{flag} needs a value"));
@@ -137,9 +140,11 @@ fn run() -> Result<bool> {
             }
             "--no-memory-limit-run" => limit_run = false,
             "--warm-up" => warm_up_s = Some(parse_duration(value()?)?),
+            "--limit" => server_limits.push(parse_limit(value()?)?),
             other => bail!(
                 "unknown argument {other:?}; usage: soak [--duration 60s|30m|24h] [--out DIR] [--rate OPS_PER_S] \
-                 [--memories N] [--bin PATH] [--memory-limit-mib N] [--no-memory-limit-run] [--warm-up 60s]"
+                 [--memories N] [--bin PATH] [--memory-limit-mib N] [--no-memory-limit-run] [--warm-up 60s] \
+                 [--limit NAME=VALUE]..."
             ),
         }
     }
@@ -177,6 +182,7 @@ fn run() -> Result<bool> {
         },
         memory_limit_mib,
         warm_up_s,
+        server_limits,
     };
     println!("soak: writing into {}", out.display());
     let runtime = tokio::runtime::Builder::new_multi_thread()
@@ -352,6 +358,12 @@ async fn phase(
         .args(["serve", "http", "--bind", &format!("127.0.0.1:{port}")])
         // The soak judges what the server holds: keep mmap'd file pages out of RSS.
         .env("MNEMOSYNE_SQLITE_MMAP_BYTES_MAX", "0")
+        .envs(config.server_limits.iter().map(|(name, value)| {
+            (
+                format!("{}{}", mnemosyne_core::ENV_PREFIX, name.to_uppercase()),
+                value,
+            )
+        }))
         .env("RUST_LOG", "warn")
         .stdin(Stdio::null())
         .stdout(Stdio::null())
@@ -736,12 +748,29 @@ async fn sample(
         cache_bytes: metric("mnemosyne_embedding_cache_bytes"),
         cache_bytes_max: metric("mnemosyne_embedding_cache_bytes_max"),
         event_subscribers: metric("mnemosyne_event_subscribers"),
+        sqlite_heap_bytes: metric("mnemosyne_sqlite_heap_bytes"),
         allocated_bytes: metric("mnemosyne_allocator_allocated_bytes"),
         allocator_resident_bytes: metric("mnemosyne_allocator_resident_bytes"),
         requests_ok: counters.ok.load(Ordering::Relaxed),
         requests_overloaded: counters.overloaded.load(Ordering::Relaxed),
         requests_failed: counters.failed.load(Ordering::Relaxed),
     }
+}
+
+/// `NAME=VALUE` of `--limit`: a limit the server knows, with a value it accepts.
+fn parse_limit(spec: &str) -> Result<(String, String)> {
+    let (name, value) = spec
+        .split_once('=')
+        .with_context(|| format!("--limit takes NAME=VALUE, not {spec:?}"))?;
+    let known = serde_json::to_value(Limits::default())?;
+    if known.get(name).is_none() {
+        bail!("--limit {name}: no such limit (see `mnemosyne config`)");
+    }
+    let variable = format!("{}{}", mnemosyne_core::ENV_PREFIX, name.to_uppercase());
+    Limits::default()
+        .with_env_overrides([(variable, value.to_owned())])
+        .with_context(|| format!("--limit {spec}"))?;
+    Ok((name.to_owned(), value.to_owned()))
 }
 
 /// The embedding cache's weight as a share of its byte cap (0 if unknown).

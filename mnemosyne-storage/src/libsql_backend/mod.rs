@@ -127,6 +127,7 @@ pub struct LibsqlStorage {
     kind: Kind,
     pool_wait_timeout_ms: u64,
     memory_links_max: u32,
+    sqlite_heap_bytes_max: u64,
 }
 
 /// A reader connection held out of the pool until dropped.
@@ -210,6 +211,7 @@ impl LibsqlStorage {
             readers,
             kind,
             pool_wait_timeout_ms: limits.pool_wait_timeout_ms,
+            sqlite_heap_bytes_max: limits.sqlite_heap_bytes_max,
             memory_links_max: limits.memory_links_max,
         };
         if let Location::Remote { url, .. } = location {
@@ -588,11 +590,25 @@ impl Storage for LibsqlStorage {
     }
 
     fn pool_status(&self) -> PoolStatus {
-        crate::pool_status::from_pools(self.readers.status(), self.writer.status())
+        crate::pool_status::from_pools(
+            self.readers.status(),
+            self.writer.status(),
+            sqlite_heap_bytes(),
+            self.sqlite_heap_bytes_max,
+        )
     }
 
     async fn close(&self) {
         self.readers.close();
         self.writer.close();
     }
+}
+
+/// Bytes in SQLite's heap now, every connection of the process together.
+#[allow(unsafe_code)]
+fn sqlite_heap_bytes() -> u64 {
+    // SAFETY: sqlite3_memory_used takes no arguments and only reads SQLite's
+    // global memory statistics, which it guards with its own mutex.
+    let used = unsafe { libsql::ffi::sqlite3_memory_used() };
+    u64::try_from(used).unwrap_or(0)
 }

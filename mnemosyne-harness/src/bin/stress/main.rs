@@ -26,6 +26,8 @@ use mnemosyne_storage::LibsqlStorage as Backend;
 #[cfg(feature = "sqlite")]
 use mnemosyne_storage::SqliteStorage as Backend;
 
+mod server_checks;
+
 type Outcome = Result<String, String>;
 
 const CHECKS: &[&str] = &[
@@ -37,6 +39,9 @@ const CHECKS: &[&str] = &[
     "embedding_cache_cap",
     "supervisor_churn",
     "queue_open_close_cycles",
+    "server_start_stop_cycles",
+    "stalled_event_subscribers",
+    "crdt_edit_storm",
 ];
 
 fn main() -> ExitCode {
@@ -122,6 +127,33 @@ async fn run(only: Vec<String>) -> Report {
                 "queue_open_close_cycles",
                 baseline,
                 queue_open_close_cycles(),
+            )
+            .await;
+    }
+    if wanted("server_start_stop_cycles") {
+        report
+            .run(
+                "server_start_stop_cycles",
+                baseline,
+                server_checks::server_start_stop_cycles(),
+            )
+            .await;
+    }
+    if wanted("stalled_event_subscribers") {
+        report
+            .run(
+                "stalled_event_subscribers",
+                baseline,
+                server_checks::stalled_event_subscribers(),
+            )
+            .await;
+    }
+    if wanted("crdt_edit_storm") {
+        report
+            .run(
+                "crdt_edit_storm",
+                baseline,
+                server_checks::crdt_edit_storm(),
             )
             .await;
     }
