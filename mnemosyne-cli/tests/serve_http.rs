@@ -548,11 +548,7 @@ fn a_subscriber_that_never_reads_does_not_grow_the_server() {
     let served = Served::start(
         &sandbox,
         "127.0.0.1:0",
-        // File pages mapped by SQLite would count in RSS: keep them out.
-        &[
-            ("MNEMOSYNE_EVENTS_CAPACITY", "64"),
-            ("MNEMOSYNE_SQLITE_MMAP_BYTES_MAX", "0"),
-        ],
+        &[("MNEMOSYNE_EVENTS_CAPACITY", "64")],
     );
     let mut stalled = served.connect();
     assert_eq!(stalled.subscribe(&[]), 200);

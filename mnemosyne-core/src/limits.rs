@@ -62,8 +62,16 @@ pub struct Limits {
     pub allocator_dirty_decay_ms: u64,
     /// Bytes of the database file each local connection reads through a
     /// memory map (`PRAGMA mmap_size`: address space shared through the page
-    /// cache, not memory per connection); 0 turns it off.
+    /// cache, not memory per connection); 0 (the default) turns it off.
+    /// A map makes hybrid recall under many concurrent clients faster (the
+    /// vector rerank reads scattered rows without a system call each), but
+    /// every mapped page the server touched counts in its RSS, which then
+    /// grows with the database file.
     pub sqlite_mmap_bytes_max: u64,
+    /// Bytes the write-ahead log file is cut back to once a checkpoint has
+    /// copied it into the database (`PRAGMA journal_size_limit`): one large
+    /// write grows the WAL, and without this it would keep that size.
+    pub sqlite_wal_bytes_max: u64,
     /// Active (not finished) work items; more is `WorkQueueFull`.
     pub work_items_max: u32,
     /// Finished work items kept in memory; older ones live on disk only.
@@ -187,7 +195,8 @@ impl Default for Limits {
             pool_readers_max: 4,
             pool_wait_timeout_ms: 5_000,
             sqlite_busy_timeout_ms: 5_000,
-            sqlite_mmap_bytes_max: 1 << 30,
+            sqlite_mmap_bytes_max: 0,
+            sqlite_wal_bytes_max: 64 << 20,
             sqlite_page_cache_bytes_max: 2 << 20,
             sqlite_heap_bytes_max: 32 << 20,
             allocator_dirty_decay_ms: 1_000,

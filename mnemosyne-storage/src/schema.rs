@@ -32,6 +32,13 @@ pub fn heap_limit_pragma(heap_bytes_max: u64) -> String {
     format!("PRAGMA soft_heap_limit = {heap_bytes_max};")
 }
 
+/// Pragma that cuts the WAL file back to `wal_bytes_max` after a checkpoint
+/// has emptied it (SQLite reuses the file; it would otherwise keep its
+/// largest size).
+pub fn wal_size_limit_pragma(wal_bytes_max: u64) -> String {
+    format!("PRAGMA journal_size_limit = {wal_bytes_max};")
+}
+
 /// Pragma that puts a database file in WAL mode (persistent; set once by the writer).
 pub const JOURNAL_MODE_WAL: &str = "PRAGMA journal_mode = WAL";
 

@@ -356,8 +356,6 @@ async fn phase(
         .arg("--db")
         .arg(db)
         .args(["serve", "http", "--bind", &format!("127.0.0.1:{port}")])
-        // The soak judges what the server holds: keep mmap'd file pages out of RSS.
-        .env("MNEMOSYNE_SQLITE_MMAP_BYTES_MAX", "0")
         .envs(config.server_limits.iter().map(|(name, value)| {
             (
                 format!("{}{}", mnemosyne_core::ENV_PREFIX, name.to_uppercase()),

@@ -55,12 +55,14 @@ struct Manager {
     busy_timeout_ms: u64,
     page_cache_bytes_max: u64,
     heap_bytes_max: u64,
+    wal_bytes_max: u64,
 }
 
 impl Manager {
     fn setup_sql(&self) -> String {
         let mut setup = schema::connection_pragmas(self.busy_timeout_ms, self.page_cache_bytes_max);
         setup.push_str(&schema::heap_limit_pragma(self.heap_bytes_max));
+        setup.push_str(&schema::wal_size_limit_pragma(self.wal_bytes_max));
         if self.read_only {
             setup.push_str("PRAGMA query_only = ON;");
         }
@@ -149,6 +151,7 @@ fn build_pool(
         busy_timeout_ms: limits.sqlite_busy_timeout_ms,
         page_cache_bytes_max: limits.sqlite_page_cache_bytes_max,
         heap_bytes_max: limits.sqlite_heap_bytes_max,
+        wal_bytes_max: limits.sqlite_wal_bytes_max,
     };
     Pool::builder(manager)
         .max_size(size)

@@ -151,9 +151,8 @@ fn build_pool(path: &Path, size: usize, limits: &Limits, read_only: bool) -> Res
         limits.sqlite_page_cache_bytes_max,
     );
     setup.push_str(&schema::heap_limit_pragma(limits.sqlite_heap_bytes_max));
-    // Vector search reads a few thousand scattered rows per query; through
-    // read() each page miss in SQLite's small per-connection cache is a
-    // system call and a copy, which cost more than the search itself.
+    setup.push_str(&schema::wal_size_limit_pragma(limits.sqlite_wal_bytes_max));
+    // Off by default (see the limit): mapped file pages count in RSS.
     setup.push_str(&format!(
         "PRAGMA mmap_size = {};",
         limits.sqlite_mmap_bytes_max

@@ -762,6 +762,43 @@ pub async fn batches_are_all_or_nothing<B: Backend>() {
     assert_eq!(bounded.get(fresh[0].id).await.unwrap().links.len(), 1);
 }
 
+fn wal_bytes(db: &Path) -> u64 {
+    let mut wal = db.as_os_str().to_owned();
+    wal.push("-wal");
+    std::fs::metadata(wal).map_or(0, |m| m.len())
+}
+
+pub async fn a_large_write_does_not_leave_a_large_wal<B: Backend>() {
+    let f = fixture();
+    let wal_max = 1 << 20;
+    let limits = Limits {
+        sqlite_wal_bytes_max: wal_max,
+        ..Limits::default()
+    };
+    let store = open::<B>(&f.path, limits.clone()).await;
+    let now = chrono::Utc::now();
+    let text = "wal ".repeat(12_000);
+    let batch: Vec<Memory> = (0..200)
+        .map(|i| {
+            new_memory(&format!("{i} {text}"), "global")
+                .into_memory(&limits, now)
+                .unwrap()
+        })
+        .collect();
+    store.import_batch(&batch, OnConflict::Fail).await.unwrap();
+    let grown = wal_bytes(&f.path);
+    assert!(grown > 4 * wal_max, "the batch grew the WAL to {grown} bytes");
+    // Its commit checkpointed the WAL; the next write starts it over and
+    // cuts the file back to the limit.
+    store.remember(new_memory("small", "global")).await.unwrap();
+    let after = wal_bytes(&f.path);
+    assert!(
+        after <= wal_max,
+        "WAL {after} bytes after the next write (was {grown}, limit {wal_max})"
+    );
+    assert_eq!(store.count(true).await.unwrap(), 201);
+}
+
 pub async fn concurrent_readers_and_writer_never_see_locks<B: Backend>() {
     let f = fixture();
     let store = open::<B>(&f.path, Limits::default()).await;
@@ -2199,6 +2236,7 @@ macro_rules! conformance_tests {
             pagination_covers_everything_once,
             limits_bound_results,
             batches_are_all_or_nothing,
+            a_large_write_does_not_leave_a_large_wal,
             concurrent_readers_and_writer_never_see_locks,
             pool_exhaustion_times_out,
             migrates_from_empty_and_reopens,
