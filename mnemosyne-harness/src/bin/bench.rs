@@ -58,7 +58,7 @@ struct Plan {
 const FULL: Plan = Plan {
     sizes: &[1_000, 10_000],
     searches: 1_000,
-    store_phase_s: 120,
+    store_phase_s: 300,
     search_phase_s: 45,
 };
 

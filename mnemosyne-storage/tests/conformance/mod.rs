@@ -787,7 +787,10 @@ pub async fn a_large_write_does_not_leave_a_large_wal<B: Backend>() {
         .collect();
     store.import_batch(&batch, OnConflict::Fail).await.unwrap();
     let grown = wal_bytes(&f.path);
-    assert!(grown > 4 * wal_max, "the batch grew the WAL to {grown} bytes");
+    assert!(
+        grown > 4 * wal_max,
+        "the batch grew the WAL to {grown} bytes"
+    );
     // Its commit checkpointed the WAL; the next write starts it over and
     // cuts the file back to the limit.
     store.remember(new_memory("small", "global")).await.unwrap();
