@@ -28,6 +28,7 @@ pub mod schema;
 #[cfg(feature = "sqlite")]
 mod sqlite;
 mod store;
+pub mod wal_bound;
 pub mod work_rows;
 
 use std::sync::Arc;

@@ -32,6 +32,7 @@ use mnemosyne_core::{
 
 use crate::location::Location;
 use crate::schema;
+use crate::wal_bound::{CHECKPOINT_WAIT_MS, TRUNCATE_CHECKPOINT, WalBound};
 
 type Pool = managed::Pool<Manager>;
 type Object = managed::Object<Manager>;
@@ -130,6 +131,9 @@ pub struct LibsqlStorage {
     pool_wait_timeout_ms: u64,
     memory_links_max: u32,
     sqlite_heap_bytes_max: u64,
+    sqlite_busy_timeout_ms: u64,
+    /// The WAL of a local file (a remote server keeps its own).
+    wal: Option<WalBound>,
 }
 
 /// A reader connection held out of the pool until dropped.
@@ -216,6 +220,11 @@ impl LibsqlStorage {
             pool_wait_timeout_ms: limits.pool_wait_timeout_ms,
             sqlite_heap_bytes_max: limits.sqlite_heap_bytes_max,
             memory_links_max: limits.memory_links_max,
+            sqlite_busy_timeout_ms: limits.sqlite_busy_timeout_ms,
+            wal: match location {
+                Location::File(path) => Some(WalBound::new(path, limits.sqlite_wal_bytes_max)),
+                Location::Remote { .. } => None,
+            },
         };
         if let Location::Remote { url, .. } = location {
             storage
@@ -316,7 +325,18 @@ impl LibsqlStorage {
         F: FnOnce(Connection) -> Fut + Send + 'static,
         Fut: Future<Output = Result<T>> + Send + 'static,
     {
-        self.run(&self.writer, "writer", work).await
+        let wal = self.wal.clone();
+        let busy_timeout_ms = self.sqlite_busy_timeout_ms;
+        self.run(&self.writer, "writer", move |conn| async move {
+            let done = work(conn.clone()).await?;
+            if let Some(wal) = wal.filter(WalBound::is_due) {
+                // The write is committed whatever the checkpoint does.
+                let finished = truncate_wal(&conn, busy_timeout_ms).await;
+                wal.attempted(finished);
+            }
+            Ok(done)
+        })
+        .await
     }
 
     async fn read<T, F, Fut>(&self, work: F) -> Result<T>
@@ -614,4 +634,28 @@ fn sqlite_heap_bytes() -> u64 {
     // global memory statistics, which it guards with its own mutex.
     let used = unsafe { libsql::ffi::sqlite3_memory_used() };
     u64::try_from(used).unwrap_or(0)
+}
+
+/// A TRUNCATE checkpoint that waits at most [`CHECKPOINT_WAIT_MS`] for
+/// readers; true when it emptied the WAL.
+async fn truncate_wal(conn: &Connection, busy_timeout_ms: u64) -> bool {
+    let busy_timeout = |ms: u64| format!("PRAGMA busy_timeout = {ms}");
+    if conn
+        .query(&busy_timeout(CHECKPOINT_WAIT_MS), ())
+        .await
+        .is_err()
+    {
+        return false;
+    }
+    let busy = match conn.query(TRUNCATE_CHECKPOINT, ()).await {
+        Ok(mut rows) => match rows.next().await {
+            Ok(Some(row)) => row.get::<i64>(0).ok(),
+            _ => None,
+        },
+        Err(_) => None,
+    };
+    // Back to the connection's own timeout; if even that fails the next
+    // statement still runs, only with the short wait.
+    let _ = conn.query(&busy_timeout(busy_timeout_ms), ()).await;
+    busy == Some(0)
 }

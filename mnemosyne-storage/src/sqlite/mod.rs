@@ -35,6 +35,8 @@ use mnemosyne_core::{
 use rusqlite::config::DbConfig;
 use rusqlite::{Connection, ffi};
 
+use crate::wal_bound::{CHECKPOINT_WAIT_MS, TRUNCATE_CHECKPOINT, WalBound};
+
 use crate::location::Location;
 use crate::schema;
 
@@ -101,6 +103,8 @@ pub struct SqliteStorage {
     pool_wait_timeout_ms: u64,
     memory_links_max: u32,
     sqlite_heap_bytes_max: u64,
+    sqlite_busy_timeout_ms: u64,
+    wal: WalBound,
 }
 
 /// A reader connection held out of the pool until dropped.
@@ -203,6 +207,8 @@ impl SqliteStorage {
             readers,
             pool_wait_timeout_ms: limits.pool_wait_timeout_ms,
             sqlite_heap_bytes_max: limits.sqlite_heap_bytes_max,
+            sqlite_busy_timeout_ms: limits.sqlite_busy_timeout_ms,
+            wal: WalBound::new(&path, limits.sqlite_wal_bytes_max),
             memory_links_max: limits.memory_links_max,
         };
         storage.write(ops::migrate).await.map_err(|e| match e {
@@ -264,7 +270,18 @@ impl SqliteStorage {
         &self,
         work: impl FnOnce(&mut Connection) -> Result<T> + Send + 'static,
     ) -> Result<T> {
-        self.run(&self.writer, "writer", work).await
+        let wal = self.wal.clone();
+        let busy_timeout = Duration::from_millis(self.sqlite_busy_timeout_ms);
+        self.run(&self.writer, "writer", move |conn| {
+            let done = work(conn)?;
+            if wal.is_due() {
+                // The write is committed whatever the checkpoint does.
+                let finished = truncate_wal(conn, busy_timeout);
+                wal.attempted(finished);
+            }
+            Ok(done)
+        })
+        .await
     }
 
     async fn read<T: Send + 'static>(
@@ -516,4 +533,20 @@ fn sqlite_heap_bytes() -> u64 {
     // global memory statistics, which it guards with its own mutex.
     let used = unsafe { ffi::sqlite3_memory_used() };
     u64::try_from(used).unwrap_or(0)
+}
+
+/// A TRUNCATE checkpoint that waits at most [`CHECKPOINT_WAIT_MS`] for
+/// readers; true when it emptied the WAL.
+fn truncate_wal(conn: &Connection, busy_timeout: Duration) -> bool {
+    if conn
+        .busy_timeout(Duration::from_millis(CHECKPOINT_WAIT_MS))
+        .is_err()
+    {
+        return false;
+    }
+    let busy: rusqlite::Result<i64> = conn.query_row(TRUNCATE_CHECKPOINT, [], |row| row.get(0));
+    // Back to the connection's own timeout; if even that fails the next
+    // statement still runs, only with the short wait.
+    let _ = conn.busy_timeout(busy_timeout);
+    matches!(busy, Ok(0))
 }
