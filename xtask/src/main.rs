@@ -6,7 +6,7 @@
 //!   build), then the short soak and the diagnostics crate with its
 //!   `jemalloc` feature.
 //! - `soak`: the soak harness (`mnemosyne-harness`, bin `soak`) against the
-//!   real server binary.
+//!   real server binary; without options, the short soak `ci` runs.
 //! - `stress`: the stress harness (`mnemosyne-harness`, bin `stress`): every
 //!   bounded structure pushed past its limit; one line per check.
 //! - `eval`: recall@5 and MRR of keyword, vector and hybrid recall on the
@@ -122,11 +122,15 @@ fn stress(args: &[String]) -> Result<()> {
 /// figures worth reporting. Other arguments go to the harness.
 fn soak(args: &[String]) -> Result<()> {
     let release = args.iter().any(|a| a == "--release");
-    let rest: Vec<&str> = args
+    let mut rest: Vec<&str> = args
         .iter()
         .map(String::as_str)
         .filter(|a| *a != "--release")
         .collect();
+    if rest.is_empty() {
+        // No soak options: the short soak, exactly as `ci` runs it.
+        rest = CI_SOAK.to_vec();
+    }
     let profile: &[&str] = if release { &["--release"] } else { &[] };
     cargo(&[&["build", "--locked", "-p", "mnemosyne-cli"], profile].concat())?;
     let binary = format!(
@@ -288,7 +292,8 @@ fn bench(args: &[String]) -> Result<()> {
     cargo(&run)
 }
 
-/// The short soak of `ci`: one minute judged after a 20 s warm-up, with an
+/// The short soak of `ci` and of `cargo xtask soak` without options: one
+/// minute judged after a 20 s warm-up, with an
 /// embedding cache small enough to be full before the judged window (a
 /// cache still filling would read as growth); then the memory-limited phase.
 const CI_SOAK: [&str; 6] = [
@@ -330,7 +335,7 @@ fn ci(args: &[String]) -> Result<()> {
         run_stress(features, &[])?;
     }
     if only.is_none_or(|o| o == "sqlite") {
-        soak(&CI_SOAK.map(str::to_owned))?;
+        soak(&[])?;
         // The allocator statistics only exist with jemalloc as the allocator.
         let jemalloc = [
             "-p",
