@@ -522,6 +522,6 @@ mod tests {
         assert_eq!(failed, ["fds", "pool", "shutdown"]);
         let svg = svg(&samples, 60.0);
         assert!(svg.starts_with("<svg") && svg.trim_end().ends_with("</svg>"));
-        assert_eq!(svg.matches("<polyline").count(), 4);
+        assert_eq!(svg.matches("<polyline").count(), 6);
     }
 }
