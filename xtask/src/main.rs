@@ -133,8 +133,10 @@ fn soak(args: &[String]) -> Result<()> {
     }
     let profile: &[&str] = if release { &["--release"] } else { &[] };
     cargo(&[&["build", "--locked", "-p", "mnemosyne-cli"], profile].concat())?;
+    // Where cargo just built it: CARGO_TARGET_DIR when set (CI may share one).
+    let target_dir = std::env::var("CARGO_TARGET_DIR").unwrap_or_else(|_| "target".to_owned());
     let binary = format!(
-        "target/{}/mnemosyne",
+        "{target_dir}/{}/mnemosyne",
         if release { "release" } else { "debug" }
     );
     let mut run = vec!["run", "--locked", "-p", "mnemosyne-harness"];
