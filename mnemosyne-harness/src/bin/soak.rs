@@ -172,7 +172,9 @@ fn run() -> Result<bool> {
         duration_s,
         rate_per_s,
         memories,
-        sample_interval_s: (duration_s / 150.0).clamp(2.0, 30.0),
+        // At least 1 s: a one-minute run gets ~5 samples in each of the
+        // 10 spans its RSS floor is taken from.
+        sample_interval_s: (duration_s / 150.0).clamp(1.0, 30.0),
         seed: SEED,
         binary,
         memory_limit_run_s: if limit_run {
