@@ -1,7 +1,8 @@
 //! `cargo xtask soak [--duration D]`: starts the real `mnemosyne serve http`
 //! on a preloaded database, drives a seeded mixed workload at a steady rate
-//! (remember, recall, list, work submit/claim/complete, SSE subscribers that
-//! read and that never read, connection churn), samples the server every few
+//! (remember, forget, recall, list, work submit/claim/complete, document
+//! writes, SSE subscribers that read and that never read, connection churn),
+//! samples the server every few
 //! seconds, and judges the run (see `mnemosyne_harness::soak`). Then runs the
 //! same workload under a memory limit to show the server does not die.
 //! Writes `soak-report.json` and `soak-report.svg` into the directory it
@@ -9,11 +10,11 @@
 
 #![allow(clippy::print_stdout, clippy::print_stderr)]
 
-use std::collections::HashMap;
+use std::collections::{HashMap, VecDeque};
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, ExitCode, Stdio};
-use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 use anyhow::{Context, Result, bail};
@@ -49,6 +50,13 @@ const CACHE_FULL_SHARE: f64 = 0.95;
 const WARM_UP_STRETCH_MAX: f64 = 4.0;
 /// Time the server gets to stop after SIGTERM before it counts as hung.
 const STOP_GRACE_S: u64 = 40;
+/// Memories the workload itself remembered that it keeps; past this many
+/// each remember forgets (hard) the oldest, so the store holds a steady
+/// number of memories (`--grow-store` keeps them all).
+const STORE_WINDOW: usize = 1_000;
+/// Context documents the workload rewrites, and lines in each.
+const DOCS: usize = 4;
+const DOC_LINES: usize = 40;
 
 #[derive(Clone, Debug, Serialize)]
 struct Config {
@@ -63,6 +71,9 @@ struct Config {
     warm_up_s: f64,
     /// Limits given to the server (`--limit NAME=VALUE`, as `MNEMOSYNE_<NAME>`).
     server_limits: Vec<(String, String)>,
+    /// Memories of the workload kept before it forgets the oldest; `None`:
+    /// it forgets nothing and the store grows (`--grow-store`).
+    store_window: Option<usize>,
 }
 
 #[derive(Debug, Serialize)]
@@ -126,6 +137,7 @@ fn run() -> Result<bool> {
     let mut limit_run = true;
     let mut warm_up_s: Option<f64> = None;
     let mut server_limits = Vec::new();
+    let mut store_window = Some(STORE_WINDOW);
     let mut rest = args.iter();
     while let Some(flag) = rest.next() {
         let mut value = || rest.next().with_context(|| format!("{flag} needs a value"));
@@ -141,10 +153,11 @@ fn run() -> Result<bool> {
             "--no-memory-limit-run" => limit_run = false,
             "--warm-up" => warm_up_s = Some(parse_duration(value()?)?),
             "--limit" => server_limits.push(parse_limit(value()?)?),
+            "--grow-store" => store_window = None,
             other => bail!(
                 "unknown argument {other:?}; usage: soak [--duration 60s|30m|24h] [--out DIR] [--rate OPS_PER_S] \
                  [--memories N] [--bin PATH] [--memory-limit-mib N] [--no-memory-limit-run] [--warm-up 60s] \
-                 [--limit NAME=VALUE]..."
+                 [--limit NAME=VALUE]... [--grow-store]"
             ),
         }
     }
@@ -185,6 +198,7 @@ fn run() -> Result<bool> {
         memory_limit_mib,
         warm_up_s,
         server_limits,
+        store_window,
     };
     println!("soak: writing into {}", out.display());
     let runtime = tokio::runtime::Builder::new_multi_thread()
@@ -412,6 +426,7 @@ async fn phase(
         client.clone(),
         config.rate_per_s,
         config.memories,
+        config.store_window,
         Arc::clone(&counters),
         Arc::clone(&stop),
     )));
@@ -533,6 +548,7 @@ async fn drive(
     client: reqwest::Client,
     rate_per_s: u32,
     preloaded: u32,
+    store_window: Option<usize>,
     counters: Arc<Counters>,
     stop: Arc<AtomicBool>,
 ) {
@@ -545,6 +561,28 @@ async fn drive(
     }
     let mut rng = StdRng::seed_from_u64(SEED + 2);
     let in_flight = Arc::new(Semaphore::new(IN_FLIGHT_MAX));
+    let remembered = Arc::new(Remembered {
+        ids: Mutex::new(VecDeque::new()),
+        window: store_window,
+    });
+    let mut docs: Vec<Vec<String>> = (0..DOCS)
+        .map(|doc| {
+            (0..DOC_LINES)
+                .map(|line| format!("doc {doc} line {line}: first draft"))
+                .collect()
+        })
+        .collect();
+    // Create the documents first: concurrent first writes would race to create.
+    for (doc, lines) in docs.iter().enumerate() {
+        let body = serde_json::json!({"text": lines.join("\n"), "actor": "soak-agent-0"});
+        if let Err(Failure::Failed(message)) = Op::DocWrite(format!("soak-doc-{doc}"), body)
+            .send(&client, &base)
+            .await
+        {
+            eprintln!("soak: request failed: {message}");
+            counters.failed.fetch_add(1, Ordering::Relaxed);
+        }
+    }
     let mut ticks =
         tokio::time::interval(Duration::from_secs_f64(1.0 / f64::from(rate_per_s.max(1))));
     ticks.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Skip);
@@ -567,16 +605,30 @@ async fn drive(
         let roll: f64 = rng.random();
         let op = if roll < 0.30 {
             let memory = workload.memory(Utc::now());
-            Op::Remember(serde_json::json!({
-                "content": memory.content,
-                "namespace": memory.namespace.to_string(),
-                "tags": memory.tags,
-                "importance": memory.importance.get(),
-            }))
-        } else if roll < 0.80 {
+            Op::Remember(
+                serde_json::json!({
+                    "content": memory.content,
+                    "namespace": memory.namespace.to_string(),
+                    "tags": memory.tags,
+                    "importance": memory.importance.get(),
+                }),
+                Arc::clone(&remembered),
+            )
+        } else if roll < 0.78 {
             Op::Recall(serde_json::json!({"query": workload.query().text, "limit": 10}))
-        } else if roll < 0.85 {
+        } else if roll < 0.83 {
             Op::List
+        } else if roll < 0.86 {
+            let doc = (sequence as usize) % DOCS;
+            let line = rng.random_range(0..DOC_LINES);
+            docs[doc][line] = format!("doc {doc} line {line}: revision {sequence}");
+            Op::DocWrite(
+                format!("soak-doc-{doc}"),
+                serde_json::json!({
+                    "text": docs[doc].join("\n"),
+                    "actor": format!("soak-agent-{}", sequence % 8),
+                }),
+            )
         } else {
             Op::Work(sequence)
         };
@@ -602,10 +654,32 @@ async fn drive(
     let _ = in_flight.acquire_many(IN_FLIGHT_MAX as u32).await;
 }
 
+/// Ids of the memories the workload remembered, oldest first, and how many
+/// it keeps (`None`: all).
+struct Remembered {
+    ids: Mutex<VecDeque<String>>,
+    window: Option<usize>,
+}
+
+impl Remembered {
+    /// Records a new id; returns the oldest one when over the window.
+    fn push(&self, id: String) -> Option<String> {
+        let window = self.window?;
+        let mut ids = self.ids.lock().unwrap_or_else(|e| e.into_inner());
+        ids.push_back(id);
+        if ids.len() > window {
+            ids.pop_front()
+        } else {
+            None
+        }
+    }
+}
+
 enum Op {
-    Remember(serde_json::Value),
+    Remember(serde_json::Value, Arc<Remembered>),
     Recall(serde_json::Value),
     List,
+    DocWrite(String, serde_json::Value),
     Work(u64),
 }
 
@@ -648,14 +722,31 @@ impl Op {
                 .body(body.to_string())
         };
         match self {
-            Op::Remember(body) => {
-                call(json(format!("{base}/v1/memories"), &body), "remember").await?;
+            Op::Remember(body, remembered) => {
+                let memory = call(json(format!("{base}/v1/memories"), &body), "remember").await?;
+                let id = memory["id"]
+                    .as_str()
+                    .ok_or_else(|| Failure::Failed(format!("remember: no id in {memory}")))?;
+                if let Some(oldest) = remembered.push(id.to_owned()) {
+                    call(
+                        client.delete(format!("{base}/v1/memories/{oldest}?hard=true")),
+                        "forget",
+                    )
+                    .await?;
+                }
             }
             Op::Recall(body) => {
                 call(json(format!("{base}/v1/recall"), &body), "recall").await?;
             }
             Op::List => {
                 call(client.get(format!("{base}/v1/memories?limit=20")), "list").await?;
+            }
+            Op::DocWrite(name, body) => {
+                let request = client
+                    .put(format!("{base}/v1/docs/{name}"))
+                    .header("content-type", "application/json")
+                    .body(body.to_string());
+                call(request, "doc write").await?;
             }
             Op::Work(n) => {
                 let agent = format!("soak-agent-{}", n % 8);

@@ -34,7 +34,10 @@
 //!    A sparse query (the `hash` embedder's: ~30 of 384 dimensions set) is
 //!    scored with the 4-bit levels (~30 lookups a vector, 19 MB read for
 //!    100k vectors); a dense one (neural embedders) with the sign bits (48
-//!    lookups, 4.8 MB).
+//!    lookups, 4.8 MB). Only the best candidates of the round are kept
+//!    ([`BestKeys`]: at most twice as many entries), so a recall's memory
+//!    does not grow with the number of stored vectors; a further round that
+//!    needs more scans again.
 //! 2. **Exact**: the best-scoring candidates of the query's model and size
 //!    are reranked by cosine similarity of their stored f32 vectors (one
 //!    `memory_embeddings` lookup each); then, best first and only as far as
@@ -365,29 +368,62 @@ fn model_dims(conn: &Connection, model_id: &str, dims: usize) -> Result<Option<u
     Ok(Some(if has_query_size { dims } else { any }))
 }
 
-/// The coarse ranking of one query over the model's vectors, ordered lazily
-/// (only as far as candidates are taken).
+/// The coarse ranking of one query: the best `ranked.len()` of the model's
+/// `total` vectors, best first. Only the best are kept, so a recall holds
+/// memory for its candidates, not for every stored vector.
 struct Coarse {
-    /// `(key, seq)`, ascending key = descending score; `all[..ordered]` is
-    /// sorted and precedes the rest.
-    all: Vec<(u32, i64)>,
-    ordered: usize,
+    /// `(key, seq)` ascending: ascending key = descending score.
+    ranked: Vec<(u32, i64)>,
+    total: usize,
 }
 
-impl Coarse {
-    /// The next up to `count` candidates after the first `from`, best first.
-    fn next(&mut self, from: usize, count: usize) -> &[(u32, i64)] {
-        let end = from.saturating_add(count).min(self.all.len());
-        if end > self.ordered {
-            let rest = &mut self.all[self.ordered..];
-            let take = end - self.ordered;
-            if take < rest.len() {
-                rest.select_nth_unstable(take - 1);
-            }
-            rest[..take].sort_unstable();
-            self.ordered = end;
+/// The `keep` lowest of a stream of `(key, seq)`, in O(keep) memory: the
+/// buffer is cut back to the best `keep` whenever it holds twice as many,
+/// and an item worse than the worst kept after a cut is not pushed.
+struct BestKeys {
+    keep: usize,
+    items: Vec<(u32, i64)>,
+    worst_kept: Option<(u32, i64)>,
+    seen: usize,
+}
+
+impl BestKeys {
+    fn new(keep: usize) -> Self {
+        let keep = keep.max(1);
+        Self {
+            keep,
+            items: Vec::with_capacity(keep.saturating_mul(2).min(1 << 16)),
+            worst_kept: None,
+            seen: 0,
         }
-        &self.all[from.min(end)..end]
+    }
+
+    fn push(&mut self, item: (u32, i64)) {
+        self.seen += 1;
+        if self.worst_kept.is_some_and(|worst| item > worst) {
+            return;
+        }
+        self.items.push(item);
+        if self.items.len() >= self.keep.saturating_mul(2) {
+            self.cut();
+        }
+    }
+
+    fn cut(&mut self) {
+        if self.items.len() > self.keep {
+            self.items.select_nth_unstable(self.keep - 1);
+            self.items.truncate(self.keep);
+        }
+        self.worst_kept = self.items.iter().max().copied();
+    }
+
+    fn finish(mut self) -> Coarse {
+        self.cut();
+        self.items.sort_unstable();
+        Coarse {
+            ranked: self.items,
+            total: self.seen,
+        }
     }
 }
 
@@ -460,25 +496,34 @@ fn plan(query: &[f32]) -> (Code, Vec<(usize, [i32; 256])>) {
     (code, code.tables(query))
 }
 
-/// Scores every vector of the model against the query; `Ok(None)` when
-/// the vec0 storage is not laid out as expected.
-fn scan_chunks(
-    conn: &Connection,
-    table: &str,
-    model_id: &str,
+/// Scores every vector of the model against the query and keeps the best
+/// `keep`; `Ok(None)` when the vec0 storage is not laid out as expected.
+fn scan_chunks(conn: &Connection, scan: &Scan<'_>, keep: usize) -> Result<Option<Coarse>> {
+    let mut best = BestKeys::new(keep);
+    let known = read_chunks(
+        conn,
+        scan.table,
+        scan.model_id,
+        scan.code,
+        scan.dims,
+        |rowid, bytes| {
+            let mut score = 0i32;
+            for (at, table) in &scan.tables {
+                score += table[usize::from(bytes[*at])];
+            }
+            best.push((descending_key(score), rowid));
+        },
+    )?;
+    Ok(known.then(|| best.finish()))
+}
+
+/// What a coarse scan reads and scores with.
+struct Scan<'a> {
+    table: &'a str,
+    model_id: &'a str,
     code: Code,
-    tables: &[(usize, [i32; 256])],
+    tables: Vec<(usize, [i32; 256])>,
     dims: usize,
-) -> Result<Option<Coarse>> {
-    let mut all = Vec::new();
-    let known = read_chunks(conn, table, model_id, code, dims, |rowid, bytes| {
-        let mut score = 0i32;
-        for (at, table) in tables {
-            score += table[usize::from(bytes[*at])];
-        }
-        all.push((descending_key(score), rowid));
-    })?;
-    Ok(known.then_some(Coarse { all, ordered: 0 }))
 }
 
 /// Every vector of the model, unranked: the exact fallback when the vec0
@@ -489,12 +534,15 @@ fn every_vector(conn: &Connection, model_id: &str, dims: usize) -> Result<Coarse
             "SELECT memory_seq FROM memory_embeddings WHERE model_id = ?1 AND dims = ?2",
         )
         .map_err(db)?;
-    let all = stmt
+    let ranked: Vec<(u32, i64)> = stmt
         .query_map(params![model_id, dims as i64], |row| Ok((0, row.get(0)?)))
         .map_err(db)?
         .collect::<rusqlite::Result<Vec<_>>>()
         .map_err(db)?;
-    Ok(Coarse { all, ordered: 0 })
+    Ok(Coarse {
+        total: ranked.len(),
+        ranked,
+    })
 }
 
 /// SQL of the exact vectors of the candidates (`?1`, a JSON array of
@@ -640,9 +688,16 @@ pub(super) fn vector_search(conn: &mut Connection, query: &VectorQuery) -> Resul
     }
     let table = table_name(dims);
     let (code, tables) = plan(&query.vector);
+    let scan = Scan {
+        table: &table,
+        model_id: &query.model_id,
+        code,
+        tables,
+        dims,
+    };
     let mut first = code.candidates_first(query.limit);
     let scanned = if table_exists(&tx, &table)? {
-        scan_chunks(&tx, &table, &query.model_id, code, &tables, dims)?
+        scan_chunks(&tx, &scan, first)?
     } else {
         None
     };
@@ -655,7 +710,7 @@ pub(super) fn vector_search(conn: &mut Connection, query: &VectorQuery) -> Resul
                  comparing every vector of the model"
             );
             let every = every_vector(&tx, &query.model_id, dims)?;
-            first = every.all.len().max(1);
+            first = every.total.max(1);
             every
         }
     };
@@ -666,11 +721,19 @@ pub(super) fn vector_search(conn: &mut Connection, query: &VectorQuery) -> Resul
     let mut checked: HashMap<i64, bool> = HashMap::new();
     let (mut taken, mut round) = (0, first);
     let best = loop {
-        let candidates = coarse.next(taken, round - taken).to_vec();
-        taken += candidates.len();
-        rerank(&tx, &candidates, query, &mut scored)?;
+        if round > coarse.ranked.len() && coarse.ranked.len() < coarse.total {
+            // A further round wants more than the scan kept: scan again
+            // (same snapshot, so the ones taken come first again).
+            if let Some(wider) = scan_chunks(&tx, &scan, round)? {
+                coarse = wider;
+            }
+        }
+        let end = round.min(coarse.ranked.len());
+        let candidates = &coarse.ranked[taken.min(end)..end];
+        rerank(&tx, candidates, query, &mut scored)?;
+        taken = end;
         let best = best_passing(&tx, &mut filter, &mut scored, limit, &mut checked)?;
-        if best.len() >= limit || taken >= coarse.all.len() || round >= most {
+        if best.len() >= limit || taken >= coarse.total || round >= most {
             break best;
         }
         round = round.saturating_mul(4).min(most);
@@ -830,17 +893,26 @@ mod tests {
     }
 
     #[test]
-    fn coarse_order_is_lazy_and_complete() {
+    fn best_keys_are_the_lowest_in_order_within_twice_keep() {
         let mut rng = rand::rngs::StdRng::seed_from_u64(1);
-        let all: Vec<(u32, i64)> = (0..500).map(|i| (rng.random_range(0..50), i)).collect();
+        let all: Vec<(u32, i64)> = (0..5_000).map(|i| (rng.random_range(0..50), i)).collect();
         let mut sorted = all.clone();
         sorted.sort_unstable();
-        let mut coarse = Coarse { all, ordered: 0 };
-        let mut seen = coarse.next(0, 7).to_vec();
-        seen.extend_from_slice(coarse.next(7, 100));
-        seen.extend_from_slice(coarse.next(107, 1_000));
-        assert_eq!(seen, sorted);
-        assert!(coarse.next(500, 10).is_empty());
+        for keep in [1, 7, 100, 4_999, 5_000, 6_000] {
+            let mut best = BestKeys::new(keep);
+            let mut buffer_max = 0;
+            for item in &all {
+                best.push(*item);
+                buffer_max = buffer_max.max(best.items.len());
+            }
+            assert!(
+                buffer_max < 2 * keep,
+                "keep {keep}: buffer held {buffer_max}"
+            );
+            let coarse = best.finish();
+            assert_eq!(coarse.total, 5_000);
+            assert_eq!(coarse.ranked, sorted[..keep.min(5_000)], "keep {keep}");
+        }
     }
 
     fn unit(rng: &mut impl Rng, dims: usize) -> Vec<f32> {
