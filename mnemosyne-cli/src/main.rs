@@ -76,6 +76,10 @@ use crate::output::Output;
 /// own pool, so the CLI needs few.
 const WORKER_THREADS: usize = 2;
 
+/// A blocking thread with nothing to do for this long ends (tokio's
+/// default, passed explicitly); `blocking_threads_max` bounds how many run.
+const BLOCKING_THREAD_IDLE_S: u64 = 10;
+
 /// Time the runtime gives its blocking threads when the command is done.
 const RUNTIME_SHUTDOWN_MS: u64 = 1_000;
 
@@ -127,6 +131,8 @@ fn run(cli: Cli, db_source: DbSource) -> anyhow::Result<()> {
     let out = Output::new(global.json);
     let runtime = tokio::runtime::Builder::new_multi_thread()
         .worker_threads(WORKER_THREADS)
+        .max_blocking_threads(settings.limits.blocking_threads_max as usize)
+        .thread_keep_alive(Duration::from_secs(BLOCKING_THREAD_IDLE_S))
         .thread_name("mnemosyne-cli")
         .enable_all()
         .build()?;

@@ -28,6 +28,44 @@ fn config_file_limits_are_honoured() {
 }
 
 #[test]
+fn config_shows_the_server_table_without_the_token() {
+    let sandbox = Sandbox::new();
+    let config = sandbox.path("config.toml");
+    std::fs::write(
+        &config,
+        "[server]\nbind = \"127.0.0.1:9999\"\ntoken = \"s3cret-token\"\n",
+    )
+    .unwrap();
+    let config = config.to_str().unwrap();
+    let text = sandbox.ok(&["--config", config, "config"]);
+    assert!(
+        text.contains("[server]\nbind = \"127.0.0.1:9999\""),
+        "{text}"
+    );
+    assert!(text.contains("# HTTP token: set (never printed)"), "{text}");
+    assert!(!text.contains("s3cret-token"), "{text}");
+    let effective = sandbox.json(&["--config", config, "config"]);
+    assert_eq!(effective["server"]["bind"], "127.0.0.1:9999");
+    assert_eq!(effective["server"]["token_set"], true);
+    assert!(!effective.to_string().contains("s3cret-token"));
+
+    // What `config` prints is a config file that gives the same settings.
+    let printed = sandbox.path("printed.toml");
+    std::fs::write(&printed, &text).unwrap();
+    let printed = printed.to_str().unwrap();
+    let again = sandbox.json(&["--config", printed, "config"]);
+    assert_eq!(again["server"]["bind"], "127.0.0.1:9999");
+    assert_eq!(again["server"]["token_set"], false);
+    assert_eq!(again["limits"], effective["limits"]);
+    assert_eq!(again["embedder"], effective["embedder"]);
+
+    // Without a [server] table: the default address, no token.
+    let bare = sandbox.json(&["config"]);
+    assert_eq!(bare["server"]["bind"], "127.0.0.1:7077");
+    assert_eq!(bare["server"]["token_set"], false);
+}
+
+#[test]
 fn env_limit_overrides_are_honoured() {
     let sandbox = Sandbox::new();
     let config = sandbox.path("config.toml");

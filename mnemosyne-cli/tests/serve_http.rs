@@ -68,6 +68,16 @@ impl Served {
         self.connect().send(method, path, &[], body)
     }
 
+    fn threads(&self) -> u64 {
+        let status = std::fs::read_to_string(format!("/proc/{}/status", self.child.id()))
+            .expect("read /proc status");
+        status
+            .lines()
+            .find_map(|line| line.strip_prefix("Threads:"))
+            .and_then(|rest| rest.trim().parse().ok())
+            .expect("Threads")
+    }
+
     fn rss_kib(&self) -> u64 {
         let status = std::fs::read_to_string(format!("/proc/{}/status", self.child.id()))
             .expect("read /proc status");
@@ -593,6 +603,68 @@ fn a_subscriber_that_never_reads_does_not_grow_the_server() {
     // The stalled subscriber still gets events once it reads.
     stalled.next_event("updated");
     assert_eq!(served.terminate(), Some(0));
+}
+
+/// Most threads `serve http` ran while 32 clients remembered and recalled
+/// at once, with `blocking_threads_max` set to `blocking`; every request
+/// must succeed.
+fn threads_under_load(blocking: &str) -> u64 {
+    let sandbox = Sandbox::new();
+    let served = Served::start(
+        &sandbox,
+        "127.0.0.1:0",
+        &[("MNEMOSYNE_BLOCKING_THREADS_MAX", blocking)],
+    );
+    let most = std::sync::atomic::AtomicU64::new(served.threads());
+    let done = std::sync::atomic::AtomicBool::new(false);
+    std::thread::scope(|scope| {
+        scope.spawn(|| {
+            while !done.load(std::sync::atomic::Ordering::Relaxed) {
+                most.fetch_max(served.threads(), std::sync::atomic::Ordering::Relaxed);
+                std::thread::sleep(Duration::from_millis(2));
+            }
+        });
+        let clients: Vec<_> = (0..32)
+            .map(|client| {
+                let served = &served;
+                scope.spawn(move || {
+                    let mut conn = served.connect();
+                    for i in 0..15 {
+                        let content = format!("client {client} note {i} about lease locks");
+                        let made =
+                            conn.send("POST", "/v1/memories", &[], Some(&remember_body(&content)));
+                        assert_eq!(made.status, 201);
+                        let query = json!({"query": "lease locks", "limit": 10});
+                        let found = conn.send("POST", "/v1/recall", &[], Some(&query));
+                        assert_eq!(found.status, 200);
+                    }
+                })
+            })
+            .collect();
+        for client in clients {
+            client.join().expect("a client failed");
+        }
+        done.store(true, std::sync::atomic::Ordering::Relaxed);
+    });
+    assert_eq!(served.terminate(), Some(0));
+    assert_eq!(sandbox.count(), 32 * 15);
+    most.into_inner()
+}
+
+#[test]
+fn blocking_threads_stay_within_their_limit() {
+    // The main thread, 2 runtime workers, at most 2 blocking threads.
+    let limited = threads_under_load("2");
+    assert!(
+        limited <= 5,
+        "{limited} threads with blocking_threads_max 2"
+    );
+    // The same load with the default limit uses more: the limit is what held.
+    let default = threads_under_load("16");
+    assert!(
+        default > 5,
+        "only {default} threads with blocking_threads_max 16"
+    );
 }
 
 #[test]

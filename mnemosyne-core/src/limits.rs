@@ -57,6 +57,11 @@ pub struct Limits {
     /// soft_heap_limit`): past it SQLite frees cached pages before it
     /// allocates more.
     pub sqlite_heap_bytes_max: u64,
+    /// Threads the runtime may start for blocking work: every SQLite call
+    /// runs on one, for as long as it holds its connection (tokio's own
+    /// default is 512). Past it, blocking work waits for a free thread.
+    /// At least 2: a blocking read of stdin (`serve mcp`) holds one.
+    pub blocking_threads_max: u32,
     /// jemalloc builds: milliseconds a freed page stays resident before it
     /// goes back to the OS (jemalloc's `dirty_decay_ms`); 0 returns it at once.
     pub allocator_dirty_decay_ms: u64,
@@ -200,6 +205,9 @@ impl Default for Limits {
             sqlite_page_cache_bytes_max: 2 << 20,
             sqlite_heap_bytes_max: 32 << 20,
             allocator_dirty_decay_ms: 1_000,
+            // The pool's 4 readers and 1 writer, with room for file and
+            // stdin work; a soak at 200 requests/s used up to 16.
+            blocking_threads_max: 16,
             remote_connect_timeout_ms: 10_000,
             work_items_max: 10_000,
             work_completed_retained_max: 1_000,
@@ -390,6 +398,13 @@ impl Limits {
                 });
             }
         }
+        if self.blocking_threads_max < 2 {
+            return Err(LimitsError::OutOfRange {
+                name: "blocking_threads_max",
+                value: self.blocking_threads_max.into(),
+                rule: "must be at least 2 (a stdin reader holds one)",
+            });
+        }
         if self.recall_results_max > RECALL_RESULTS_HARD_CAP {
             return Err(LimitsError::OutOfRange {
                 name: "recall_results_max",
@@ -429,6 +444,7 @@ mod tests {
         assert_eq!(limits.sqlite_page_cache_bytes_max, 2 << 20);
         assert_eq!(limits.sqlite_heap_bytes_max, 32 << 20);
         assert_eq!(limits.allocator_dirty_decay_ms, 1_000);
+        assert_eq!(limits.blocking_threads_max, 16);
         assert_eq!(limits.work_attempts_max, 3);
         limits.validate().unwrap();
     }
@@ -449,6 +465,17 @@ mod tests {
         assert!(err.to_string().contains("recall_results_max"), "{err}");
         let err = Limits::from_toml_str("pool_readers_max = 0").unwrap_err();
         assert!(err.to_string().contains("at least 1"), "{err}");
+        let err = Limits::from_toml_str("blocking_threads_max = 1").unwrap_err();
+        assert_eq!(
+            err.to_string(),
+            "invalid limit blocking_threads_max = 1: must be at least 2 (a stdin reader holds one)"
+        );
+        assert_eq!(
+            Limits::from_toml_str("blocking_threads_max = 2")
+                .unwrap()
+                .blocking_threads_max,
+            2
+        );
     }
 
     #[test]

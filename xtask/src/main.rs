@@ -132,18 +132,41 @@ fn soak(args: &[String]) -> Result<()> {
         rest = CI_SOAK.to_vec();
     }
     let profile: &[&str] = if release { &["--release"] } else { &[] };
-    cargo(&[&["build", "--locked", "-p", "mnemosyne-cli"], profile].concat())?;
-    // Where cargo just built it: CARGO_TARGET_DIR when set (CI may share one).
+    // One build of both: built apart, cargo unifies their features
+    // differently and rebuilds the shared crates twice.
+    cargo(
+        &[
+            &[
+                "build",
+                "--locked",
+                "-p",
+                "mnemosyne-cli",
+                "-p",
+                "mnemosyne-harness",
+                "--bin",
+                "mnemosyne",
+                "--bin",
+                "soak",
+            ],
+            profile,
+        ]
+        .concat(),
+    )?;
+    // Where cargo just built them: CARGO_TARGET_DIR when set (CI may share one).
     let target_dir = std::env::var("CARGO_TARGET_DIR").unwrap_or_else(|_| "target".to_owned());
-    let binary = format!(
-        "{target_dir}/{}/mnemosyne",
-        if release { "release" } else { "debug" }
-    );
-    let mut run = vec!["run", "--locked", "-p", "mnemosyne-harness"];
-    run.extend_from_slice(profile);
-    run.extend_from_slice(&["--bin", "soak", "--", "--bin", &binary]);
-    run.extend_from_slice(&rest);
-    cargo(&run)
+    let bin_dir = format!("{target_dir}/{}", if release { "release" } else { "debug" });
+    let server = format!("{bin_dir}/mnemosyne");
+    let harness = format!("{bin_dir}/soak");
+    println!("xtask: {harness} --bin {server} {}", rest.join(" "));
+    let status = Command::new(&harness)
+        .args(["--bin", &server])
+        .args(&rest)
+        .status()
+        .with_context(|| format!("cannot run {harness}"))?;
+    if !status.success() {
+        bail!("the soak failed ({status})");
+    }
+    Ok(())
 }
 
 /// The stress binary in the dev profile: it shares the test build.

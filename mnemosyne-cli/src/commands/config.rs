@@ -1,5 +1,6 @@
 //! `config`: the effective configuration, as TOML a config file could hold,
-//! or JSON. Does not open the database.
+//! or JSON. Does not open the database. The HTTP token is never printed:
+//! only whether one is set.
 
 use std::path::PathBuf;
 
@@ -8,7 +9,7 @@ use mnemosyne_core::Limits;
 use mnemosyne_storage::embed::EmbedderConfig;
 use serde::Serialize;
 
-use crate::config::Settings;
+use crate::config::{SERVER_BIND_DEFAULT, Settings};
 use crate::output::Output;
 
 /// What `config` prints with `--json`.
@@ -20,6 +21,16 @@ struct Effective<'a> {
     db_source: String,
     limits: &'a Limits,
     embedder: &'a EmbedderConfig,
+    server: ServerView,
+}
+
+/// The `[server]` table as `serve http` uses it.
+#[derive(Debug, Serialize)]
+struct ServerView {
+    /// Where `serve http` listens unless `--bind` says.
+    bind: String,
+    /// Whether a bearer token is set (`[server] token` or `MNEMOSYNE_TOKEN`).
+    token_set: bool,
 }
 
 /// The part that is valid config file TOML.
@@ -28,6 +39,13 @@ struct AsToml<'a> {
     db: String,
     limits: &'a Limits,
     embedder: &'a EmbedderConfig,
+    server: ServerToml<'a>,
+}
+
+/// `[server]` without the token.
+#[derive(Debug, Serialize)]
+struct ServerToml<'a> {
+    bind: &'a str,
 }
 
 pub fn run(settings: &Settings, out: Output) -> Result<()> {
@@ -38,11 +56,21 @@ pub fn run(settings: &Settings, out: Output) -> Result<()> {
         db_source: settings.db_source.to_string(),
         limits: &settings.limits,
         embedder: &settings.embedder,
+        server: ServerView {
+            bind: settings
+                .server
+                .bind
+                .map_or_else(|| SERVER_BIND_DEFAULT.to_owned(), |bind| bind.to_string()),
+            token_set: settings.server.token.is_some(),
+        },
     };
     let toml = toml::to_string(&AsToml {
         db: effective.db.clone(),
         limits: &settings.limits,
         embedder: &settings.embedder,
+        server: ServerToml {
+            bind: &effective.server.bind,
+        },
     })?;
     out.emit(&effective, |w| {
         writeln!(w, "# backend: {}", effective.backend)?;
@@ -51,6 +79,15 @@ pub fn run(settings: &Settings, out: Output) -> Result<()> {
             None => writeln!(w, "# config file: none")?,
         }
         writeln!(w, "# db from: {}", effective.db_source)?;
+        writeln!(
+            w,
+            "# HTTP token: {} (never printed)",
+            if effective.server.token_set {
+                "set"
+            } else {
+                "none"
+            }
+        )?;
         write!(w, "{toml}")
     })
 }
