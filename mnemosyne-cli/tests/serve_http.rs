@@ -68,24 +68,23 @@ impl Served {
         self.connect().send(method, path, &[], body)
     }
 
-    fn threads(&self) -> u64 {
+    /// A number field of `/proc/<pid>/status` (`Threads`, `VmRSS` in KiB).
+    fn status_field(&self, name: &str) -> u64 {
         let status = std::fs::read_to_string(format!("/proc/{}/status", self.child.id()))
             .expect("read /proc status");
         status
             .lines()
-            .find_map(|line| line.strip_prefix("Threads:"))
-            .and_then(|rest| rest.trim().parse().ok())
-            .expect("Threads")
+            .find_map(|line| line.strip_prefix(name)?.strip_prefix(':'))
+            .and_then(|rest| rest.trim().trim_end_matches("kB").trim().parse().ok())
+            .unwrap_or_else(|| panic!("no {name} in /proc status"))
+    }
+
+    fn threads(&self) -> u64 {
+        self.status_field("Threads")
     }
 
     fn rss_kib(&self) -> u64 {
-        let status = std::fs::read_to_string(format!("/proc/{}/status", self.child.id()))
-            .expect("read /proc status");
-        status
-            .lines()
-            .find_map(|line| line.strip_prefix("VmRSS:"))
-            .and_then(|rest| rest.trim().trim_end_matches("kB").trim().parse().ok())
-            .expect("VmRSS")
+        self.status_field("VmRSS")
     }
 
     /// SIGTERM, then the exit code.
