@@ -135,7 +135,7 @@ impl Thresholds {
                     threshold: max,
                     message: format!("{} is {}, over its limit {max}", gauge.name, gauge.value),
                 });
-            } else if gauge.value >= warn && max >= 10 {
+            } else if gauge.value >= warn && max >= 10 && !gauge.full_by_design {
                 alerts.push(Alert {
                     level: Level::Warn,
                     what: gauge.name.clone(),

@@ -47,6 +47,9 @@ fn thresholds_are_relative_to_the_real_limits() {
         Gauge::new("mnemosyne_b", "b", 101).with_max(100),
         Gauge::new("mnemosyne_c", "c", 50).with_max(100),
         Gauge::new("mnemosyne_d", "d", 1_000_000),
+        // A cache at its cap is normal; past it is not.
+        Gauge::new("mnemosyne_e", "e", 100).with_cap(100),
+        Gauge::new("mnemosyne_f", "f", 101).with_cap(100),
     ];
     let alerts = thresholds.judge(&snapshot_with(1, gib, gauges));
     let judged: Vec<(&str, Level)> = alerts.iter().map(|a| (a.what.as_str(), a.level)).collect();
@@ -54,7 +57,8 @@ fn thresholds_are_relative_to_the_real_limits() {
         judged,
         [
             ("mnemosyne_a", Level::Warn),
-            ("mnemosyne_b", Level::Critical)
+            ("mnemosyne_b", Level::Critical),
+            ("mnemosyne_f", Level::Critical)
         ]
     );
     assert!(

@@ -27,6 +27,10 @@ pub struct Gauge {
     pub value: u64,
     /// The named limit it must not exceed, if any.
     pub max: Option<u64>,
+    /// The structure fills up to `max` in normal work (a cache, a
+    /// retention ring, a compaction trigger): being near it is no warning.
+    #[serde(default)]
+    pub full_by_design: bool,
 }
 
 impl Gauge {
@@ -37,12 +41,21 @@ impl Gauge {
             help: help.into(),
             value,
             max: None,
+            full_by_design: false,
         }
     }
 
     /// The same gauge, bounded by `max`.
     pub fn with_max(mut self, max: u64) -> Self {
         self.max = Some(max);
+        self
+    }
+
+    /// The same gauge, bounded by `max`, which it reaches in normal work
+    /// (the monitor raises an alert only past `max`, not near it).
+    pub fn with_cap(mut self, max: u64) -> Self {
+        self.max = Some(max);
+        self.full_by_design = true;
         self
     }
 }
@@ -158,7 +171,7 @@ impl MemoryTracker {
                     "bytes in SQLite's heap (page caches, statements), all connections",
                     pool.sqlite_heap_bytes,
                 )
-                .with_max(pool.sqlite_heap_bytes_max),
+                .with_cap(pool.sqlite_heap_bytes_max),
             ]);
         })
     }
@@ -190,7 +203,7 @@ impl MemoryTracker {
                     "finished work items held in memory",
                     q.finished_retained as u64,
                 )
-                .with_max(q.finished_retained_max.into()),
+                .with_cap(q.finished_retained_max.into()),
                 Gauge::new(
                     "mnemosyne_work_write_backlog",
                     "work queue transitions waiting for their commit",

@@ -105,7 +105,7 @@ fn watch_documents_and_events(core: &Arc<Core>) {
                 "most CRDT operations an open document holds since its last compaction (crdt_compact_every_ops)",
                 docs.open_ops_since_compaction_max(),
             )
-            .with_max(ops_max),
+            .with_cap(ops_max),
         );
         gauges.push(
             Gauge::new(

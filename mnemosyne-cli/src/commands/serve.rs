@@ -41,7 +41,7 @@ pub async fn run(command: ServeCommand, settings: &Settings) -> Result<()> {
                     "weight of the cached embedding vectors",
                     cache.weighted_bytes(),
                 )
-                .with_max(cache.capacity_bytes()),
+                .with_cap(cache.capacity_bytes()),
                 Gauge::new(
                     "mnemosyne_embedding_cache_entries",
                     "embedding vectors cached",
