@@ -127,6 +127,7 @@ fn run(cli: Cli, db_source: DbSource) -> anyhow::Result<()> {
     mnemosyne_diagnostics::AllocatorStats::configure_decay(
         settings.limits.allocator_dirty_decay_ms,
     )?;
+    mnemosyne_diagnostics::AllocatorStats::configure_arenas(settings.limits.allocator_arenas_max)?;
     tracing::debug!(?settings, "effective configuration");
     let out = Output::new(global.json);
     let runtime = tokio::runtime::Builder::new_multi_thread()

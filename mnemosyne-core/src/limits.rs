@@ -62,6 +62,10 @@ pub struct Limits {
     /// default is 512). Past it, blocking work waits for a free thread.
     /// At least 2: a blocking read of stdin (`serve mcp`) holds one.
     pub blocking_threads_max: u32,
+    /// glibc builds (the default): malloc arenas (`M_ARENA_MAX`). glibc
+    /// would give each new thread its own, up to 8 a core, and each keeps
+    /// the memory freed into it: RSS then grows with every blocking thread.
+    pub allocator_arenas_max: u32,
     /// jemalloc builds: milliseconds a freed page stays resident before it
     /// goes back to the OS (jemalloc's `dirty_decay_ms`); 0 returns it at once.
     pub allocator_dirty_decay_ms: u64,
@@ -205,6 +209,7 @@ impl Default for Limits {
             sqlite_page_cache_bytes_max: 2 << 20,
             sqlite_heap_bytes_max: 32 << 20,
             allocator_dirty_decay_ms: 1_000,
+            allocator_arenas_max: 2,
             // The pool's 4 readers and 1 writer, with room for file and
             // stdin work; a soak at 200 requests/s used up to 16.
             blocking_threads_max: 16,
@@ -315,7 +320,8 @@ impl Limits {
     /// Checks that every limit is usable: positive where zero would wedge the
     /// system, and `recall_results_max` within its hard cap.
     pub fn validate(&self) -> Result<(), LimitsError> {
-        let positive: [(&'static str, u64); 37] = [
+        let positive: [(&'static str, u64); 38] = [
+            ("allocator_arenas_max", self.allocator_arenas_max.into()),
             ("sqlite_heap_bytes_max", self.sqlite_heap_bytes_max),
             ("embedding_batch_max", self.embedding_batch_max.into()),
             ("embedder_timeout_ms", self.embedder_timeout_ms),
@@ -445,6 +451,7 @@ mod tests {
         assert_eq!(limits.sqlite_heap_bytes_max, 32 << 20);
         assert_eq!(limits.allocator_dirty_decay_ms, 1_000);
         assert_eq!(limits.blocking_threads_max, 16);
+        assert_eq!(limits.allocator_arenas_max, 2);
         assert_eq!(limits.work_attempts_max, 3);
         limits.validate().unwrap();
     }

@@ -1,5 +1,6 @@
 //! Allocator figures from jemalloc (feature `jemalloc`). They mean something
-//! only when the binary made jemalloc its global allocator.
+//! only when the binary made jemalloc its global allocator. Without it, the
+//! allocator is glibc's malloc, whose arena count is bounded here.
 
 use serde::{Deserialize, Serialize};
 
@@ -27,11 +28,21 @@ impl AllocatorStats {
     pub fn configure_decay(dirty_decay_ms: u64) -> Result<bool, AllocatorError> {
         imp::configure_decay(dirty_decay_ms)
     }
+
+    /// Bounds glibc malloc's arenas (`M_ARENA_MAX`). glibc gives a thread
+    /// that allocates under contention an arena of its own, up to 8 per
+    /// core, and every arena keeps memory freed into it: without a bound,
+    /// resident memory grows with each new blocking thread. Call it before
+    /// the threads exist. `Ok(false)` where the allocator is not glibc's
+    /// (jemalloc's arenas are fixed when it starts).
+    pub fn configure_arenas(arenas_max: u32) -> Result<bool, AllocatorError> {
+        glibc::configure_arenas(arenas_max)
+    }
 }
 
-/// jemalloc refused a setting.
+/// The allocator refused a setting.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
-#[error("jemalloc refused {key}: {message}")]
+#[error("the allocator refused {key}: {message}")]
 pub struct AllocatorError {
     /// The `mallctl` key.
     pub key: String,
@@ -102,6 +113,40 @@ mod imp {
 
     pub fn sample() -> Option<AllocatorStats> {
         None
+    }
+}
+
+#[cfg(all(target_os = "linux", target_env = "gnu", not(feature = "jemalloc")))]
+mod glibc {
+    use super::AllocatorError;
+
+    pub fn configure_arenas(arenas_max: u32) -> Result<bool, AllocatorError> {
+        let refused = |message: String| AllocatorError {
+            key: "M_ARENA_MAX".into(),
+            message,
+        };
+        let value = libc::c_int::try_from(arenas_max)
+            .ok()
+            .filter(|v| *v >= 1)
+            .ok_or_else(|| refused(format!("{arenas_max} is not a count from 1")))?;
+        #[allow(unsafe_code)]
+        // SAFETY: mallopt only sets a parameter of glibc's allocator; any
+        // value is accepted or refused by its return code.
+        let accepted = unsafe { libc::mallopt(libc::M_ARENA_MAX, value) };
+        if accepted == 1 {
+            Ok(true)
+        } else {
+            Err(refused(format!("mallopt returned {accepted}")))
+        }
+    }
+}
+
+#[cfg(not(all(target_os = "linux", target_env = "gnu", not(feature = "jemalloc"))))]
+mod glibc {
+    use super::AllocatorError;
+
+    pub fn configure_arenas(_arenas_max: u32) -> Result<bool, AllocatorError> {
+        Ok(false)
     }
 }
 
