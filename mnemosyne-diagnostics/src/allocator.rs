@@ -29,8 +29,8 @@ impl AllocatorStats {
         imp::configure_decay(dirty_decay_ms)
     }
 
-    /// Bounds glibc malloc's arenas (`M_ARENA_MAX`). glibc gives a thread
-    /// that allocates under contention an arena of its own, up to 8 per
+    /// Bounds glibc malloc's arenas (`M_ARENA_MAX`). glibc gives each new
+    /// thread an arena of its own when it first allocates, up to 8 per
     /// core, and every arena keeps memory freed into it: without a bound,
     /// resident memory grows with each new blocking thread. Call it before
     /// the threads exist. `Ok(false)` where the allocator is not glibc's
@@ -44,9 +44,9 @@ impl AllocatorStats {
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 #[error("the allocator refused {key}: {message}")]
 pub struct AllocatorError {
-    /// The `mallctl` key.
+    /// The setting: a jemalloc `mallctl` key, or glibc's `M_ARENA_MAX`.
     pub key: String,
-    /// What jemalloc said.
+    /// What the allocator said.
     pub message: String,
 }
 
