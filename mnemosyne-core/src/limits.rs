@@ -85,6 +85,10 @@ pub struct Limits {
     pub work_items_max: u32,
     /// Finished work items kept in memory; older ones live on disk only.
     pub work_completed_retained_max: u32,
+    /// Finished work items kept on disk; the oldest finished beyond it are
+    /// deleted (pruned once 1% over), so the database does not grow with
+    /// every item ever done. At least `work_completed_retained_max`.
+    pub work_finished_stored_max: u64,
     /// Capacity of the event bus; slow subscribers skip ahead.
     pub events_capacity: u32,
     /// Weight cap of the embedding cache, in bytes.
@@ -216,6 +220,9 @@ impl Default for Limits {
             remote_connect_timeout_ms: 10_000,
             work_items_max: 10_000,
             work_completed_retained_max: 1_000,
+            // About 50 MB of rows with short descriptions; a soak finishing
+            // 30 items a second kept 1.3 GB a day without this bound.
+            work_finished_stored_max: 100_000,
             events_capacity: 1_000,
             // 16 MiB (about 9 800 vectors of 384 dims), not DESIGN's starting 64 MiB:
             // the server's steady RSS target is 100 MB in all (see the soak).
@@ -320,7 +327,7 @@ impl Limits {
     /// Checks that every limit is usable: positive where zero would wedge the
     /// system, and `recall_results_max` within its hard cap.
     pub fn validate(&self) -> Result<(), LimitsError> {
-        let positive: [(&'static str, u64); 38] = [
+        let positive: [(&'static str, u64); 39] = [
             ("allocator_arenas_max", self.allocator_arenas_max.into()),
             ("sqlite_heap_bytes_max", self.sqlite_heap_bytes_max),
             ("embedding_batch_max", self.embedding_batch_max.into()),
@@ -330,6 +337,7 @@ impl Limits {
             ("pool_readers_max", self.pool_readers_max.into()),
             ("pool_wait_timeout_ms", self.pool_wait_timeout_ms),
             ("work_items_max", self.work_items_max.into()),
+            ("work_finished_stored_max", self.work_finished_stored_max),
             ("events_capacity", self.events_capacity.into()),
             ("crdt_compact_every_ops", self.crdt_compact_every_ops.into()),
             ("crdt_compact_every_s", self.crdt_compact_every_s),
@@ -411,6 +419,13 @@ impl Limits {
                 rule: "must be at least 2 (a stdin reader holds one)",
             });
         }
+        if self.work_finished_stored_max < self.work_completed_retained_max.into() {
+            return Err(LimitsError::OutOfRange {
+                name: "work_finished_stored_max",
+                value: self.work_finished_stored_max,
+                rule: "must be at least work_completed_retained_max",
+            });
+        }
         if self.recall_results_max > RECALL_RESULTS_HARD_CAP {
             return Err(LimitsError::OutOfRange {
                 name: "recall_results_max",
@@ -453,6 +468,7 @@ mod tests {
         assert_eq!(limits.blocking_threads_max, 16);
         assert_eq!(limits.allocator_arenas_max, 2);
         assert_eq!(limits.work_attempts_max, 3);
+        assert_eq!(limits.work_finished_stored_max, 100_000);
         limits.validate().unwrap();
     }
 
@@ -482,6 +498,18 @@ mod tests {
                 .unwrap()
                 .blocking_threads_max,
             2
+        );
+        let err = Limits::from_toml_str("work_finished_stored_max = 999").unwrap_err();
+        assert_eq!(
+            err.to_string(),
+            "invalid limit work_finished_stored_max = 999: must be at least work_completed_retained_max"
+        );
+        let fits = "work_finished_stored_max = 10\nwork_completed_retained_max = 10";
+        assert_eq!(
+            Limits::from_toml_str(fits)
+                .unwrap()
+                .work_finished_stored_max,
+            10
         );
     }
 

@@ -155,6 +155,15 @@ pub struct LinkOutcome {
     pub over_limit: u64,
 }
 
+/// Result of pruning the finished work items on disk.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct WorkPrune {
+    /// Finished items deleted, oldest first.
+    pub deleted: u64,
+    /// Finished items still stored afterwards.
+    pub finished_stored: u64,
+}
+
 /// How busy the connection pools are right now.
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
 pub struct PoolStatus {
@@ -289,6 +298,11 @@ pub trait Storage: Send + Sync + Debug {
 
     /// Number of stored work items per state (states with none are left out).
     async fn count_work_items_by_state(&self) -> Result<Vec<(WorkState, u64)>>;
+
+    /// Deletes the finished (done, failed, cancelled) work items beyond the
+    /// newest `keep`, oldest finished first, in one transaction; active items
+    /// are never touched.
+    async fn prune_finished_work_items(&self, keep: u64) -> Result<WorkPrune>;
 
     /// Stores a new context document: its metadata, its first CRDT snapshot,
     /// its state text and the first record of its log, in one transaction.

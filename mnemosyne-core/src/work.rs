@@ -95,6 +95,11 @@ impl WorkState {
     pub fn is_active(self) -> bool {
         matches!(self, Self::Pending | Self::Claimed)
     }
+
+    /// True for the states an item never leaves (done, failed, cancelled).
+    pub fn is_finished(self) -> bool {
+        !self.is_active()
+    }
 }
 
 /// Something a work item must satisfy, and whether it does yet.

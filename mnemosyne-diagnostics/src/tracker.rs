@@ -177,7 +177,9 @@ impl MemoryTracker {
     }
 
     /// The work queue: active items against `work_items_max`, finished items
-    /// retained against `work_completed_retained_max`, the write backlog.
+    /// retained against `work_completed_retained_max`, finished items stored
+    /// against `work_finished_stored_max` (plus the 1% it may pass by before
+    /// a prune), the write backlog.
     pub fn watch_work_queue(&self, queue: WorkQueue) -> Result<(), TrackerError> {
         self.register("work_queue", move |gauges| {
             let q = queue.gauges();
@@ -204,6 +206,12 @@ impl MemoryTracker {
                     q.finished_retained as u64,
                 )
                 .with_cap(q.finished_retained_max.into()),
+                Gauge::new(
+                    "mnemosyne_work_finished_stored",
+                    "finished work items stored on disk",
+                    q.finished_stored,
+                )
+                .with_cap(q.finished_stored_max + q.finished_stored_max / 100),
                 Gauge::new(
                     "mnemosyne_work_write_backlog",
                     "work queue transitions waiting for their commit",

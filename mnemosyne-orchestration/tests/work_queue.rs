@@ -148,6 +148,86 @@ async fn retention_stays_capped_and_evicted_dependencies_still_count_as_done() {
     assert!(supervisor.shutdown().await.is_clean());
 }
 
+/// Finished items stored for the state each holds.
+async fn stored(storage: &dyn Storage, state: WorkState) -> u64 {
+    let counts = storage.count_work_items_by_state().await.unwrap();
+    counts
+        .iter()
+        .find(|(s, _)| *s == state)
+        .map_or(0, |(_, n)| *n)
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn finished_items_on_disk_stay_within_their_limit() {
+    let f = fixture();
+    let limits = Limits {
+        work_finished_stored_max: 5,
+        ..limits_with(100, 2)
+    };
+    let (queue, supervisor, storage) = open(&f.path, &limits).await;
+    let old = queue
+        .submit(NewWorkItem::new("old dependency"))
+        .await
+        .unwrap();
+    queue.claim("a").await.unwrap().unwrap();
+    queue.complete(old.id, Completion::default()).await.unwrap();
+    // Ready at once, but left unclaimed: it keeps `old` on disk.
+    let mut waiting = NewWorkItem::new("depends on old");
+    waiting.dependencies = vec![old.id];
+    let waiting = queue.submit(waiting).await.unwrap();
+
+    let mut fillers = Vec::new();
+    for i in 0..20 {
+        let mut filler = NewWorkItem::new(format!("filler {i}"));
+        filler.priority = 1;
+        let filler = queue.submit(filler).await.unwrap();
+        assert_eq!(queue.claim("a").await.unwrap().unwrap().id, filler.id);
+        queue
+            .complete(filler.id, Completion::default())
+            .await
+            .unwrap();
+        assert!(
+            stored(&*storage, WorkState::Done).await <= 6,
+            "after filler {i}"
+        );
+        fillers.push(filler.id);
+    }
+    // The newest 5, and the dependency of an active item.
+    assert_eq!(stored(&*storage, WorkState::Done).await, 6);
+    assert_eq!(queue.gauges().finished_stored, 6);
+    assert_eq!(queue.gauges().finished_stored_max, 5);
+    assert!(storage.work_item(old.id).await.unwrap().is_some());
+    for (i, id) in fillers.iter().enumerate() {
+        let kept = storage.work_item(*id).await.unwrap().is_some();
+        assert_eq!(kept, i >= 15, "filler {i}");
+    }
+    let mut late = NewWorkItem::new("depends on a pruned item");
+    late.dependencies = vec![fillers[0]];
+    let err = queue.submit(late).await.unwrap_err().to_string();
+    assert!(err.contains("unknown dependency"), "{err}");
+    assert!(err.contains("work_finished_stored_max"), "{err}");
+    assert!(supervisor.shutdown().await.is_clean());
+
+    // Reopened with a lower limit: pruned at once; the waiting item is
+    // still ready (its dependency was kept), not failed for a missing one.
+    let lower = Limits {
+        work_finished_stored_max: 2,
+        ..limits
+    };
+    let (queue, supervisor, storage) = open(&f.path, &lower).await;
+    assert_eq!(stored(&*storage, WorkState::Done).await, 3);
+    assert_eq!(queue.gauges().finished_stored, 3);
+    assert_eq!(queue.claim("b").await.unwrap().unwrap().id, waiting.id);
+    queue
+        .complete(waiting.id, Completion::default())
+        .await
+        .unwrap();
+    // Nothing active needs `old` any more: the next prune takes it.
+    assert_eq!(stored(&*storage, WorkState::Done).await, 2);
+    assert_eq!(storage.work_item(old.id).await.unwrap(), None);
+    assert!(supervisor.shutdown().await.is_clean());
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn concurrent_claims_never_share_an_item() {
     let f = fixture();

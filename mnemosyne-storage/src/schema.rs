@@ -9,6 +9,7 @@ pub const MIGRATIONS: &[&str] = &[
     include_str!("../migrations/0003_embeddings.sql"),
     include_str!("../migrations/0004_work_items.sql"),
     include_str!("../migrations/0005_documents.sql"),
+    include_str!("../migrations/0006_finished_work.sql"),
 ];
 
 /// Schema version this build writes.

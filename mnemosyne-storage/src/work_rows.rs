@@ -28,6 +28,27 @@ pub const SELECT_WORK_ITEM: &str = "SELECT id, body FROM work_items WHERE id = ?
 pub const SELECT_ACTIVE_WORK_ITEMS: &str = "SELECT id, body FROM work_items \
      WHERE state IN ('pending', 'claimed') ORDER BY created_at_ms, id";
 
+/// Deletes the finished work items beyond the newest `?1`, except those an
+/// active item depends on (a restarted queue fails an item whose dependency
+/// is missing). Named, the partial index `work_items_finished` spares a sort
+/// of every finished item: the planner otherwise picks the state index
+/// (110 ms instead of 20 ms at 100k finished items).
+pub const PRUNE_FINISHED_WORK_ITEMS: &str = "DELETE FROM work_items WHERE id IN \
+     (SELECT id FROM work_items INDEXED BY work_items_finished \
+     WHERE state IN ('done', 'failed', 'cancelled') ORDER BY updated_at_ms DESC, id DESC LIMIT -1 OFFSET ?1) \
+     AND id NOT IN (SELECT dependency.value FROM work_items AS active, \
+     json_each(active.body, '$.dependencies') AS dependency \
+     WHERE active.state IN ('pending', 'claimed'))";
+
+/// Number of finished work items stored.
+pub const COUNT_FINISHED_WORK_ITEMS: &str = "SELECT count(*) FROM work_items \
+     INDEXED BY work_items_finished WHERE state IN ('done', 'failed', 'cancelled')";
+
+/// `keep` as the OFFSET of [`PRUNE_FINISHED_WORK_ITEMS`] (SQLite integers are i64).
+pub fn prune_keep_param(keep: u64) -> i64 {
+    i64::try_from(keep).unwrap_or(i64::MAX)
+}
+
 /// `(state, count)` of the stored work items.
 pub const COUNT_WORK_ITEMS_BY_STATE: &str =
     "SELECT state, count(*) FROM work_items GROUP BY state ORDER BY state";

@@ -25,6 +25,7 @@ mod state;
 mod writer;
 
 use std::collections::HashMap;
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex, MutexGuard, PoisonError};
 use std::time::Duration;
 
@@ -134,6 +135,11 @@ pub struct WorkQueueGauges {
     pub capacity: u32,
     /// `work_completed_retained_max`.
     pub finished_retained_max: u32,
+    /// Finished items stored on disk, as of the last prune plus those
+    /// finished since (an upper bound).
+    pub finished_stored: u64,
+    /// `work_finished_stored_max`.
+    pub finished_stored_max: u64,
     /// Transitions waiting for their commit.
     pub write_backlog: usize,
 }
@@ -177,6 +183,9 @@ struct Shared {
     backlog_max: u32,
     list_rows_max: u32,
     reaper_wake: Notify,
+    /// See [`WorkQueueGauges::finished_stored`]; only the writer changes it.
+    finished_stored: AtomicU64,
+    finished_stored_max: u64,
 }
 
 /// The persistent work queue; cheap to clone (all clones share one queue).
@@ -191,13 +200,18 @@ pub struct WorkQueue {
 impl WorkQueue {
     /// Loads the active items from `storage` and starts the writer and the
     /// lease reaper under `supervisor`. Claims whose lease ran out while no
-    /// queue was running return to the queue at once.
+    /// queue was running return to the queue at once. Finished items past
+    /// `work_finished_stored_max` are pruned first (a lowered limit applies
+    /// at once).
     pub async fn open(
         storage: Arc<dyn Storage>,
         limits: &Limits,
         supervisor: &Supervisor,
     ) -> Result<Self> {
         let rules = QueueRules::from_limits(limits);
+        let pruned = storage
+            .prune_finished_work_items(limits.work_finished_stored_max)
+            .await?;
         let state = load_state(&*storage, rules).await?;
         let (writes, requests) = mpsc::channel(limits.work_write_backlog_max as usize);
         let shared = Arc::new(Shared {
@@ -210,6 +224,8 @@ impl WorkQueue {
             backlog_max: limits.work_write_backlog_max,
             list_rows_max: limits.list_page_rows_max,
             reaper_wake: Notify::new(),
+            finished_stored: AtomicU64::new(pruned.finished_stored),
+            finished_stored_max: limits.work_finished_stored_max,
         });
         let batch_max = limits.work_commit_batch_max as usize;
         let for_writer = Arc::clone(&shared);
@@ -403,6 +419,8 @@ impl WorkQueue {
     pub fn gauges(&self) -> WorkQueueGauges {
         let mut gauges = self.shared.lock().state.gauges();
         gauges.write_backlog = self.shared.backlog_max as usize - self.shared.writes.capacity();
+        gauges.finished_stored = self.shared.finished_stored.load(Ordering::Relaxed);
+        gauges.finished_stored_max = self.shared.finished_stored_max;
         gauges
     }
 

@@ -282,7 +282,9 @@ impl QueueState {
                         }
                         Some(None) => {
                             return Err(Error::invalid(format!(
-                                "unknown dependency {dependency} of work item {id}"
+                                "unknown dependency {dependency} of work item {id} \
+                                 (never submitted, or finished and pruned past \
+                                 work_finished_stored_max)"
                             )));
                         }
                     },
@@ -642,6 +644,8 @@ impl QueueState {
             capacity: self.rules.items_max,
             finished_retained_max: self.rules.retained_max,
             write_backlog: 0,
+            finished_stored: 0,
+            finished_stored_max: 0,
         }
     }
 

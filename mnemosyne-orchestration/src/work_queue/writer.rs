@@ -2,6 +2,7 @@
 
 use std::collections::HashMap;
 use std::sync::Arc;
+use std::sync::atomic::Ordering;
 use std::time::Duration;
 
 use mnemosyne_core::{Error, Result, WorkItem, WorkItemId};
@@ -27,6 +28,9 @@ pub(crate) async fn run(
     token: CancellationToken,
 ) {
     let mut batch = Vec::with_capacity(batch_max);
+    let mut prune_floor = shared
+        .finished_stored_max
+        .max(shared.finished_stored.load(Ordering::Relaxed));
     loop {
         let received = tokio::select! {
             biased;
@@ -36,20 +40,22 @@ pub(crate) async fn run(
         if received == 0 {
             return;
         }
-        if !commit(&shared, &mut batch).await {
+        if !commit(&shared, &mut batch, &mut prune_floor).await {
             reload(&shared, &mut requests, &token).await;
         }
     }
     shared.lock().status = Status::Closed;
     requests.close();
     while requests.recv_many(&mut batch, batch_max).await > 0 {
-        commit(&shared, &mut batch).await;
+        commit(&shared, &mut batch, &mut prune_floor).await;
     }
 }
 
-/// Writes the newest snapshot of each item in `batch` in one transaction and
-/// answers every waiting caller; false when the commit failed.
-async fn commit(shared: &Shared, batch: &mut Vec<WriteRequest>) -> bool {
+/// Writes the newest snapshot of each item in `batch` in one transaction,
+/// prunes finished items if they passed their limit, and answers every
+/// waiting caller (so an answer finds the limit held); false when the commit
+/// failed.
+async fn commit(shared: &Shared, batch: &mut Vec<WriteRequest>, prune_floor: &mut u64) -> bool {
     let mut position: HashMap<WorkItemId, usize> = HashMap::new();
     let mut items: Vec<WorkItem> = Vec::new();
     for request in batch.iter_mut() {
@@ -65,6 +71,10 @@ async fn commit(shared: &Shared, batch: &mut Vec<WriteRequest>) -> bool {
     }
     let result = shared.storage.save_work_items(&items).await;
     let ok = result.is_ok();
+    if ok {
+        let finished = items.iter().filter(|item| item.state.is_finished()).count();
+        prune_if_due(shared, finished as u64, prune_floor).await;
+    }
     let message = result.err().map(|error| error.to_string());
     for request in batch.drain(..) {
         let answer = match &message {
@@ -80,6 +90,39 @@ async fn commit(shared: &Shared, batch: &mut Vec<WriteRequest>) -> bool {
         tracing::error!(error = %message, "work queue commit failed; reloading from storage");
     }
     ok
+}
+
+/// Counts `finished` more stored items and, once the count is more than 1%
+/// over `prune_floor`, deletes the oldest finished ones down to
+/// `work_finished_stored_max`. The count is an upper bound (an item written
+/// finished twice counts twice), so the stored items never pass the limit
+/// and its 1% unnoticed. The floor is the limit, or what the last prune left
+/// when active items' dependencies kept more: those would be found again by
+/// a prune on every commit.
+async fn prune_if_due(shared: &Shared, finished: u64, prune_floor: &mut u64) {
+    let keep = shared.finished_stored_max;
+    let stored = shared
+        .finished_stored
+        .fetch_add(finished, Ordering::Relaxed)
+        + finished;
+    if stored <= *prune_floor + keep / 100 {
+        return;
+    }
+    match shared.storage.prune_finished_work_items(keep).await {
+        Ok(pruned) => {
+            shared
+                .finished_stored
+                .store(pruned.finished_stored, Ordering::Relaxed);
+            *prune_floor = keep.max(pruned.finished_stored);
+            tracing::debug!(
+                deleted = pruned.deleted,
+                stored = pruned.finished_stored,
+                "pruned finished work items"
+            );
+        }
+        // The count stays over the limit, so the next commit tries again.
+        Err(error) => tracing::warn!(%error, "cannot prune finished work items"),
+    }
 }
 
 /// After a failed commit: refuses new transitions, fails those accepted but

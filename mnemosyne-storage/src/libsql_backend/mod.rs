@@ -27,7 +27,7 @@ use mnemosyne_core::{
     BatchOutcome, DocumentMeta, DocumentSave, Embedding, Error, KeywordHit, KeywordQuery, Limits,
     Link, LinkOutcome, LinkedMemory, ListQuery, Memory, MemoryId, MemoryPatch, Namespace,
     OnConflict, PendingEmbedding, Phase, PoolStatus, Result, Storage, StoredDocument, VectorHit,
-    VectorQuery, WorkItem, WorkItemId, WorkState,
+    VectorQuery, WorkItem, WorkItemId, WorkPrune, WorkState,
 };
 
 use crate::location::Location;
@@ -547,6 +547,11 @@ impl Storage for LibsqlStorage {
 
     async fn count_work_items_by_state(&self) -> Result<Vec<(WorkState, u64)>> {
         self.read(|conn| async move { work::count_work_items_by_state(&conn).await })
+            .await
+    }
+
+    async fn prune_finished_work_items(&self, keep: u64) -> Result<WorkPrune> {
+        self.write(move |conn| async move { work::prune_finished_work_items(&conn, keep).await })
             .await
     }
 

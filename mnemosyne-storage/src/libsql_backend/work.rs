@@ -1,11 +1,13 @@
 //! Work item persistence of the libsql backend (SQL and decoding in [`crate::work_rows`]).
 
 use libsql::{Connection, Row};
-use mnemosyne_core::{Phase, Result, WorkItem, WorkItemId, WorkState};
+use mnemosyne_core::{Phase, Result, WorkItem, WorkItemId, WorkPrune, WorkState};
 
 use crate::work_rows::{self, WORK_STATE_IDS_PER_QUERY};
 
-use super::ops::{begin, col_int, col_text, db, finish, query_all, query_first, text, values};
+use super::ops::{
+    begin, col_int, col_text, db, finish, query_all, query_first, query_value, text, values,
+};
 
 /// Upserts every item in one transaction.
 pub(super) async fn save_work_items(conn: &Connection, items: &[WorkItem]) -> Result<()> {
@@ -88,4 +90,31 @@ pub(super) async fn count_work_items_by_state(conn: &Connection) -> Result<Vec<(
     .await?;
     work_rows::sort_state_counts(&mut counts);
     Ok(counts)
+}
+
+/// Deletes the finished items beyond the newest `keep`, in one transaction.
+pub(super) async fn prune_finished_work_items(conn: &Connection, keep: u64) -> Result<WorkPrune> {
+    begin(conn).await?;
+    let outcome = async {
+        let deleted = conn
+            .execute(
+                work_rows::PRUNE_FINISHED_WORK_ITEMS,
+                vec![libsql::Value::Integer(work_rows::prune_keep_param(keep))],
+            )
+            .await
+            .map_err(db)?;
+        let finished_stored = query_value(
+            conn,
+            work_rows::COUNT_FINISHED_WORK_ITEMS,
+            Vec::new(),
+            |row| col_int(row, 0),
+        )
+        .await?;
+        Ok(WorkPrune {
+            deleted,
+            finished_stored: u64::try_from(finished_stored).unwrap_or(0),
+        })
+    }
+    .await;
+    finish(conn, outcome).await
 }

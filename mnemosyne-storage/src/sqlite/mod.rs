@@ -30,7 +30,7 @@ use mnemosyne_core::{
     BatchOutcome, DocumentMeta, DocumentSave, Embedding, Error, KeywordHit, KeywordQuery, Limits,
     Link, LinkOutcome, LinkedMemory, ListQuery, Memory, MemoryId, MemoryPatch, Namespace,
     OnConflict, PendingEmbedding, Phase, PoolStatus, Result, Storage, StoredDocument, VectorHit,
-    VectorQuery, WorkItem, WorkItemId, WorkState,
+    VectorQuery, WorkItem, WorkItemId, WorkPrune, WorkState,
 };
 use rusqlite::config::DbConfig;
 use rusqlite::{Connection, ffi};
@@ -454,6 +454,11 @@ impl Storage for SqliteStorage {
 
     async fn count_work_items_by_state(&self) -> Result<Vec<(WorkState, u64)>> {
         self.read(work::count_work_items_by_state).await
+    }
+
+    async fn prune_finished_work_items(&self, keep: u64) -> Result<WorkPrune> {
+        self.write(move |conn| work::prune_finished_work_items(conn, keep))
+            .await
     }
 
     async fn create_document(

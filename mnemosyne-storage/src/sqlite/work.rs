@@ -1,6 +1,6 @@
 //! Work item persistence of the sqlite backend (SQL and decoding in [`crate::work_rows`]).
 
-use mnemosyne_core::{Phase, Result, WorkItem, WorkItemId, WorkState};
+use mnemosyne_core::{Phase, Result, WorkItem, WorkItemId, WorkPrune, WorkState};
 use rusqlite::{Connection, OptionalExtension};
 
 use crate::work_rows::{self, WORK_STATE_IDS_PER_QUERY};
@@ -111,4 +111,23 @@ pub(super) fn count_work_items_by_state(conn: &mut Connection) -> Result<Vec<(Wo
         .collect::<Result<Vec<_>>>()?;
     work_rows::sort_state_counts(&mut counts);
     Ok(counts)
+}
+
+/// Deletes the finished items beyond the newest `keep`, in one transaction.
+pub(super) fn prune_finished_work_items(conn: &mut Connection, keep: u64) -> Result<WorkPrune> {
+    let tx = begin(conn)?;
+    let deleted = tx
+        .execute(
+            work_rows::PRUNE_FINISHED_WORK_ITEMS,
+            [work_rows::prune_keep_param(keep)],
+        )
+        .map_err(db)?;
+    let finished_stored: i64 = tx
+        .query_row(work_rows::COUNT_FINISHED_WORK_ITEMS, [], |row| row.get(0))
+        .map_err(db)?;
+    tx.commit().map_err(db)?;
+    Ok(WorkPrune {
+        deleted: deleted as u64,
+        finished_stored: u64::try_from(finished_stored).unwrap_or(0),
+    })
 }

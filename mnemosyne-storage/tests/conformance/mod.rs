@@ -12,7 +12,7 @@ use async_trait::async_trait;
 use mnemosyne_core::{
     Embedder, Embedding, Error, Importance, Limits, Link, LinkType, ListQuery, ListSort, Memory,
     MemoryId, MemoryPatch, MemoryType, Namespace, NewMemory, OnConflict, Phase, Requirement,
-    Storage, VectorQuery, WorkItem, WorkItemId, WorkState,
+    Storage, VectorQuery, WorkItem, WorkItemId, WorkPrune, WorkState,
 };
 use mnemosyne_storage::schema::SCHEMA_VERSION;
 use mnemosyne_storage::{MemoryStore, RecallMode, RecallQuery};
@@ -1954,6 +1954,98 @@ pub async fn work_item_batches_are_all_or_nothing_and_large<B: Backend>() {
     assert_eq!(storage.work_item(fresh.id).await.unwrap(), Some(fresh));
 }
 
+pub async fn pruning_keeps_the_newest_finished_and_every_dependency_of_an_active_item<
+    B: Backend,
+>() {
+    let f = fixture();
+    let storage = open_backend::<B>(&f.path).await;
+    // Finished 0..8 in this order, whatever their creation order.
+    let states = [WorkState::Done, WorkState::Failed, WorkState::Cancelled];
+    let finished: Vec<WorkItem> = (0..8)
+        .map(|i| {
+            let mut item = work_item(
+                &format!("finished {i}"),
+                states[i % 3],
+                Phase::Done,
+                100 - i as i64,
+            );
+            item.updated_at =
+                chrono::DateTime::from_timestamp_millis(1_800_000_000_000 + i as i64).unwrap();
+            item
+        })
+        .collect();
+    let mut pending = work_item("pending", WorkState::Pending, Phase::Implement, 0);
+    // An active item that still names an old finished dependency.
+    pending.dependencies = vec![finished[1].id];
+    let claimed = work_item("claimed", WorkState::Claimed, Phase::Implement, 1);
+    storage.save_work_items(&finished).await.unwrap();
+    storage
+        .save_work_items(&[pending.clone(), claimed.clone()])
+        .await
+        .unwrap();
+
+    let pruned = storage.prune_finished_work_items(3).await.unwrap();
+    // Items 0, 2, 3 and 4 go: 1 is a dependency of the pending item.
+    assert_eq!(
+        pruned,
+        WorkPrune {
+            deleted: 4,
+            finished_stored: 4
+        }
+    );
+    for (i, item) in finished.iter().enumerate() {
+        let kept = storage.work_item(item.id).await.unwrap().is_some();
+        assert_eq!(kept, i == 1 || i >= 5, "finished item {i}");
+    }
+    assert_eq!(
+        storage.active_work_items().await.unwrap(),
+        [pending.clone(), claimed.clone()],
+        "active items are never pruned"
+    );
+
+    let again = storage.prune_finished_work_items(3).await.unwrap();
+    assert_eq!(
+        again,
+        WorkPrune {
+            deleted: 0,
+            finished_stored: 4
+        },
+        "pruning is idempotent"
+    );
+    // Once nothing active depends on it, the old dependency goes too.
+    let mut done = pending.clone();
+    done.state = WorkState::Done;
+    done.phase = Phase::Done;
+    done.updated_at = chrono::DateTime::from_timestamp_millis(1_900_000_000_000).unwrap();
+    storage.save_work_items(&[done.clone()]).await.unwrap();
+    let pruned = storage.prune_finished_work_items(3).await.unwrap();
+    assert_eq!(
+        pruned,
+        WorkPrune {
+            deleted: 2,
+            finished_stored: 3
+        }
+    );
+    assert_eq!(storage.work_item(finished[1].id).await.unwrap(), None);
+    assert_eq!(storage.work_item(done.id).await.unwrap(), Some(done));
+    assert_eq!(
+        storage.count_work_items_by_state().await.unwrap(),
+        [
+            (WorkState::Claimed, 1),
+            (WorkState::Done, 2),
+            (WorkState::Failed, 1),
+        ]
+    );
+    let all_kept = storage.prune_finished_work_items(u64::MAX).await.unwrap();
+    assert_eq!(
+        all_kept,
+        WorkPrune {
+            deleted: 0,
+            finished_stored: 3
+        }
+    );
+}
+
 pub async fn active_work_items_survive_a_restart<B: Backend>() {
     let f = fixture();
     let storage = open_backend::<B>(&f.path).await;
@@ -2253,6 +2345,7 @@ macro_rules! conformance_tests {
             reindex_embeds_missing_vectors_in_batches,
             work_items_round_trip_every_field_and_upsert_replaces,
             work_item_batches_are_all_or_nothing_and_large,
+            pruning_keeps_the_newest_finished_and_every_dependency_of_an_active_item,
             active_work_items_survive_a_restart,
             work_item_states_skip_unknown_ids,
             work_items_list_by_state_and_phase_with_paging,

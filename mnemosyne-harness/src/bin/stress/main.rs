@@ -338,8 +338,10 @@ async fn queue_write_backlog() -> Outcome {
 
 async fn queue_retention() -> Outcome {
     let retained = 50u32;
+    let stored_max = 1_000u64;
     let limits = Limits {
         work_completed_retained_max: retained,
+        work_finished_stored_max: stored_max,
         ..Limits::default()
     };
     let q = Queue::open(&limits).await?;
@@ -382,17 +384,34 @@ async fn queue_retention() -> Outcome {
         format!("retained reached {max}, cap {retained}")
     })?;
     // Finish what the agents left pending (`first` among them, perhaps),
-    // then push `first` out of the retained set.
+    // then push `anchor` out of the retained set, not off the disk.
     while let Some(item) = q.queue.claim("closer").await.map_err(fail)? {
         q.queue
             .complete(item.id, Completion::default())
             .await
             .map_err(fail)?;
     }
-    let first_state = q.queue.get(first.id).await.map_err(fail)?.state;
-    ensure(first_state == WorkState::Done, || {
-        format!("first is {first_state}")
+    let first_stored = q.storage.work_item(first.id).await.map_err(fail)?;
+    ensure(first_stored.is_none(), || {
+        format!("first was done {done} items ago and is still stored")
     })?;
+    let mut on_first = NewWorkItem::new("depends on a pruned item");
+    on_first.dependencies = vec![first.id];
+    let refused = q.queue.submit(on_first).await;
+    ensure(
+        matches!(&refused, Err(e) if e.to_string().contains("unknown dependency")),
+        || format!("a dependent of a pruned item: {refused:?}"),
+    )?;
+    let anchor = q
+        .queue
+        .submit(NewWorkItem::new("anchor"))
+        .await
+        .map_err(fail)?;
+    q.queue.claim("closer").await.map_err(fail)?;
+    q.queue
+        .complete(anchor.id, Completion::default())
+        .await
+        .map_err(fail)?;
     for _ in 0..(2 * retained) {
         q.queue
             .submit(NewWorkItem::new("push first out"))
@@ -410,15 +429,25 @@ async fn queue_retention() -> Outcome {
             .map_err(fail)?;
     }
     let mut late = NewWorkItem::new("depends on an evicted item");
-    late.dependencies = vec![first.id];
+    late.dependencies = vec![anchor.id];
     let late = q.queue.submit(late).await.map_err(fail)?;
     let claimed = q.queue.claim("late").await.map_err(fail)?;
     ensure(claimed.map(|i| i.id) == Some(late.id), || {
         "a dependent of an evicted done item is not ready".into()
     })?;
+    let counts = q.storage.count_work_items_by_state().await.map_err(fail)?;
+    let stored: u64 = counts
+        .iter()
+        .filter(|(state, _)| state.is_finished())
+        .map(|(_, count)| count)
+        .sum();
+    ensure(
+        (stored_max..=stored_max + stored_max / 100).contains(&stored),
+        || format!("{stored} finished items stored, limit {stored_max} (+1%)"),
+    )?;
     q.close().await?;
     Ok(format!(
-        "{done} completed by 8 agents, retained max {max} <= {retained}; a dependent of an evicted item is ready"
+        "{done} completed by 8 agents, retained max {max} <= {retained}, {stored} stored (limit {stored_max}); a dependent of an evicted item is ready, of a pruned one refused"
     ))
 }
 
