@@ -63,6 +63,16 @@ pub struct Sample {
     /// Bytes in resident pages jemalloc maps (jemalloc builds only, else 0).
     #[serde(default)]
     pub allocator_resident_bytes: u64,
+    /// Finished work items stored on disk (an upper bound, the server's gauge).
+    #[serde(default)]
+    pub work_finished_stored: u64,
+    /// Its bound: `work_finished_stored_max` plus the 1% it may pass by
+    /// before a prune.
+    #[serde(default)]
+    pub work_finished_stored_max: u64,
+    /// Bytes of the database file and its WAL.
+    #[serde(default)]
+    pub db_bytes: u64,
     /// Requests answered so far.
     pub requests_ok: u64,
     /// Requests refused for overload (503) so far.
@@ -256,6 +266,15 @@ pub fn judge(samples: &[Sample], duration_s: f64, exit_ok: Result<(), String>) -
             "max {} active work items; work_items_max {}",
             max_of(|s| s.work_items_active),
             max_of(|s| s.work_items_max)
+        ),
+    );
+    criterion(
+        "work_finished_stored",
+        over(|s| s.work_finished_stored, |s| s.work_finished_stored_max) == 0,
+        format!(
+            "max {} finished work items stored; bound {}",
+            max_of(|s| s.work_finished_stored),
+            max_of(|s| s.work_finished_stored_max)
         ),
     );
     criterion(
@@ -512,6 +531,11 @@ mod tests {
         let mut samples = run(|_| 40 << 20);
         samples[30].pool_readers_open = 5;
         samples[31].fds = 150;
+        for sample in &mut samples {
+            sample.work_finished_stored_max = 1_010;
+            sample.work_finished_stored = 1_010;
+        }
+        samples[32].work_finished_stored = 1_011;
         let verdict = judge(&samples, RUN_S, Err("exit code 143".into()));
         let failed: Vec<&str> = verdict
             .criteria
@@ -519,7 +543,7 @@ mod tests {
             .filter(|c| !c.passed)
             .map(|c| c.name.as_str())
             .collect();
-        assert_eq!(failed, ["fds", "pool", "shutdown"]);
+        assert_eq!(failed, ["fds", "pool", "work_finished_stored", "shutdown"]);
         let svg = svg(&samples, 60.0);
         assert!(svg.starts_with("<svg") && svg.trim_end().ends_with("</svg>"));
         assert_eq!(svg.matches("<polyline").count(), 6);

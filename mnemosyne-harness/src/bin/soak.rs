@@ -469,6 +469,7 @@ async fn phase(
                 &client,
                 &base,
                 pid,
+                db,
                 started.elapsed().as_secs_f64(),
                 &counters,
             )
@@ -482,10 +483,17 @@ async fn phase(
     drop(stalled);
     let exit = stop_server(&mut child, pid).await;
     let verdict = judge(&samples, duration_s, exit);
+    let mib = |bytes: u64| bytes as f64 / f64::from(1u32 << 20);
+    let (first, last) = (samples.first(), samples.last());
     println!(
-        "soak: phase {name}: {} requests answered, {} events read by subscribers",
+        "soak: phase {name}: {} requests answered, {} events read by subscribers; \
+         database {:.1} -> {:.1} MiB, finished work items stored {} -> {}",
         counters.ok.load(Ordering::Relaxed),
-        counters.events_read.load(Ordering::Relaxed)
+        counters.events_read.load(Ordering::Relaxed),
+        mib(first.map_or(0, |s| s.db_bytes)),
+        mib(last.map_or(0, |s| s.db_bytes)),
+        first.map_or(0, |s| s.work_finished_stored),
+        last.map_or(0, |s| s.work_finished_stored),
     );
     Ok(Phase {
         name: name.into(),
@@ -820,6 +828,7 @@ async fn sample(
     client: &reqwest::Client,
     base: &str,
     pid: u32,
+    db: &Path,
     t_s: f64,
     counters: &Counters,
 ) -> Sample {
@@ -842,10 +851,22 @@ async fn sample(
         sqlite_heap_bytes: metric("mnemosyne_sqlite_heap_bytes"),
         allocated_bytes: metric("mnemosyne_allocator_allocated_bytes"),
         allocator_resident_bytes: metric("mnemosyne_allocator_resident_bytes"),
+        work_finished_stored: metric("mnemosyne_work_finished_stored"),
+        work_finished_stored_max: metric("mnemosyne_work_finished_stored_max"),
+        db_bytes: db_bytes(db),
         requests_ok: counters.ok.load(Ordering::Relaxed),
         requests_overloaded: counters.overloaded.load(Ordering::Relaxed),
         requests_failed: counters.failed.load(Ordering::Relaxed),
     }
+}
+
+/// Bytes of the database file and its WAL (0 for a file not there).
+fn db_bytes(db: &Path) -> u64 {
+    ["", "-wal"]
+        .iter()
+        .filter_map(|suffix| std::fs::metadata(format!("{}{suffix}", db.display())).ok())
+        .map(|meta| meta.len())
+        .sum()
 }
 
 /// `NAME=VALUE` of `--limit`: a limit the server knows, with a value it accepts.

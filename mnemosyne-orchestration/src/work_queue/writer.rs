@@ -95,17 +95,17 @@ async fn commit(shared: &Shared, batch: &mut Vec<WriteRequest>, prune_floor: &mu
 /// Counts `finished` more stored items and, once the count is more than 1%
 /// over `prune_floor`, deletes the oldest finished ones down to
 /// `work_finished_stored_max`. The count is an upper bound (an item written
-/// finished twice counts twice), so the stored items never pass the limit
+/// finished twice counts twice), so the stored items never pass the floor
 /// and its 1% unnoticed. The floor is the limit, or what the last prune left
 /// when active items' dependencies kept more: those would be found again by
 /// a prune on every commit.
 async fn prune_if_due(shared: &Shared, finished: u64, prune_floor: &mut u64) {
     let keep = shared.finished_stored_max;
-    let stored = shared
-        .finished_stored
-        .fetch_add(finished, Ordering::Relaxed)
-        + finished;
+    // Only this task changes the count; it is stored after the prune, so
+    // the gauge never shows a count past the bound.
+    let stored = shared.finished_stored.load(Ordering::Relaxed) + finished;
     if stored <= *prune_floor + keep / 100 {
+        shared.finished_stored.store(stored, Ordering::Relaxed);
         return;
     }
     match shared.storage.prune_finished_work_items(keep).await {
@@ -121,7 +121,10 @@ async fn prune_if_due(shared: &Shared, finished: u64, prune_floor: &mut u64) {
             );
         }
         // The count stays over the limit, so the next commit tries again.
-        Err(error) => tracing::warn!(%error, "cannot prune finished work items"),
+        Err(error) => {
+            shared.finished_stored.store(stored, Ordering::Relaxed);
+            tracing::warn!(%error, "cannot prune finished work items");
+        }
     }
 }
 
