@@ -13,8 +13,8 @@ use std::path::{Path, PathBuf};
 use anyhow::{Context, Result, anyhow, bail};
 use directories::ProjectDirs;
 use mnemosyne_core::Limits;
+use mnemosyne_embed::EmbedderConfig;
 use mnemosyne_storage::Location;
-use mnemosyne_storage::embed::EmbedderConfig;
 use serde::Deserialize;
 
 /// Environment variable holding the bearer token of a remote database.

@@ -20,7 +20,7 @@ use std::time::Instant;
 use criterion::{BenchmarkId, Criterion};
 use mnemosyne_core::workload::WorkloadQuery;
 use mnemosyne_core::{Limits, OnConflict};
-use mnemosyne_storage::embed::{EmbedderConfig, build_embedder};
+use mnemosyne_embed::{EmbedderConfig, build_embedder};
 use mnemosyne_storage::{BACKEND, Location, MemoryStore, RecallMode};
 use tokio::runtime::Runtime;
 

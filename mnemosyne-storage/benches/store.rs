@@ -18,7 +18,7 @@ use std::time::Instant;
 use criterion::{BenchmarkId, Criterion, Throughput};
 use mnemosyne_core::workload::WorkloadQuery;
 use mnemosyne_core::{Limits, Memory, OnConflict};
-use mnemosyne_storage::embed::{EmbedderConfig, build_embedder};
+use mnemosyne_embed::{EmbedderConfig, build_embedder};
 use mnemosyne_storage::fts_query::{match_any, query_terms};
 use mnemosyne_storage::schema;
 use mnemosyne_storage::{Location, MemoryStore, RecallMode, SqliteStorage};

@@ -9,7 +9,7 @@ use std::sync::Arc;
 
 use mnemosyne_core::workload::Workload;
 use mnemosyne_core::{Limits, OnConflict};
-use mnemosyne_storage::embed::{EmbedderConfig, build_embedder};
+use mnemosyne_embed::{EmbedderConfig, build_embedder};
 use mnemosyne_storage::{Location, MemoryStore};
 
 #[tokio::main(flavor = "multi_thread", worker_threads = 2)]

@@ -12,7 +12,7 @@ use std::path::PathBuf;
 use mnemosyne_core::{
     Importance, Limits, Link, LinkType, MemoryId, MemoryType, Namespace, NewMemory,
 };
-use mnemosyne_storage::embed::{EmbedderConfig, build_embedder};
+use mnemosyne_embed::{EmbedderConfig, build_embedder};
 use mnemosyne_storage::{Location, MemoryStore, RecallMode, RecallQuery};
 use serde::Deserialize;
 

@@ -8,7 +8,7 @@ use std::path::PathBuf;
 use std::time::Instant;
 
 use mnemosyne_core::Limits;
-use mnemosyne_storage::embed::{EmbedderConfig, build_embedder};
+use mnemosyne_embed::{EmbedderConfig, build_embedder};
 use mnemosyne_storage::{Location, MemoryStore, RecallMode, RecallQuery};
 
 #[tokio::main(flavor = "multi_thread", worker_threads = 2)]

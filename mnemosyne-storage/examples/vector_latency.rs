@@ -19,8 +19,8 @@ use mnemosyne_core::{
     Embedder, Embedding, Limits, ListQuery, ListSort, Memory, MemoryId, Namespace, NewMemory,
     OnConflict, Storage, VectorQuery,
 };
+use mnemosyne_embed::HashEmbedder;
 use mnemosyne_storage::Location;
-use mnemosyne_storage::embed::HashEmbedder;
 use mnemosyne_storage::rows::{cosine, embedding_text};
 use rand::{Rng, SeedableRng};
 

@@ -14,7 +14,6 @@ compile_error!(
 );
 
 pub mod doc_rows;
-pub mod embed;
 pub mod fts_query;
 pub mod fusion;
 pub mod keyword_plan;

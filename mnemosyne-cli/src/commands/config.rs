@@ -6,7 +6,7 @@ use std::path::PathBuf;
 
 use anyhow::Result;
 use mnemosyne_core::Limits;
-use mnemosyne_storage::embed::EmbedderConfig;
+use mnemosyne_embed::EmbedderConfig;
 use serde::Serialize;
 
 use crate::config::{SERVER_BIND_DEFAULT, Settings};

@@ -7,8 +7,8 @@ use std::time::Duration;
 use anyhow::{Result, bail};
 use mnemosyne_core::Storage;
 use mnemosyne_diagnostics::{LimitSource, MemoryLimit, ProcessStats};
+use mnemosyne_embed::build_embedder;
 use mnemosyne_orchestration::OwnerLock;
-use mnemosyne_storage::embed::build_embedder;
 use mnemosyne_storage::{Location, MemoryStore};
 use serde::Serialize;
 

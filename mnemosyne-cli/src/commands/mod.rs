@@ -17,7 +17,7 @@ use std::io::Read;
 
 use anyhow::{Context, Result, bail};
 use mnemosyne_core::Limits;
-use mnemosyne_storage::embed::build_cached_embedder;
+use mnemosyne_embed::build_cached_embedder;
 use mnemosyne_storage::{Location, MemoryStore};
 
 use crate::cli::Command;
@@ -68,10 +68,7 @@ async fn open_store(settings: &Settings) -> Result<MemoryStore> {
 /// [`open_store`], also handing back the embedding cache (for its gauges).
 async fn open_store_with_cache(
     settings: &Settings,
-) -> Result<(
-    MemoryStore,
-    std::sync::Arc<mnemosyne_storage::embed::CachedEmbedder>,
-)> {
+) -> Result<(MemoryStore, std::sync::Arc<mnemosyne_embed::CachedEmbedder>)> {
     if let Location::File(path) = &settings.location
         && let Some(parent) = path.parent().filter(|p| !p.as_os_str().is_empty())
     {

@@ -15,9 +15,9 @@ use std::sync::atomic::{AtomicUsize, Ordering};
 use std::time::{Duration, Instant};
 
 use mnemosyne_core::{Error, Limits, NewMemory, Storage, WorkItemId, WorkState};
+use mnemosyne_embed::{EmbedderConfig, build_cached_embedder};
 use mnemosyne_harness::{Baseline, Report, ensure};
 use mnemosyne_orchestration::{Completion, NewWorkItem, Supervisor, WorkQueue};
-use mnemosyne_storage::embed::{EmbedderConfig, build_cached_embedder};
 use mnemosyne_storage::{Location, MemoryStore, RecallQuery};
 use tempfile::TempDir;
 

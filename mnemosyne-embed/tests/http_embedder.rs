@@ -6,7 +6,7 @@ use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 use mnemosyne_core::{Embedder, Error, Limits};
-use mnemosyne_storage::embed::{EmbedderConfig, HttpEmbedder, HttpEmbedderOptions, build_embedder};
+use mnemosyne_embed::{EmbedderConfig, HttpEmbedder, HttpEmbedderOptions, build_embedder};
 use serde_json::{Value, json};
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::{TcpListener, TcpStream};

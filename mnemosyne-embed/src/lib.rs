@@ -1,4 +1,4 @@
-//! Embedders: the offline [`HashEmbedder`], the OpenAI-compatible
+//! Embedders for Mnemosyne (they depend on `mnemosyne-core` only): the offline [`HashEmbedder`], the OpenAI-compatible
 //! [`HttpEmbedder`], and the byte-capped [`CachedEmbedder`] that wraps either.
 //!
 //! [`build_embedder`] turns the `[embedder]` table of the config file

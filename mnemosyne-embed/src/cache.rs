@@ -211,7 +211,7 @@ mod tests {
     use std::sync::atomic::{AtomicUsize, Ordering};
 
     use super::*;
-    use crate::embed::HashEmbedder;
+    use crate::HashEmbedder;
 
     /// Counts the calls and texts that reach it; embeds like the hash embedder.
     #[derive(Debug)]
