@@ -202,8 +202,8 @@ def main() -> int:
             if overlap < 0.6:
                 err(f"{where}: only {overlap:.0%} of query words occur in the relevant memory")
         elif kind == "paraphrase":
-            if ns is not None:
-                err(f"{where}: paraphrase queries use no namespace")
+            # A namespace is allowed here: it scopes an intent that several
+            # projects share (visibility of the relevant keys is checked above).
             if overlap > 0.5:
                 err(f"{where}: {overlap:.0%} of query words occur in the relevant memory; not a paraphrase")
             if overlap == 0:
