@@ -26,7 +26,9 @@ pub use document::{
 pub use embed::{Embedder, Embedding};
 pub use error::{Error, Result};
 pub use ids::MemoryId;
-pub use limits::{ENV_PREFIX, Limits, LimitsError, RECALL_RESULTS_HARD_CAP};
+pub use limits::{
+    EMBEDDING_TOKENS_HARD_CAP, ENV_PREFIX, Limits, LimitsError, RECALL_RESULTS_HARD_CAP,
+};
 pub use memory::{
     Importance, Link, LinkType, Memory, MemoryPatch, MemoryType, NewMemory, normalise_tags,
     timestamp_now, validate_tags,

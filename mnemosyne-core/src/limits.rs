@@ -3,6 +3,10 @@ use serde::{Deserialize, Serialize};
 /// `recall_results_max` can never be configured above this.
 pub const RECALL_RESULTS_HARD_CAP: u32 = 1_000;
 
+/// `embedding_tokens_max` can never be configured above this: the local
+/// model (all-MiniLM-L6-v2) has 512 positions.
+pub const EMBEDDING_TOKENS_HARD_CAP: u32 = 512;
+
 /// Prefix of the environment variables that override a limit:
 /// `MNEMOSYNE_POOL_READERS_MAX=8` sets `pool_readers_max`.
 pub const ENV_PREFIX: &str = "MNEMOSYNE_";
@@ -133,6 +137,13 @@ pub struct Limits {
     pub embedding_batch_max: u32,
     /// Time one embedder call may take, in milliseconds.
     pub embedder_timeout_ms: u64,
+    /// Inferences of the local model (`minilm`) running at once, each on a
+    /// blocking thread; more callers wait their turn.
+    pub embedding_inferences_max: u32,
+    /// Tokens of one text the local model reads (at most
+    /// [`EMBEDDING_TOKENS_HARD_CAP`]); a longer text is embedded from its
+    /// first tokens and counted as truncated.
+    pub embedding_tokens_max: u32,
     /// Retries of a failed embedder call (so at most this + 1 attempts).
     pub embedder_retries_max: u32,
     /// Wait before the first retry, doubled for each next one, in milliseconds.
@@ -245,6 +256,8 @@ impl Default for Limits {
             memory_links_max: 64,
             embedding_batch_max: 64,
             embedder_timeout_ms: 30_000,
+            embedding_inferences_max: 2,
+            embedding_tokens_max: 256,
             embedder_retries_max: 3,
             embedder_backoff_ms: 200,
             vector_candidates_max: 200,
@@ -327,11 +340,16 @@ impl Limits {
     /// Checks that every limit is usable: positive where zero would wedge the
     /// system, and `recall_results_max` within its hard cap.
     pub fn validate(&self) -> Result<(), LimitsError> {
-        let positive: [(&'static str, u64); 39] = [
+        let positive: [(&'static str, u64); 41] = [
             ("allocator_arenas_max", self.allocator_arenas_max.into()),
             ("sqlite_heap_bytes_max", self.sqlite_heap_bytes_max),
             ("embedding_batch_max", self.embedding_batch_max.into()),
             ("embedder_timeout_ms", self.embedder_timeout_ms),
+            (
+                "embedding_inferences_max",
+                self.embedding_inferences_max.into(),
+            ),
+            ("embedding_tokens_max", self.embedding_tokens_max.into()),
             ("vector_candidates_max", self.vector_candidates_max.into()),
             ("reindex_batch_rows", self.reindex_batch_rows.into()),
             ("pool_readers_max", self.pool_readers_max.into()),
@@ -426,6 +444,13 @@ impl Limits {
                 rule: "must be at least work_completed_retained_max",
             });
         }
+        if self.embedding_tokens_max > EMBEDDING_TOKENS_HARD_CAP {
+            return Err(LimitsError::OutOfRange {
+                name: "embedding_tokens_max",
+                value: self.embedding_tokens_max.into(),
+                rule: "must be at most 512 (the positions of the local model)",
+            });
+        }
         if self.recall_results_max > RECALL_RESULTS_HARD_CAP {
             return Err(LimitsError::OutOfRange {
                 name: "recall_results_max",
@@ -486,6 +511,9 @@ mod tests {
         assert!(err.to_string().contains("pool_readers_maxx"), "{err}");
         let err = Limits::from_toml_str("recall_results_max = 1001").unwrap_err();
         assert!(err.to_string().contains("recall_results_max"), "{err}");
+        Limits::from_toml_str("embedding_tokens_max = 512").unwrap();
+        let err = Limits::from_toml_str("embedding_tokens_max = 513").unwrap_err();
+        assert!(err.to_string().contains("at most 512"), "{err}");
         let err = Limits::from_toml_str("pool_readers_max = 0").unwrap_err();
         assert!(err.to_string().contains("at least 1"), "{err}");
         let err = Limits::from_toml_str("blocking_threads_max = 1").unwrap_err();

@@ -16,7 +16,12 @@ pub const DEFAULT_API_KEY_ENV: &str = "MNEMOSYNE_EMBEDDER_API_KEY";
 ///
 /// ```toml
 /// [embedder]
-/// kind = "hash"   # the default; offline and deterministic
+/// kind = "minilm"   # the default: all-MiniLM-L6-v2 in-process, 384 dims
+/// ```
+///
+/// ```toml
+/// [embedder]
+/// kind = "hash"   # offline and deterministic; lexical only
 /// dims = 384      # optional
 /// ```
 ///
@@ -31,6 +36,10 @@ pub const DEFAULT_API_KEY_ENV: &str = "MNEMOSYNE_EMBEDDER_API_KEY";
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(tag = "kind", rename_all = "snake_case", deny_unknown_fields)]
 pub enum EmbedderConfig {
+    /// [`super::MiniLmEmbedder`]: all-MiniLM-L6-v2 run in-process (the
+    /// default); its token cap and concurrency are limits
+    /// (`embedding_tokens_max`, `embedding_inferences_max`).
+    Minilm,
     /// [`super::HashEmbedder`]: feature hashing, offline, deterministic.
     Hash {
         /// Dimensions of the vectors (default 384).
@@ -62,9 +71,7 @@ fn default_hash_dims() -> usize {
 
 impl Default for EmbedderConfig {
     fn default() -> Self {
-        Self::Hash {
-            dims: HASH_DEFAULT_DIMS,
-        }
+        Self::Minilm
     }
 }
 
@@ -73,6 +80,7 @@ impl EmbedderConfig {
     /// model name, an `http` or `https` base URL.
     pub fn validate(&self) -> Result<()> {
         let dims = match self {
+            Self::Minilm => return Ok(()),
             Self::Hash { dims } => *dims,
             Self::Http {
                 base_url,

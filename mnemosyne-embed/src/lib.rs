@@ -1,5 +1,7 @@
-//! Embedders for Mnemosyne (they depend on `mnemosyne-core` only): the offline [`HashEmbedder`], the OpenAI-compatible
-//! [`HttpEmbedder`], and the byte-capped [`CachedEmbedder`] that wraps either.
+//! Embedders for Mnemosyne (they depend on `mnemosyne-core` only): the
+//! local sentence model [`MiniLmEmbedder`] (the default), the offline
+//! [`HashEmbedder`], the OpenAI-compatible [`HttpEmbedder`], and the
+//! byte-capped [`CachedEmbedder`] that wraps any of them.
 //!
 //! [`build_embedder`] turns the `[embedder]` table of the config file
 //! ([`EmbedderConfig`]) and the [`Limits`] into a ready, cached embedder.
@@ -9,6 +11,7 @@ pub mod cache;
 pub mod config;
 pub mod hash;
 pub mod http;
+pub mod minilm;
 
 use std::sync::Arc;
 
@@ -16,6 +19,7 @@ pub use cache::{CACHE_ENTRY_OVERHEAD_BYTES, CachedEmbedder};
 pub use config::{DEFAULT_API_KEY_ENV, EMBEDDING_DIMS_MAX, EmbedderConfig};
 pub use hash::{HASH_DEFAULT_DIMS, HASH_SCHEME, HashEmbedder};
 pub use http::{HttpEmbedder, HttpEmbedderOptions};
+pub use minilm::{MINILM_DIMS, MINILM_MODEL_ID, MiniLmEmbedder, MiniLmModel, MiniLmStats};
 use mnemosyne_core::{Embedder, Limits, Result};
 
 /// Builds the embedder `config` describes, wrapped in a [`CachedEmbedder`]
@@ -34,11 +38,35 @@ pub fn build_cached_embedder(
     config: &EmbedderConfig,
     limits: &Limits,
 ) -> Result<Arc<CachedEmbedder>> {
-    let inner = build_uncached(config, limits, |name| std::env::var(name).ok())?;
-    Ok(Arc::new(CachedEmbedder::new(
-        inner,
-        limits.embedding_cache_bytes_max,
-    )))
+    Ok(build_embedder_parts(config, limits)?.cache)
+}
+
+/// A built embedder: the cache in front of it, and the local model when
+/// that is the one in use (for [`MiniLmEmbedder::preload`] and its stats).
+#[derive(Debug, Clone)]
+pub struct EmbedderParts {
+    /// The embedder to use, behind its byte-capped cache.
+    pub cache: Arc<CachedEmbedder>,
+    /// The local model, when `config` is `minilm`.
+    pub minilm: Option<Arc<MiniLmEmbedder>>,
+}
+
+/// Builds the embedder `config` describes and hands back its parts.
+pub fn build_embedder_parts(config: &EmbedderConfig, limits: &Limits) -> Result<EmbedderParts> {
+    let (inner, minilm) = match config {
+        EmbedderConfig::Minilm => {
+            let minilm = Arc::new(MiniLmEmbedder::new(limits));
+            (minilm.clone() as Arc<dyn Embedder>, Some(minilm))
+        }
+        other => (
+            build_uncached(other, limits, |name| std::env::var(name).ok())?,
+            None,
+        ),
+    };
+    Ok(EmbedderParts {
+        cache: Arc::new(CachedEmbedder::new(inner, limits.embedding_cache_bytes_max)),
+        minilm,
+    })
 }
 
 /// The embedder `config` describes, without a cache; `env` looks up
@@ -50,6 +78,7 @@ fn build_uncached(
 ) -> Result<Arc<dyn Embedder>> {
     config.validate()?;
     match config {
+        EmbedderConfig::Minilm => Ok(Arc::new(MiniLmEmbedder::new(limits))),
         EmbedderConfig::Hash { dims } => Ok(Arc::new(HashEmbedder::new(*dims)?)),
         EmbedderConfig::Http {
             base_url,
@@ -130,6 +159,14 @@ mod tests {
     fn build_embedder_wraps_the_configured_embedder_in_the_cache() {
         let limits = Limits::default();
         let embedder = build_cached_embedder(&EmbedderConfig::default(), &limits).unwrap();
+        assert_eq!(
+            embedder.model_id(),
+            MINILM_MODEL_ID,
+            "minilm is the default"
+        );
+        assert_eq!(embedder.dims(), 384);
+        let hash = EmbedderConfig::Hash { dims: 384 };
+        let embedder = build_cached_embedder(&hash, &limits).unwrap();
         assert_eq!(embedder.model_id(), "hash-v1-384");
         assert_eq!(embedder.dims(), 384);
         assert_eq!(embedder.capacity_bytes(), limits.embedding_cache_bytes_max);

@@ -1,0 +1,160 @@
+//! [`MiniLmEmbedder`]: all-MiniLM-L6-v2 run in-process (the default
+//! embedder). The model and tokenizer files are compiled into the binary
+//! (`model/`, pinned by sha256 in `build.rs`): no download, no server.
+//!
+//! Inference is CPU work of milliseconds to tens of milliseconds: it runs on
+//! tokio's blocking threads, at most `embedding_inferences_max` at once,
+//! never on the async runtime. The model loads on first use (a CLI command
+//! that embeds nothing never pays for it) or at once with
+//! [`MiniLmEmbedder::preload`] (a server, so that its first recall is fast).
+
+mod fold;
+mod model;
+
+use std::sync::Arc;
+use std::sync::atomic::{AtomicU64, Ordering};
+
+use async_trait::async_trait;
+use mnemosyne_core::{Embedder, Error, Limits, Result};
+use tokio::sync::{OnceCell, Semaphore};
+
+pub use fold::{FoldError, fold_weight_dequantisation};
+pub use model::{Embedded, MiniLmModel, RUN_PADDED_TOKENS_MAX};
+
+/// Length of every vector of the model.
+pub const MINILM_DIMS: usize = 384;
+
+/// The model's id: its name, its weights (int8) and the first 8 hex digits
+/// of the sha256 of `model.onnx`, so that vectors of any other model or file
+/// are stale and `reindex` replaces them.
+pub const MINILM_MODEL_ID: &str = "minilm-l6-v2-int8-8199be6f";
+
+/// `model/model.onnx`: all-MiniLM-L6-v2, int8 weights (see `model/NOTICE`).
+pub(crate) static MODEL_ONNX: &[u8] = include_bytes!("../../model/model.onnx");
+
+/// `model/tokenizer.json`: its WordPiece tokenizer.
+pub(crate) static TOKENIZER_JSON: &[u8] = include_bytes!("../../model/tokenizer.json");
+
+/// What the embedder has done since it was made; read by the diagnostics.
+#[derive(Debug, Default)]
+pub struct MiniLmStats {
+    texts_embedded: AtomicU64,
+    texts_truncated: AtomicU64,
+    load_ms: AtomicU64,
+}
+
+impl MiniLmStats {
+    /// Texts embedded.
+    pub fn texts_embedded(&self) -> u64 {
+        self.texts_embedded.load(Ordering::Relaxed)
+    }
+
+    /// Texts longer than `embedding_tokens_max`, embedded from their first tokens.
+    pub fn texts_truncated(&self) -> u64 {
+        self.texts_truncated.load(Ordering::Relaxed)
+    }
+
+    /// Milliseconds the model took to load (0 until it is loaded).
+    pub fn load_ms(&self) -> u64 {
+        self.load_ms.load(Ordering::Relaxed)
+    }
+}
+
+/// The local sentence embedder.
+#[derive(Debug)]
+pub struct MiniLmEmbedder {
+    model: OnceCell<Arc<MiniLmModel>>,
+    inferences: Arc<Semaphore>,
+    tokens_max: usize,
+    stats: Arc<MiniLmStats>,
+}
+
+impl MiniLmEmbedder {
+    /// An embedder with the token cap and inference limit of `limits`; the
+    /// model is not loaded yet.
+    pub fn new(limits: &Limits) -> Self {
+        Self {
+            model: OnceCell::new(),
+            inferences: Arc::new(Semaphore::new(limits.embedding_inferences_max as usize)),
+            tokens_max: limits.embedding_tokens_max as usize,
+            stats: Arc::default(),
+        }
+    }
+
+    /// Its counters.
+    pub fn stats(&self) -> Arc<MiniLmStats> {
+        self.stats.clone()
+    }
+
+    /// Loads the model now, if it is not loaded yet.
+    pub async fn preload(&self) -> Result<()> {
+        self.model().await.map(|_| ())
+    }
+
+    async fn model(&self) -> Result<Arc<MiniLmModel>> {
+        self.model
+            .get_or_try_init(|| async {
+                let tokens_max = self.tokens_max;
+                let model = tokio::task::spawn_blocking(move || MiniLmModel::load(tokens_max))
+                    .await
+                    .map_err(|e| {
+                        Error::Embedding(format!("minilm: the loading thread failed: {e}"))
+                    })??;
+                let load_ms = u64::try_from(model.load_time().as_millis()).unwrap_or(u64::MAX);
+                self.stats.load_ms.store(load_ms, Ordering::Relaxed);
+                tracing::debug!(load_ms, "minilm model loaded");
+                Ok(Arc::new(model))
+            })
+            .await
+            .cloned()
+    }
+}
+
+#[async_trait]
+impl Embedder for MiniLmEmbedder {
+    fn model_id(&self) -> &str {
+        MINILM_MODEL_ID
+    }
+
+    fn dims(&self) -> usize {
+        MINILM_DIMS
+    }
+
+    async fn embed(&self, texts: &[&str]) -> Result<Vec<Vec<f32>>> {
+        if texts.is_empty() {
+            return Ok(Vec::new());
+        }
+        if let Some(position) = texts.iter().position(|t| t.trim().is_empty()) {
+            return Err(Error::invalid(format!(
+                "text {position} of the batch is empty or only whitespace: nothing to embed"
+            )));
+        }
+        let model = self.model().await?;
+        let _permit = self
+            .inferences
+            .acquire()
+            .await
+            .map_err(|_| Error::Embedding("minilm: the embedder is closed".into()))?;
+        let owned: Vec<String> = texts.iter().map(|t| (*t).to_owned()).collect();
+        let embedded = tokio::task::spawn_blocking(move || {
+            let texts: Vec<&str> = owned.iter().map(String::as_str).collect();
+            model.embed(&texts)
+        })
+        .await
+        .map_err(|e| Error::Embedding(format!("minilm: the inference thread failed: {e}")))??;
+        self.stats
+            .texts_embedded
+            .fetch_add(texts.len() as u64, Ordering::Relaxed);
+        if embedded.truncated > 0 {
+            self.stats
+                .texts_truncated
+                .fetch_add(embedded.truncated as u64, Ordering::Relaxed);
+            tracing::debug!(
+                truncated = embedded.truncated,
+                tokens_max = self.tokens_max,
+                "texts longer than embedding_tokens_max were embedded from their first tokens"
+            );
+        }
+        Ok(embedded.vectors)
+    }
+}
