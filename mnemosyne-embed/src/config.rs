@@ -33,12 +33,13 @@ pub const DEFAULT_API_KEY_ENV: &str = "MNEMOSYNE_EMBEDDER_API_KEY";
 /// dims = 768                             # required: checked on every answer
 /// api_key_env = "OPENAI_API_KEY"         # optional
 /// ```
-#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(tag = "kind", rename_all = "snake_case", deny_unknown_fields)]
 pub enum EmbedderConfig {
     /// [`super::MiniLmEmbedder`]: all-MiniLM-L6-v2 run in-process (the
     /// default); its token cap and concurrency are limits
     /// (`embedding_tokens_max`, `embedding_inferences_max`).
+    #[default]
     Minilm,
     /// [`super::HashEmbedder`]: feature hashing, offline, deterministic.
     Hash {
@@ -67,12 +68,6 @@ pub enum EmbedderConfig {
 
 fn default_hash_dims() -> usize {
     HASH_DEFAULT_DIMS
-}
-
-impl Default for EmbedderConfig {
-    fn default() -> Self {
-        Self::Minilm
-    }
 }
 
 impl EmbedderConfig {
