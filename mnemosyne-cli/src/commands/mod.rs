@@ -17,7 +17,7 @@ use std::io::Read;
 
 use anyhow::{Context, Result, bail};
 use mnemosyne_core::Limits;
-use mnemosyne_embed::build_cached_embedder;
+use mnemosyne_embed::{EmbedderParts, build_embedder_parts};
 use mnemosyne_storage::{Location, MemoryStore};
 
 use crate::cli::Command;
@@ -62,13 +62,21 @@ pub async fn run(command: Command, settings: &Settings, out: Output) -> Result<(
 /// Opens the store (creating the database's directory), with the embedder
 /// of the settings.
 async fn open_store(settings: &Settings) -> Result<MemoryStore> {
-    Ok(open_store_with_cache(settings).await?.0)
+    open_store_with_embedder(settings, &embedder_parts(settings)?).await
 }
 
-/// [`open_store`], also handing back the embedding cache (for its gauges).
-async fn open_store_with_cache(
+/// The embedder of the settings, not loaded yet (a local model loads on
+/// first use, or with [`mnemosyne_embed::MiniLmEmbedder::preload`]).
+fn embedder_parts(settings: &Settings) -> Result<EmbedderParts> {
+    build_embedder_parts(&settings.embedder, &settings.limits).context("cannot set up the embedder")
+}
+
+/// [`open_store`] with an embedder already built (for a server, which
+/// loads the model before it opens the database and reads its gauges).
+async fn open_store_with_embedder(
     settings: &Settings,
-) -> Result<(MemoryStore, std::sync::Arc<mnemosyne_embed::CachedEmbedder>)> {
+    embedder: &EmbedderParts,
+) -> Result<MemoryStore> {
     if let Location::File(path) = &settings.location
         && let Some(parent) = path.parent().filter(|p| !p.as_os_str().is_empty())
     {
@@ -76,13 +84,11 @@ async fn open_store_with_cache(
             .with_context(|| format!("cannot create directory {}", parent.display()))?;
     }
     tracing::info!(db = %settings.location, backend = mnemosyne_storage::BACKEND, "opening the database");
-    let cache = build_cached_embedder(&settings.embedder, &settings.limits)
-        .context("cannot set up the embedder")?;
     let store = MemoryStore::open(&settings.location, settings.limits.clone())
         .await
         .with_context(|| format!("cannot open the database {}", settings.location))?
-        .with_embedder(cache.clone());
-    Ok((store, cache))
+        .with_embedder(embedder.cache.clone());
+    Ok(store)
 }
 
 /// Opens the store, runs `work` on it and closes it whatever happened. Ctrl-C

@@ -30,8 +30,18 @@ pub async fn run(command: ServeCommand, settings: &Settings) -> Result<()> {
             Some(HttpListener::bind(bind, token).await?)
         }
     };
-    let (store, cache) = super::open_store_with_cache(settings).await?;
+    let embedder = super::embedder_parts(settings)?;
+    // The local model loads before the database opens: a server that cannot
+    // embed stops here, having touched nothing, and its first recall is fast.
+    if let Some(minilm) = &embedder.minilm {
+        minilm
+            .preload()
+            .await
+            .context("cannot load the local embedding model")?;
+    }
+    let store = super::open_store_with_embedder(settings, &embedder).await?;
     let server = Server::new(store.clone());
+    let cache = embedder.cache.clone();
     server
         .tracker()
         .register("embedding_cache", move |gauges| {
@@ -49,6 +59,28 @@ pub async fn run(command: ServeCommand, settings: &Settings) -> Result<()> {
                 ),
             ]);
         })?;
+    if let Some(minilm) = &embedder.minilm {
+        let stats = minilm.stats();
+        server.tracker().register("embedding_model", move |gauges| {
+            gauges.extend([
+                Gauge::new(
+                    "mnemosyne_embedding_texts_total",
+                    "texts the local model embedded since start",
+                    stats.texts_embedded(),
+                ),
+                Gauge::new(
+                    "mnemosyne_embedding_truncated_total",
+                    "texts longer than embedding_tokens_max, embedded from their first tokens",
+                    stats.texts_truncated(),
+                ),
+                Gauge::new(
+                    "mnemosyne_embedding_model_load_ms",
+                    "milliseconds the local model took to load",
+                    stats.load_ms(),
+                ),
+            ]);
+        })?;
+    }
     // The work queue decides from memory: one process owns it. A second
     // server on the same database serves memories and documents, and says
     // who owns the queue when asked for work.
