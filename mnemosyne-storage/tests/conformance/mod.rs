@@ -18,7 +18,9 @@ use mnemosyne_storage::schema::SCHEMA_VERSION;
 use mnemosyne_storage::{MemoryStore, RecallMode, RecallQuery};
 
 mod documents;
+mod worker;
 pub use documents::*;
+pub use worker::*;
 
 /// What the suite needs from a backend beyond the `Storage` trait.
 #[async_trait]
@@ -2472,6 +2474,12 @@ macro_rules! conformance_tests {
             vectors_follow_updates_deletes_and_models,
             pending_embeddings_find_missing_and_stale,
             fill_embeddings_never_replaces_a_vector_of_the_same_model,
+            the_worker_embeds_remembered_memories_off_the_write_path,
+            a_vector_made_before_an_update_never_replaces_the_updates_vector,
+            a_full_embedding_backlog_refuses_remember_and_stores_nothing,
+            a_failing_embedder_is_retried_with_backoff_and_loses_nothing,
+            the_next_worker_embeds_what_the_last_one_left,
+            embed_pending_embeds_in_batches_with_progress,
             linked_memories_both_ways_and_bounded,
             hybrid_recall_fuses_signals_and_explains_them,
             hybrid_recall_expands_links_and_respects_filters,
