@@ -49,8 +49,8 @@ use libsql::{Connection, Value};
 use mnemosyne_core::{Embedding, Error, Result, VectorHit, VectorQuery};
 
 use super::ops::{
-    attach_links, col_int, db, nul_safe, query_all, query_first, query_value, read_memory_row_at,
-    text, values,
+    attach_links, col_int, col_opt_text, db, nul_safe, query_all, query_first, query_value,
+    read_memory_row_at, text, values,
 };
 use crate::rows::{self, MEMORY_COLUMNS, SqlValue};
 
