@@ -1,19 +1,16 @@
 //! The server in-process on a real store and real loopback sockets: every
 //! task it starts ends at shutdown (the runtime's alive-task count returns
-//! to its baseline), the embedding worker among them, even in the middle of
-//! an embedder call that never returns; and 100 000 events pushed past an
-//! SSE subscriber that never reads do not grow the process.
+//! to its baseline), and 100 000 events pushed past an SSE subscriber that
+//! never reads do not grow the process.
 //!
 //! Needs a storage backend: the workspace's `cargo test` gets one through
 //! mnemosyne-cli; alone, run with `--features sqlite` (or `libsql`).
 
-use std::sync::Arc;
 use std::time::Duration;
 
-use mnemosyne_core::{Embedder, Limits};
-use mnemosyne_embed::HashEmbedder;
+use mnemosyne_core::Limits;
 use mnemosyne_server::{Event, HttpListener, Server};
-use mnemosyne_storage::{Location, MemoryStore, RecallMode, RecallQuery};
+use mnemosyne_storage::{Location, MemoryStore};
 use rmcp::ServiceExt;
 use tokio::io::{AsyncBufReadExt, AsyncReadExt, AsyncWriteExt, BufReader};
 use tokio::net::TcpStream;
@@ -33,46 +30,6 @@ async fn open_store(dir: &tempfile::TempDir, limits: Limits) -> MemoryStore {
     MemoryStore::open(&Location::File(dir.path().join("server.db")), limits)
         .await
         .expect("open the store")
-}
-
-/// [`open_store`] with the hash embedder: the server runs its embedding worker.
-async fn open_embedded_store(dir: &tempfile::TempDir, embedder: Arc<dyn Embedder>) -> MemoryStore {
-    open_store(dir, Limits::default())
-        .await
-        .with_embedder(embedder)
-}
-
-fn hash_embedder() -> Arc<dyn Embedder> {
-    Arc::new(HashEmbedder::new(64).expect("hash embedder"))
-}
-
-/// The value of one of the server's gauges now.
-fn gauge(server: &Server, name: &str) -> Option<u64> {
-    server.tracker().snapshot().gauge(name).map(|g| g.value)
-}
-
-/// Hash vectors for recall queries; a text to store is never embedded (the
-/// call never returns), like a model that hangs.
-#[derive(Debug)]
-struct StuckEmbedder(HashEmbedder);
-
-#[async_trait::async_trait]
-impl Embedder for StuckEmbedder {
-    fn model_id(&self) -> &str {
-        self.0.model_id()
-    }
-
-    fn dims(&self) -> usize {
-        self.0.dims()
-    }
-
-    async fn embed(&self, texts: &[&str]) -> mnemosyne_core::Result<Vec<Vec<f32>>> {
-        self.0.embed(texts).await
-    }
-
-    async fn embed_for_storage(&self, _: &[&str]) -> mnemosyne_core::Result<Vec<Vec<f32>>> {
-        std::future::pending().await
-    }
 }
 
 fn alive_tasks() -> usize {
@@ -145,7 +102,7 @@ fn rss_kib() -> u64 {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn http_shutdown_ends_every_task_and_open_stream() {
     let dir = tempfile::tempdir().expect("temp dir");
-    let store = open_embedded_store(&dir, hash_embedder()).await;
+    let store = open_store(&dir, Limits::default()).await;
     let baseline = alive_tasks();
     let server = Server::new(store.clone());
     let listener = HttpListener::bind(([127, 0, 0, 1], 0).into(), None)
@@ -186,27 +143,6 @@ async fn http_shutdown_ends_every_task_and_open_stream() {
     }
     assert!(names.contains(&"heartbeat".to_owned()), "{names:?}");
     assert!(names.contains(&"http-accept".to_owned()), "{names:?}");
-    assert!(names.contains(&"embedding-worker".to_owned()), "{names:?}");
-    // The worker stores the vector after the answer: wait for it, then
-    // vector recall finds the memory.
-    for _ in 0..SETTLE_POLLS_MAX {
-        if gauge(&server, "mnemosyne_embeddings_stored_total") == Some(1) {
-            break;
-        }
-        tokio::time::sleep(Duration::from_millis(SETTLE_POLL_MS)).await;
-    }
-    assert_eq!(gauge(&server, "mnemosyne_embeddings_stored_total"), Some(1));
-    assert_eq!(gauge(&server, "mnemosyne_embedding_backlog"), Some(0));
-    assert_eq!(gauge(&server, "mnemosyne_embedding_errors_total"), Some(0));
-    let recall = store
-        .recall(RecallQuery {
-            text: "alive tasks".into(),
-            mode: RecallMode::Vector,
-            ..RecallQuery::default()
-        })
-        .await
-        .expect("recall");
-    assert_eq!(recall.hits.len(), 1, "{recall:?}");
     assert!(
         names.iter().filter(|n| *n == "http-connection").count() >= 2,
         "{names:?}"
@@ -234,7 +170,7 @@ async fn http_shutdown_ends_every_task_and_open_stream() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn mcp_shutdown_ends_every_task() {
     let dir = tempfile::tempdir().expect("temp dir");
-    let store = open_embedded_store(&dir, hash_embedder()).await;
+    let store = open_store(&dir, Limits::default()).await;
     let baseline = alive_tasks();
     let server = Server::new(store.clone());
     let (server_side, client_side) = tokio::io::duplex(64 * 1024);
@@ -251,81 +187,17 @@ async fn mcp_shutdown_ends_every_task() {
     let client = ().serve((client_read, client_write)).await.expect("init");
     let tools = client.list_all_tools().await.expect("tools");
     assert_eq!(tools.len(), 21);
-    let names = server.supervisor().names();
-    assert!(names.contains(&"mcp-session".to_owned()), "{names:?}");
-    assert!(names.contains(&"embedding-worker".to_owned()), "{names:?}");
+    assert!(
+        server
+            .supervisor()
+            .names()
+            .contains(&"mcp-session".to_owned())
+    );
     // Closing the client side is the end of the session (stdin closed).
     client.cancel().await.expect("close");
     let report = serving.await.expect("join").expect("serve");
     assert!(report.is_clean(), "{report:?}");
     assert_eq!(server.supervisor().alive(), 0);
-    store.close().await;
-    assert_eq!(
-        settle_to(baseline).await,
-        baseline,
-        "tasks left after shutdown"
-    );
-}
-
-/// An embedder call that never returns holds neither `remember` nor the
-/// shutdown: the memory is acknowledged and found by keyword, its id waits
-/// in the backlog, and shutdown stops the worker in the middle of the call
-/// (no abort needed), leaving the memory without a vector for the next start.
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn a_stuck_embedder_holds_neither_remember_nor_shutdown() {
-    let dir = tempfile::tempdir().expect("temp dir");
-    let embedder = Arc::new(StuckEmbedder(HashEmbedder::new(64).expect("hash")));
-    let store = open_embedded_store(&dir, embedder).await;
-    let baseline = alive_tasks();
-    let server = Server::new(store.clone());
-    let listener = HttpListener::bind(([127, 0, 0, 1], 0).into(), None)
-        .await
-        .expect("bind");
-    let addr = listener.local_addr();
-    let (stop, stopped) = oneshot::channel::<()>();
-    let serving = tokio::spawn({
-        let server = server.clone();
-        async move {
-            server
-                .serve_http(listener, async {
-                    let _ = stopped.await;
-                })
-                .await
-        }
-    });
-    for content in ["first of two", "second of two"] {
-        let body = format!(r#"{{"content":"{content}"}}"#);
-        assert_eq!(request(addr, "POST", "/v1/memories", &body).await, 201);
-    }
-    assert_eq!(gauge(&server, "mnemosyne_embedding_backlog"), Some(2));
-    let snapshot = server.tracker().snapshot();
-    let backlog = snapshot.gauge("mnemosyne_embedding_backlog").unwrap();
-    assert_eq!(
-        backlog.max,
-        Some(10_000),
-        "bounded by embedding_backlog_max"
-    );
-    let recall = store
-        .recall(RecallQuery {
-            text: "two".into(),
-            mode: RecallMode::Keyword,
-            ..RecallQuery::default()
-        })
-        .await
-        .expect("recall");
-    assert_eq!(recall.hits.len(), 2);
-    stop.send(()).expect("stop");
-    let report = serving.await.expect("join").expect("serve");
-    assert!(report.is_clean(), "{report:?}");
-    assert_eq!(server.supervisor().alive(), 0);
-    assert_eq!(
-        store
-            .pending_count(mnemosyne_core::PendingKind::Missing)
-            .await
-            .expect("count"),
-        2,
-        "left for the next start"
-    );
     store.close().await;
     assert_eq!(
         settle_to(baseline).await,
