@@ -37,7 +37,7 @@ use std::time::Duration;
 
 use mnemosyne_core::{Embedder, Error, MemoryId, PENDING_IDS_MAX, PendingKind, Result};
 use tokio::sync::mpsc::error::TrySendError;
-use tokio::sync::{Semaphore, SemaphorePermit, mpsc};
+use tokio::sync::{Semaphore, SemaphorePermit, TryAcquireError, mpsc};
 use tokio::time::Instant;
 use tokio_util::sync::CancellationToken;
 
@@ -99,24 +99,28 @@ impl EmbeddingBacklog {
         !self.sender.is_closed()
     }
 
-    /// Room for one memory, waiting at most `embedding_backlog_wait_ms`.
-    pub(crate) async fn reserve(&self) -> Result<Reservation<'_>> {
-        let permit = match self.room.try_acquire() {
-            Ok(permit) => permit,
-            Err(_) => match tokio::time::timeout(self.wait, self.room.acquire()).await {
-                Ok(Ok(permit)) => permit,
-                // The semaphore is never closed; a timeout is the only way here.
-                Ok(Err(_)) | Err(_) => {
-                    return Err(Error::EmbeddingBacklogFull {
+    /// Room for one memory, waiting at most `embedding_backlog_wait_ms`;
+    /// `None` once the worker has stopped (the caller embeds inline).
+    pub(crate) async fn reserve(&self) -> Result<Option<Reservation<'_>>> {
+        let acquired = match self.room.try_acquire() {
+            Ok(permit) => Ok(permit),
+            Err(TryAcquireError::Closed) => return Ok(None),
+            Err(TryAcquireError::NoPermits) => {
+                match tokio::time::timeout(self.wait, self.room.acquire()).await {
+                    Ok(Ok(permit)) => Ok(permit),
+                    Ok(Err(_closed)) => return Ok(None),
+                    Err(_elapsed) => Err(Error::EmbeddingBacklogFull {
                         capacity: self.capacity,
                         waited_ms: u64::try_from(self.wait.as_millis()).unwrap_or(u64::MAX),
-                    });
+                    }),
                 }
-            },
+            }
         };
-        Ok(Reservation {
-            backlog: self,
-            permit,
+        acquired.map(|permit| {
+            Some(Reservation {
+                backlog: self,
+                permit,
+            })
         })
     }
 
@@ -366,6 +370,14 @@ impl EmbeddingWorker {
                 }
             }
         }
+    }
+}
+
+impl Drop for EmbeddingWorker {
+    /// The worker is gone (stopped, or never run): a `remember` waiting for
+    /// room stops waiting and embeds inline.
+    fn drop(&mut self) {
+        self.backlog.room.close();
     }
 }
 

@@ -211,8 +211,9 @@ impl MemoryStore {
     /// past that it fails with [`Error::EmbeddingBacklogFull`] and stores nothing.
     pub async fn remember(&self, new: NewMemory) -> Result<Memory> {
         let memory = new.into_memory(&self.limits, timestamp_now())?;
-        if let Some(backlog) = self.embedding_backlog() {
-            let room = backlog.reserve().await?;
+        if let Some(backlog) = self.embedding_backlog()
+            && let Some(room) = backlog.reserve().await?
+        {
             self.storage.insert_memory(&memory, None).await?;
             if let Err(id) = room.queue(memory.id) {
                 // The worker stopped since the room was taken: embed here.

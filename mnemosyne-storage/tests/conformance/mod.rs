@@ -2477,6 +2477,7 @@ macro_rules! conformance_tests {
             the_worker_embeds_remembered_memories_off_the_write_path,
             a_vector_made_before_an_update_never_replaces_the_updates_vector,
             a_full_embedding_backlog_refuses_remember_and_stores_nothing,
+            a_remember_waiting_for_room_embeds_inline_once_the_worker_stops,
             a_failing_embedder_is_retried_with_backoff_and_loses_nothing,
             the_next_worker_embeds_what_the_last_one_left,
             embed_pending_embeds_in_batches_with_progress,

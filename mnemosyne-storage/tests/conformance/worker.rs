@@ -361,6 +361,50 @@ pub async fn a_full_embedding_backlog_refuses_remember_and_stores_nothing<B: Bac
     stop(token, handle).await;
 }
 
+/// A remember waiting for room when the worker stops does not wait out its
+/// `embedding_backlog_wait_ms`: it embeds inline, as without a worker.
+pub async fn a_remember_waiting_for_room_embeds_inline_once_the_worker_stops<B: Backend>() {
+    let f = fixture();
+    let limits = Limits {
+        embedding_batch_max: 1,
+        embedding_backlog_max: 1,
+        embedding_backlog_wait_ms: 3_600_000,
+        ..Limits::default()
+    };
+    let embedder = GatedEmbedder::new(false);
+    let store = gated_store::<B>(&f.path, limits, &embedder).await;
+    let (token, handle) = start_worker(&store);
+    let held = store
+        .remember(new_memory(&format!("held by the worker {HOLD}"), "global"))
+        .await
+        .unwrap();
+    assert_eq!(store.embedding_backlog().unwrap().waiting(), 1);
+    let waiting = tokio::spawn({
+        let store = store.clone();
+        async move { store.remember(new_memory("waits for room", "global")).await }
+    });
+    eventually("the worker holds its batch", || async {
+        embedder.open.receiver_count() > 0
+    })
+    .await;
+    stop(token, handle).await;
+    let inline = tokio::time::timeout(WAIT_MAX, waiting)
+        .await
+        .expect("the waiting remember ends once the worker is gone")
+        .unwrap()
+        .expect("and goes through");
+    assert_eq!(
+        missing(&store).await,
+        1,
+        "only the held one lacks its vector"
+    );
+    let found = vector_hits(&store, "waits for room").await;
+    assert!(
+        found.contains(&inline.id) && !found.contains(&held.id),
+        "{found:?}"
+    );
+}
+
 /// A failing embedder: the batch is kept and retried after
 /// `embedder_backoff_ms`, doubled after each failure up to
 /// `embedder_timeout_ms` (no spinning), and nothing is lost once it recovers.
