@@ -2,7 +2,7 @@
 
 mod common;
 
-use common::{Sandbox, id, memory_line, parse_json, write_lines};
+use common::{Sandbox, id, memory_line, parse_json, unreachable_http_embedder, write_lines};
 
 #[test]
 fn import_with_a_bad_line_reports_it_and_imports_nothing() {
@@ -118,8 +118,20 @@ fn export_then_import_round_trips_ids_links_and_tags() {
             "links_added": 2,
             "links_missing": 0,
             "links_over_limit": 0,
+            "embedded": 3,
             "complete": true,
         })
+    );
+    let diagnostics = target.json(&["diagnostics"]);
+    let missing = diagnostics["snapshot"]["gauges"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|g| g["name"] == "mnemosyne_embeddings_missing")
+        .expect("diagnostics counts the memories missing a vector");
+    assert_eq!(
+        missing["value"], 0,
+        "import made every vector: {diagnostics}"
     );
     assert_eq!(
         target.dump(),
@@ -251,4 +263,45 @@ fn export_to_a_file_replaces_it_whole() {
         sandbox.path("no/such/dir/x.jsonl").to_str().unwrap(),
     ]);
     assert!(line.contains("cannot create"), "{line}");
+}
+
+/// The embedder is down: every memory and link is imported, the vectors are
+/// missing, and the error says how to make them; `reindex` does.
+#[test]
+fn an_import_whose_embedder_is_down_keeps_the_memories_and_says_how_to_embed_them() {
+    let sandbox = Sandbox::new();
+    let lines: Vec<String> = (1..=2)
+        .map(|n| memory_line(n, &format!("imported while the embedder is down {n}")))
+        .collect();
+    let file = sandbox.path("two.jsonl");
+    write_lines(&file, &lines);
+    let (config, port) = unreachable_http_embedder(&sandbox);
+    let args = ["--config", &config, "import", file.to_str().unwrap()];
+    let line = sandbox.fail(&args);
+    assert!(
+        line.starts_with("error: imported 2 memories (0 skipped) and their links, 0 vectors made; embedding stopped: embedding error: "),
+        "{line}"
+    );
+    assert!(line.contains(&format!("127.0.0.1:{port}")), "{line}");
+    assert!(
+        line.ends_with("run `mnemosyne reindex` (or start the server) to embed the rest"),
+        "{line}"
+    );
+    assert_eq!(sandbox.count(), 2);
+    let missing = |sandbox: &Sandbox| {
+        let diagnostics = sandbox.json(&["diagnostics"]);
+        diagnostics["snapshot"]["gauges"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .find(|g| g["name"] == "mnemosyne_embeddings_missing")
+            .map(|g| g["value"].as_u64().unwrap())
+            .expect("the gauge")
+    };
+    assert_eq!(missing(&sandbox), 2);
+    let report = sandbox.json(&["reindex"]);
+    assert_eq!(report["embedded"], 2, "{report}");
+    assert_eq!(missing(&sandbox), 0);
+    let recall = sandbox.json(&["recall", "embedder down", "--mode", "vector"]);
+    assert_eq!(recall["hits"].as_array().unwrap().len(), 2, "{recall}");
 }

@@ -10,7 +10,7 @@ use std::process::{Child, Stdio};
 use std::sync::mpsc;
 use std::time::Duration;
 
-use common::Sandbox;
+use common::{Sandbox, unreachable_http_embedder};
 use serde_json::{Value, json};
 
 /// Socket read timeout: a server that stops answering fails the test
@@ -77,6 +77,35 @@ impl Served {
             .find_map(|line| line.strip_prefix(name)?.strip_prefix(':'))
             .and_then(|rest| rest.trim().trim_end_matches("kB").trim().parse().ok())
             .unwrap_or_else(|| panic!("no {name} in /proc status"))
+    }
+
+    /// The value of a metric of `/metrics`, if it is there.
+    fn metric(&self, name: &str) -> Option<u64> {
+        let metrics = self.request("GET", "/metrics", None);
+        assert_eq!(metrics.status, 200);
+        let text = String::from_utf8(metrics.body).expect("utf-8");
+        text.lines()
+            .find_map(|line| line.strip_prefix(name)?.strip_prefix(' '))
+            .map(|value| value.parse().expect("a whole number"))
+    }
+
+    /// Polls `/metrics` until `name` reads `value`, at most [`READ_TIMEOUT_S`].
+    fn wait_for_metric(&self, name: &str, value: u64) {
+        let deadline = std::time::Instant::now() + Duration::from_secs(READ_TIMEOUT_S);
+        while self.metric(name) != Some(value) {
+            assert!(
+                std::time::Instant::now() < deadline,
+                "{name} never read {value} (now {:?})",
+                self.metric(name)
+            );
+            std::thread::sleep(Duration::from_millis(20));
+        }
+    }
+
+    /// SIGKILL, and the process reaped.
+    fn kill(mut self) {
+        self.child.kill().expect("SIGKILL");
+        self.child.wait().expect("wait");
     }
 
     fn threads(&self) -> u64 {
@@ -398,6 +427,10 @@ fn the_http_api_serves_memories_with_json_errors_and_metrics() {
         "mnemosyne_process_resident_memory_bytes ",
         "mnemosyne_work_items_active 0",
         "mnemosyne_work_items_active_max 10000",
+        "mnemosyne_embedding_backlog ",
+        "mnemosyne_embedding_backlog_max 10000",
+        "mnemosyne_embeddings_stored_total ",
+        "mnemosyne_embedding_errors_total 0",
         "mnemosyne_event_subscribers 0",
         "mnemosyne_event_subscribers_max 1024",
         "mnemosyne_events_lagged_total 0",
@@ -820,4 +853,88 @@ fn a_second_server_on_the_database_serves_memories_but_says_who_owns_the_queue()
     assert_eq!(claimed.status, 200);
     assert_eq!(second.terminate(), Some(0));
     assert_eq!(owner.terminate(), Some(0));
+}
+
+/// The first server's embedder is down: remembers are acknowledged (keyword
+/// only) and wait in the bounded backlog, a remember past
+/// `embedding_backlog_max` is 503 `busy` and stores nothing; then SIGKILL.
+/// The next server's embedding worker embeds what the first one left.
+#[test]
+fn memories_remembered_before_a_kill_get_their_vectors_after_the_next_start() {
+    let sandbox = Sandbox::new();
+    let (config, _port) = unreachable_http_embedder(&sandbox);
+    let first = Served::start(
+        &sandbox,
+        "127.0.0.1:0",
+        &[
+            ("MNEMOSYNE_CONFIG", config.as_str()),
+            ("MNEMOSYNE_EMBEDDING_BACKLOG_MAX", "2"),
+            ("MNEMOSYNE_EMBEDDING_BACKLOG_WAIT_MS", "0"),
+        ],
+    );
+    let mut ids = Vec::new();
+    for content in [
+        "kept across a kill: the lease reaper",
+        "kept across a kill: the writer",
+    ] {
+        let created = first.request("POST", "/v1/memories", Some(&remember_body(content)));
+        assert_eq!(created.status, 201, "{:?}", created.json());
+        ids.push(created.json()["id"].as_str().expect("id").to_owned());
+    }
+    let refused = first.request(
+        "POST",
+        "/v1/memories",
+        Some(&remember_body("one past embedding_backlog_max")),
+    );
+    assert_eq!(refused.status, 503);
+    assert_eq!(refused.error_code(), "busy");
+    let message = refused.json()["error"]["message"]
+        .as_str()
+        .unwrap()
+        .to_owned();
+    assert!(
+        message.contains("embedding_backlog_max") && message.contains("retry"),
+        "{message}"
+    );
+    assert_eq!(first.metric("mnemosyne_embedding_backlog"), Some(2));
+    assert_eq!(first.metric("mnemosyne_embedding_backlog_max"), Some(2));
+    let keyword = first.request(
+        "POST",
+        "/v1/recall",
+        Some(&json!({"query": "kept across a kill", "mode": "keyword"})),
+    );
+    assert_eq!(keyword.json()["hits"].as_array().unwrap().len(), 2);
+    let deadline = std::time::Instant::now() + Duration::from_secs(READ_TIMEOUT_S);
+    while first
+        .metric("mnemosyne_embedding_errors_total")
+        .unwrap_or(0)
+        == 0
+    {
+        assert!(
+            std::time::Instant::now() < deadline,
+            "the worker never tried"
+        );
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    first.kill();
+    assert_eq!(sandbox.count(), 2, "the refused remember stored nothing");
+
+    let second = Served::start(&sandbox, "127.0.0.1:0", &[]);
+    second.wait_for_metric("mnemosyne_embeddings_missing", 0);
+    assert_eq!(second.metric("mnemosyne_embeddings_stored_total"), Some(2));
+    let vector = second.request(
+        "POST",
+        "/v1/recall",
+        Some(&json!({"query": "kept across a kill", "mode": "vector"})),
+    );
+    let mut found: Vec<String> = vector.json()["hits"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|hit| hit["memory"]["id"].as_str().unwrap().to_owned())
+        .collect();
+    found.sort();
+    ids.sort();
+    assert_eq!(found, ids, "{:?}", vector.json());
+    assert_eq!(second.terminate(), Some(0));
 }

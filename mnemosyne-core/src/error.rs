@@ -54,6 +54,18 @@ pub enum Error {
         /// The configured `work_write_backlog_max`.
         capacity: u32,
     },
+    /// `embedding_backlog_max` remembered memories wait for their vector and
+    /// no room came within `embedding_backlog_wait_ms`; nothing was stored.
+    #[error(
+        "embedding backlog is full: {capacity} memories wait for their vector (embedding_backlog_max) \
+         and no room came in {waited_ms} ms (embedding_backlog_wait_ms); nothing was stored, retry later"
+    )]
+    EmbeddingBacklogFull {
+        /// The configured `embedding_backlog_max`.
+        capacity: u32,
+        /// How long the call waited for room (`embedding_backlog_wait_ms`).
+        waited_ms: u64,
+    },
     /// No work item has this id.
     #[error("work item not found: {0}")]
     WorkItemNotFound(WorkItemId),

@@ -36,6 +36,7 @@ pub use memory::{
 pub use namespace::Namespace;
 pub use storage::{
     BatchOutcome, KeywordHit, KeywordQuery, LinkOutcome, LinkedMemory, ListQuery, ListSort,
-    OnConflict, PendingEmbedding, PoolStatus, Storage, VectorHit, VectorQuery, WorkPrune,
+    OnConflict, PENDING_IDS_MAX, PendingEmbedding, PendingKind, PoolStatus, Storage, VectorHit,
+    VectorQuery, WorkPrune,
 };
 pub use work::{Phase, Requirement, WorkItem, WorkItemId, WorkState};

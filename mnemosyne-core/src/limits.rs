@@ -133,8 +133,17 @@ pub struct Limits {
     pub tag_bytes_max: u32,
     /// Outgoing links of one memory.
     pub memory_links_max: u32,
-    /// Texts sent to the embedder in one call.
+    /// Texts sent to the embedder in one call; the vectors of one call are
+    /// stored in one transaction.
     pub embedding_batch_max: u32,
+    /// Memories a server's embedding worker holds remembered but not yet
+    /// embedded (queued, or in the batch being embedded). When it is full,
+    /// `remember` waits `embedding_backlog_wait_ms` for room, then fails with
+    /// `EmbeddingBacklogFull` having stored nothing.
+    pub embedding_backlog_max: u32,
+    /// How long `remember` waits for room in a full embedding backlog, in
+    /// milliseconds (0: fail at once).
+    pub embedding_backlog_wait_ms: u64,
     /// Time one embedder call may take, in milliseconds.
     pub embedder_timeout_ms: u64,
     /// Inferences of the local model (`minilm`) running at once, each on a
@@ -147,6 +156,9 @@ pub struct Limits {
     /// Retries of a failed embedder call (so at most this + 1 attempts).
     pub embedder_retries_max: u32,
     /// Wait before the first retry, doubled for each next one, in milliseconds.
+    /// The embedding worker waits as long after a batch that failed (embedder
+    /// or store), doubled after each further failure of that batch, at most
+    /// `embedder_timeout_ms`, and keeps the batch.
     pub embedder_backoff_ms: u64,
     /// Vector candidates fetched for one recall.
     pub vector_candidates_max: u32,
@@ -154,7 +166,8 @@ pub struct Limits {
     pub link_expansion_hops_max: u32,
     /// Linked memories followed per candidate and hop.
     pub link_expansion_fan_out_max: u32,
-    /// Memories re-embedded per `reindex` transaction.
+    /// Memories `reindex` reads per step (embedded `embedding_batch_max` at
+    /// a time, each batch committed on its own).
     pub reindex_batch_rows: u32,
     /// Results of one recall (never above [`RECALL_RESULTS_HARD_CAP`]).
     pub recall_results_max: u32,
@@ -255,6 +268,9 @@ impl Default for Limits {
             tag_bytes_max: 64,
             memory_links_max: 64,
             embedding_batch_max: 64,
+            // Ids only (16 bytes each): the texts stay on disk until embedded.
+            embedding_backlog_max: 10_000,
+            embedding_backlog_wait_ms: 5_000,
             embedder_timeout_ms: 30_000,
             embedding_inferences_max: 2,
             embedding_tokens_max: 256,
@@ -340,10 +356,11 @@ impl Limits {
     /// Checks that every limit is usable: positive where zero would wedge the
     /// system, and `recall_results_max` within its hard cap.
     pub fn validate(&self) -> Result<(), LimitsError> {
-        let positive: [(&'static str, u64); 41] = [
+        let positive: [(&'static str, u64); 42] = [
             ("allocator_arenas_max", self.allocator_arenas_max.into()),
             ("sqlite_heap_bytes_max", self.sqlite_heap_bytes_max),
             ("embedding_batch_max", self.embedding_batch_max.into()),
+            ("embedding_backlog_max", self.embedding_backlog_max.into()),
             ("embedder_timeout_ms", self.embedder_timeout_ms),
             (
                 "embedding_inferences_max",
@@ -494,6 +511,8 @@ mod tests {
         assert_eq!(limits.allocator_arenas_max, 2);
         assert_eq!(limits.work_attempts_max, 3);
         assert_eq!(limits.work_finished_stored_max, 100_000);
+        assert_eq!(limits.embedding_backlog_max, 10_000);
+        assert_eq!(limits.embedding_backlog_wait_ms, 5_000);
         limits.validate().unwrap();
     }
 
@@ -516,6 +535,13 @@ mod tests {
         assert!(err.to_string().contains("at most 512"), "{err}");
         let err = Limits::from_toml_str("pool_readers_max = 0").unwrap_err();
         assert!(err.to_string().contains("at least 1"), "{err}");
+        let err = Limits::from_toml_str("embedding_backlog_max = 0").unwrap_err();
+        assert_eq!(
+            err.to_string(),
+            "invalid limit embedding_backlog_max = 0: must be at least 1"
+        );
+        let no_wait = Limits::from_toml_str("embedding_backlog_wait_ms = 0").unwrap();
+        assert_eq!(no_wait.embedding_backlog_wait_ms, 0, "0 fails at once");
         let err = Limits::from_toml_str("blocking_threads_max = 1").unwrap_err();
         assert_eq!(
             err.to_string(),

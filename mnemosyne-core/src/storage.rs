@@ -114,6 +114,9 @@ pub struct LinkedMemory {
     pub memory: Memory,
 }
 
+/// Most ids one [`Storage::pending_embeddings_among`] call takes.
+pub const PENDING_IDS_MAX: usize = 10_000;
+
 /// A memory whose stored vector is missing or was made by another model.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct PendingEmbedding {
@@ -121,6 +124,27 @@ pub struct PendingEmbedding {
     pub id: MemoryId,
     /// The text to embed.
     pub text: String,
+}
+
+/// Which memories a pass over vectors takes.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum PendingKind {
+    /// Memories with no vector at all: just remembered by a server (its
+    /// embedding worker makes the vector), committed before a crash, or
+    /// imported. What a server's worker embeds at start.
+    #[default]
+    Missing,
+    /// Those, and memories whose vector was made by another model (stale:
+    /// the embedder changed). What `reindex` embeds.
+    MissingOrStale,
+}
+
+impl PendingKind {
+    /// True when a vector of another model counts as pending.
+    pub fn includes_stale(self) -> bool {
+        self == Self::MissingOrStale
+    }
 }
 
 /// What to do when an imported memory's id already exists.
@@ -229,17 +253,37 @@ pub trait Storage: Send + Sync + Debug {
     /// transaction; ids that no longer exist are skipped. Returns how many were stored.
     async fn set_embeddings(&self, items: &[(MemoryId, Embedding)]) -> Result<u64>;
 
+    /// Stores each vector in one transaction, unless the memory has a vector
+    /// of the same model already (one made from a newer text: an update
+    /// stored it while this one was being made) or no longer exists.
+    /// Returns how many were stored. What the embedding passes use
+    /// ([`PendingKind`]): a vector made from a text read before a change
+    /// never replaces the vector of the changed text.
+    async fn fill_embeddings(&self, items: &[(MemoryId, Embedding)]) -> Result<u64>;
+
     /// Up to `limit` memories, in id order after `after`, whose vector is
-    /// missing or was made by a model other than `model_id`.
+    /// pending by `kind`: missing, or (with [`PendingKind::MissingOrStale`])
+    /// also made by a model other than `model_id`.
     async fn pending_embeddings(
         &self,
         model_id: &str,
+        kind: PendingKind,
         after: Option<MemoryId>,
         limit: u32,
     ) -> Result<Vec<PendingEmbedding>>;
 
-    /// Number of memories whose vector is missing or was made by another model.
-    async fn count_pending_embeddings(&self, model_id: &str) -> Result<u64>;
+    /// The memories among `ids` whose vector is pending by `kind`, in id
+    /// order, with their current text; ids that no longer exist (or whose
+    /// vector is there) are left out. At most [`PENDING_IDS_MAX`] ids.
+    async fn pending_embeddings_among(
+        &self,
+        model_id: &str,
+        kind: PendingKind,
+        ids: &[MemoryId],
+    ) -> Result<Vec<PendingEmbedding>>;
+
+    /// Number of memories whose vector is pending by `kind`.
+    async fn count_pending_embeddings(&self, model_id: &str, kind: PendingKind) -> Result<u64>;
 
     /// Nearest stored vectors of the query's model, by cosine similarity, best first.
     async fn vector_search(&self, query: &VectorQuery) -> Result<Vec<VectorHit>>;

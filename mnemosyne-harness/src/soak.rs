@@ -76,6 +76,15 @@ pub struct Sample {
     /// Bytes of the database file and its WAL.
     #[serde(default)]
     pub db_bytes: u64,
+    /// Remembered memories waiting for their vector (the embedding worker's backlog).
+    #[serde(default)]
+    pub embedding_backlog: u64,
+    /// `embedding_backlog_max`.
+    #[serde(default)]
+    pub embedding_backlog_max: u64,
+    /// Memories with no vector on disk, as the embedding worker counts them.
+    #[serde(default)]
+    pub embeddings_missing: u64,
     /// Requests answered so far.
     pub requests_ok: u64,
     /// Requests refused for overload (503) so far.
@@ -262,7 +271,7 @@ pub fn judge(samples: &[Sample], duration_s: f64, exit_ok: Result<(), String>) -
             .filter(|s| max(s) > 0 && value(s) > max(s))
             .count()
     };
-    let bounded: [(&str, &str, Figure, Figure); 2] = [
+    let bounded: [(&str, &str, Figure, Figure); 3] = [
         (
             "work_queue",
             "active work items; work_items_max",
@@ -274,6 +283,12 @@ pub fn judge(samples: &[Sample], duration_s: f64, exit_ok: Result<(), String>) -
             "finished work items stored; bound",
             |s| s.work_finished_stored,
             |s| s.work_finished_stored_max,
+        ),
+        (
+            "embedding_backlog",
+            "memories waiting for their vector; embedding_backlog_max",
+            |s| s.embedding_backlog,
+            |s| s.embedding_backlog_max,
         ),
     ];
     for (name, what, value, max) in bounded {

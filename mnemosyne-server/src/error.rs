@@ -78,7 +78,7 @@ impl From<Error> for ApiError {
                 Self::new(409, "conflict", error.to_string())
             }
             Error::StaleEpoch { .. } => Self::new(409, "stale_epoch", error.to_string()),
-            Error::WorkWriteBacklogFull { .. } => {
+            Error::WorkWriteBacklogFull { .. } | Error::EmbeddingBacklogFull { .. } => {
                 Self::new(503, "busy", format!("server busy: {error}"))
             }
             Error::CorruptDocument { .. } => {
@@ -126,6 +126,16 @@ mod tests {
             pool_size: 1,
         });
         assert_eq!((error.status, error.code), (503, "busy"));
+        let error = ApiError::from(Error::EmbeddingBacklogFull {
+            capacity: 10_000,
+            waited_ms: 5_000,
+        });
+        assert_eq!((error.status, error.code), (503, "busy"));
+        assert!(
+            error.message.contains("embedding_backlog_max") && error.message.contains("retry"),
+            "{}",
+            error.message
+        );
         let json = ApiError::invalid("bad").to_json();
         assert_eq!(json["error"]["code"], "invalid_input");
         assert_eq!(json["error"]["message"], "bad");

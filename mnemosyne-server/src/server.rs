@@ -72,6 +72,8 @@ pub(crate) struct Core {
     pub(crate) metrics: Metrics,
     pub(crate) limits: Limits,
     pub(crate) supervisor: Weak<Supervisor>,
+    /// Set once the embedding worker was started (or found unneeded).
+    pub(crate) embedding_worker: std::sync::OnceLock<()>,
 }
 
 /// Tracker gauges of the open CRDT documents and of the event bus
@@ -147,6 +149,7 @@ impl Server {
             metrics: Metrics::default(),
             limits,
             supervisor: Arc::downgrade(&supervisor),
+            embedding_worker: std::sync::OnceLock::new(),
         });
         watch_documents_and_events(&core);
         Self { core, supervisor }
@@ -244,6 +247,69 @@ impl Server {
         Ok(())
     }
 
+    /// Starts the `embedding-worker` task: from now on `remember` commits a
+    /// memory without its vector and the worker embeds it (bounded by
+    /// `embedding_backlog_max`; see `mnemosyne_storage::embedding_worker`),
+    /// after first embedding the memories that have no vector at all. Its
+    /// gauges join the tracker: the backlog against `embedding_backlog_max`,
+    /// vectors stored and failed batches since start, and the memories still
+    /// missing a vector. Nothing to do when the store has no embedder, or
+    /// when another server's worker already runs for this store. The serve
+    /// functions call it; it stops with the other tasks at shutdown.
+    pub fn start_embedding_worker(&self) -> Result<(), ServerError> {
+        if self.core.embedding_worker.get().is_some() {
+            return Ok(());
+        }
+        let store = self.core.memories.store();
+        if store.embedder().is_none() {
+            let _ = self.core.embedding_worker.set(());
+            return Ok(());
+        }
+        let worker = match store.start_embedding_worker() {
+            Ok(worker) => worker,
+            Err(error) => {
+                tracing::warn!(%error, "this server embeds through the running worker");
+                let _ = self.core.embedding_worker.set(());
+                return Ok(());
+            }
+        };
+        let backlog = worker.backlog();
+        self.supervisor
+            .spawn("embedding-worker", move |token| worker.run(token))?;
+        let _ = self.core.embedding_worker.set(());
+        let registered = self.core.tracker.register("embedding_worker", move |gauges| {
+            gauges.push(
+                Gauge::new(
+                    "mnemosyne_embedding_backlog",
+                    "remembered memories waiting for their vector, queued or being embedded (embedding_backlog_max)",
+                    backlog.waiting(),
+                )
+                .with_max(backlog.capacity().into()),
+            );
+            gauges.push(Gauge::new(
+                "mnemosyne_embeddings_stored_total",
+                "vectors the embedding worker stored since start",
+                backlog.embedded_total(),
+            ));
+            gauges.push(Gauge::new(
+                "mnemosyne_embedding_errors_total",
+                "embedding batches that failed (embedder or store) since start; each was kept and retried",
+                backlog.errors_total(),
+            ));
+            if let Some(missing) = backlog.missing() {
+                gauges.push(Gauge::new(
+                    "mnemosyne_embeddings_missing",
+                    "memories with no vector on disk, as the embedding worker last counted them",
+                    missing,
+                ));
+            }
+        });
+        if let Err(error) = registered {
+            tracing::warn!(%error, "embedding worker gauges not registered");
+        }
+        Ok(())
+    }
+
     /// Starts the heartbeat task: an [`Event::Heartbeat`] every
     /// `heartbeat_interval_s` until shutdown. The serve functions call it.
     pub fn start_heartbeat(&self) -> Result<(), ServerError> {
@@ -301,6 +367,7 @@ impl Server {
         R: AsyncRead + Send + Unpin + 'static,
         W: AsyncWrite + Send + Unpin + 'static,
     {
+        self.start_embedding_worker()?;
         self.start_heartbeat()?;
         self.start_monitor()?;
         let line_max =
@@ -344,6 +411,7 @@ impl Server {
         listener: HttpListener,
         stop: impl Future<Output = ()>,
     ) -> Result<ShutdownReport, ServerError> {
+        self.start_embedding_worker()?;
         self.start_heartbeat()?;
         self.start_monitor()?;
         let router = http::router(

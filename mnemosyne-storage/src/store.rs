@@ -1,15 +1,17 @@
 //! `MemoryStore`: the facade a library user holds. Validates input against
 //! [`Limits`], stamps ids and times, and calls the pooled [`Storage`].
 
-use std::sync::Arc;
+use std::sync::{Arc, Mutex};
 
 use mnemosyne_core::{
     BatchOutcome, Embedder, Embedding, Error, KeywordQuery, Limits, Link, LinkOutcome, LinkType,
-    ListQuery, Memory, MemoryId, MemoryPatch, Namespace, NewMemory, OnConflict, PoolStatus, Result,
-    Storage, VectorQuery, normalise_tags, timestamp_now, validate_tags,
+    ListQuery, Memory, MemoryId, MemoryPatch, Namespace, NewMemory, OnConflict, PendingEmbedding,
+    PendingKind, PoolStatus, Result, Storage, VectorQuery, normalise_tags, timestamp_now,
+    validate_tags,
 };
 use serde::{Deserialize, Serialize};
 
+use crate::embedding_worker::{EmbeddingBacklog, EmbeddingWorker};
 use crate::fts_query::query_terms;
 use crate::fusion;
 pub use crate::fusion::SignalScores;
@@ -95,11 +97,16 @@ enum Purpose {
 }
 
 /// A pooled, bounded memory store.
+///
+/// Clones share the backend and the embedding worker slot: once a worker is
+/// started on one clone ([`MemoryStore::start_embedding_worker`]), every
+/// clone's `remember` hands its vector to that worker.
 #[derive(Debug, Clone)]
 pub struct MemoryStore {
     storage: Arc<dyn Storage>,
     limits: Limits,
     embedder: Option<Arc<dyn Embedder>>,
+    worker: Arc<Mutex<Option<Arc<EmbeddingBacklog>>>>,
 }
 
 impl MemoryStore {
@@ -110,7 +117,38 @@ impl MemoryStore {
             storage,
             limits,
             embedder: None,
+            worker: Arc::new(Mutex::new(None)),
         }
+    }
+
+    /// Moves embedding off the write path: from now on `remember` commits a
+    /// memory without its vector and queues its id for the returned worker
+    /// (bounded by `embedding_backlog_max`, see [`crate::embedding_worker`]).
+    /// The caller runs [`EmbeddingWorker::run`] (a server spawns it under
+    /// its supervisor); once it has stopped, or if it is dropped unrun,
+    /// `remember` embeds inline again. Refused without an embedder, and
+    /// while another worker of this store runs.
+    pub fn start_embedding_worker(&self) -> Result<EmbeddingWorker> {
+        let Some(embedder) = &self.embedder else {
+            return Err(Error::invalid("an embedding worker needs an embedder"));
+        };
+        let mut slot = self.worker.lock().unwrap_or_else(|e| e.into_inner());
+        if slot.as_ref().is_some_and(|backlog| backlog.is_running()) {
+            return Err(Error::invalid(
+                "an embedding worker already runs for this store",
+            ));
+        }
+        let worker = EmbeddingWorker::new(self.clone(), Arc::clone(embedder));
+        *slot = Some(Arc::clone(worker.backlog_ref()));
+        Ok(worker)
+    }
+
+    /// The backlog of the running embedding worker, if one runs.
+    pub fn embedding_backlog(&self) -> Option<Arc<EmbeddingBacklog>> {
+        let slot = self.worker.lock().unwrap_or_else(|e| e.into_inner());
+        slot.as_ref()
+            .filter(|backlog| backlog.is_running())
+            .map(Arc::clone)
     }
 
     /// Embeds every remembered or changed memory with `embedder` and uses
@@ -165,8 +203,28 @@ impl MemoryStore {
     }
 
     /// Validates and stores a memory; returns it once committed.
+    ///
+    /// Without an embedding worker, its vector is made and stored in the
+    /// same transaction. With one, the memory is committed without a vector
+    /// (keyword recall finds it at once) and queued for the worker, after
+    /// waiting for room in a full backlog at most `embedding_backlog_wait_ms`;
+    /// past that it fails with [`Error::EmbeddingBacklogFull`] and stores nothing.
     pub async fn remember(&self, new: NewMemory) -> Result<Memory> {
         let memory = new.into_memory(&self.limits, timestamp_now())?;
+        if let Some(backlog) = self.embedding_backlog()
+            && let Some(room) = backlog.reserve().await?
+        {
+            self.storage.insert_memory(&memory, None).await?;
+            if let Err(id) = room.queue(memory.id) {
+                // The worker stopped since the room was taken: embed here.
+                // The memory is committed, so a failure is only logged; the
+                // next worker's start takes the memory up.
+                if let Err(error) = self.embed_ids(&[id]).await {
+                    tracing::warn!(%id, %error, "remembered without its vector");
+                }
+            }
+            return Ok(memory);
+        }
         let embedding = self
             .embed_one(
                 &embedding_text(&memory.content, memory.summary.as_deref()),
@@ -190,6 +248,12 @@ impl MemoryStore {
     }
 
     /// Changes some fields; returns the updated memory.
+    ///
+    /// A changed content or summary is embedded inline, before the write,
+    /// even when an embedding worker runs: updates are rare, and the new
+    /// vector is stored in the update's own transaction. A worker that
+    /// embedded the old text meanwhile does not replace it (it only fills
+    /// vectors that are missing or of another model).
     pub async fn update(&self, id: MemoryId, patch: MemoryPatch) -> Result<Memory> {
         let patch = patch.validated(&self.limits)?;
         let embedding = if patch.content.is_some() || patch.summary.is_some() {
@@ -419,7 +483,31 @@ impl MemoryStore {
 
     /// Validates and stores a batch of complete memories (ids and times kept)
     /// in one transaction; links are added separately with [`MemoryStore::import_links`].
+    /// With an embedder, the vectors of the batch's memories that have none
+    /// are then made as the embedding worker makes them (see
+    /// [`MemoryStore::import_batch_without_vectors`] to leave that for later).
     pub async fn import_batch(
+        &self,
+        memories: &[Memory],
+        on_conflict: OnConflict,
+    ) -> Result<BatchOutcome> {
+        let outcome = self
+            .import_batch_without_vectors(memories, on_conflict)
+            .await?;
+        if self.embedder.is_some() {
+            let ids: Vec<MemoryId> = memories.iter().map(|m| m.id).collect();
+            for chunk in ids.chunks(self.batch_max()) {
+                self.embed_ids(chunk).await?;
+            }
+        }
+        Ok(outcome)
+    }
+
+    /// [`MemoryStore::import_batch`] without making the vectors: the memories
+    /// stay without one until [`MemoryStore::embed_pending`] (what `mnemosyne
+    /// import` runs after its last batch) or a server's embedding worker, at
+    /// its start, embeds them.
+    pub async fn import_batch_without_vectors(
         &self,
         memories: &[Memory],
         on_conflict: OnConflict,
@@ -434,83 +522,172 @@ impl MemoryStore {
         for memory in memories {
             memory.validate(&self.limits)?;
         }
-        let outcome = self.storage.insert_memories(memories, on_conflict).await?;
-        if self.embedder.is_some() {
-            let texts: Vec<(MemoryId, String)> = memories
-                .iter()
-                .map(|m| (m.id, embedding_text(&m.content, m.summary.as_deref())))
-                .collect();
-            self.embed_and_store(&texts).await?;
-        }
-        Ok(outcome)
+        self.storage.insert_memories(memories, on_conflict).await
     }
 
-    /// Embeds `texts` in batches of `embedding_batch_max` and stores the
-    /// vectors (one transaction per batch); returns how many were stored.
-    async fn embed_and_store(&self, texts: &[(MemoryId, String)]) -> Result<u64> {
+    /// Texts per embedder call (`embedding_batch_max`, within what one
+    /// storage call takes).
+    fn batch_max(&self) -> usize {
+        (self.limits.embedding_batch_max as usize).clamp(1, mnemosyne_core::PENDING_IDS_MAX)
+    }
+
+    /// The batch step every embedding path shares (the worker, its pass at
+    /// start, import and reindex): `pending` (at most `embedding_batch_max`
+    /// texts) in one embedder call, the vectors in one transaction, except
+    /// where a vector of this model was stored meanwhile (made from a newer
+    /// text). Returns how many were stored.
+    async fn embed_batch(
+        &self,
+        embedder: &Arc<dyn Embedder>,
+        pending: &[PendingEmbedding],
+    ) -> Result<u64> {
+        if pending.is_empty() {
+            return Ok(0);
+        }
+        let inputs: Vec<&str> = pending.iter().map(|p| p.text.as_str()).collect();
+        let vectors = embedder.embed_for_storage(&inputs).await?;
+        if vectors.len() != pending.len() {
+            return Err(Error::Embedding(format!(
+                "the embedder returned {} vectors for {} texts",
+                vectors.len(),
+                pending.len()
+            )));
+        }
+        let items: Vec<(MemoryId, Embedding)> = pending
+            .iter()
+            .zip(vectors)
+            .map(|(p, vector)| {
+                (
+                    p.id,
+                    Embedding {
+                        model_id: embedder.model_id().to_owned(),
+                        vector,
+                    },
+                )
+            })
+            .collect();
+        self.storage.fill_embeddings(&items).await
+    }
+
+    /// Embeds those of `ids` that still have no vector, from their current
+    /// text (ids deleted meanwhile are skipped), `embedding_batch_max` per
+    /// embedder call; returns how many vectors were stored.
+    pub(crate) async fn embed_ids(&self, ids: &[MemoryId]) -> Result<u64> {
         let Some(embedder) = &self.embedder else {
             return Ok(0);
         };
         let mut stored = 0;
-        for chunk in texts.chunks(self.limits.embedding_batch_max as usize) {
-            let inputs: Vec<&str> = chunk.iter().map(|(_, text)| text.as_str()).collect();
-            let vectors = embedder.embed_for_storage(&inputs).await?;
-            if vectors.len() != chunk.len() {
-                return Err(Error::Embedding(format!(
-                    "the embedder returned {} vectors for {} texts",
-                    vectors.len(),
-                    chunk.len()
-                )));
-            }
-            let items: Vec<(MemoryId, Embedding)> = chunk
-                .iter()
-                .zip(vectors)
-                .map(|((id, _), vector)| {
-                    (
-                        *id,
-                        Embedding {
-                            model_id: embedder.model_id().to_owned(),
-                            vector,
-                        },
-                    )
-                })
-                .collect();
-            stored += self.storage.set_embeddings(&items).await?;
+        for chunk in ids.chunks(self.batch_max()) {
+            let pending = self
+                .storage
+                .pending_embeddings_among(embedder.model_id(), PendingKind::Missing, chunk)
+                .await?;
+            stored += self.embed_batch(embedder, &pending).await?;
         }
         Ok(stored)
     }
 
-    /// Memories whose vector is missing or made by another model than the
-    /// embedder in use (0 without an embedder).
-    pub async fn pending_reindex(&self) -> Result<u64> {
+    /// One page of a pass over the memories pending by `kind`: reads up to
+    /// `rows` of them after `after` in id order and embeds them
+    /// `embedding_batch_max` at a time, calling `progress` with what each
+    /// batch stored. Returns how many were stored and where to continue
+    /// (`None`: the pass is done).
+    async fn embed_pending_rows(
+        &self,
+        kind: PendingKind,
+        after: Option<MemoryId>,
+        rows: u32,
+        progress: &mut (dyn FnMut(u64) + Send),
+    ) -> Result<(u64, Option<MemoryId>)> {
+        let Some(embedder) = &self.embedder else {
+            return Err(Error::invalid("embedding needs an embedder"));
+        };
+        let pending = self
+            .storage
+            .pending_embeddings(embedder.model_id(), kind, after, rows.max(1))
+            .await?;
+        let Some(last) = pending.last().map(|p| p.id) else {
+            return Ok((0, None));
+        };
+        let mut stored = 0;
+        for chunk in pending.chunks(self.batch_max()) {
+            let done = self.embed_batch(embedder, chunk).await?;
+            progress(done);
+            stored += done;
+        }
+        Ok((stored, Some(last)))
+    }
+
+    /// One batch of the worker's pass (at most `rows` texts read at once).
+    pub(crate) async fn embed_pending_page(
+        &self,
+        kind: PendingKind,
+        after: Option<MemoryId>,
+        rows: u32,
+    ) -> Result<(u64, Option<MemoryId>)> {
+        self.embed_pending_rows(kind, after, rows, &mut |_| {})
+            .await
+    }
+
+    /// Embeds every memory pending by `kind` (missing a vector, or also
+    /// stale), as the embedding worker does: `reindex_batch_rows` read per
+    /// step, `embedding_batch_max` per embedder call, each batch committed on
+    /// its own (an interrupted pass loses at most one batch, and the next
+    /// one resumes). `progress` gets the vectors each batch stored. Returns
+    /// how many were stored. `mnemosyne import` and `reindex` run this.
+    pub async fn embed_pending(
+        &self,
+        kind: PendingKind,
+        mut progress: impl FnMut(u64) + Send,
+    ) -> Result<u64> {
+        let mut stored = 0;
+        let mut after = None;
+        loop {
+            let (done, next) = self
+                .embed_pending_rows(kind, after, self.limits.reindex_batch_rows, &mut progress)
+                .await?;
+            stored += done;
+            match next {
+                Some(last) => after = Some(last),
+                None => return Ok(stored),
+            }
+        }
+    }
+
+    /// Memories whose vector is pending by `kind` (0 without an embedder).
+    pub async fn pending_count(&self, kind: PendingKind) -> Result<u64> {
         match &self.embedder {
             Some(embedder) => {
                 self.storage
-                    .count_pending_embeddings(embedder.model_id())
+                    .count_pending_embeddings(embedder.model_id(), kind)
                     .await
             }
             None => Ok(0),
         }
     }
 
+    /// Memories whose vector is missing or made by another model than the
+    /// embedder in use (0 without an embedder).
+    pub async fn pending_reindex(&self) -> Result<u64> {
+        self.pending_count(PendingKind::MissingOrStale).await
+    }
+
     /// Re-embeds up to `reindex_batch_rows` memories whose vector is missing
-    /// or stale, after `after` in id order; returns how many it embedded and
-    /// where to continue (`None`: done). Each batch commits on its own, so an
-    /// interrupted reindex resumes where it stopped.
+    /// or stale, after `after` in id order, `embedding_batch_max` per
+    /// embedder call; returns how many it embedded and where to continue
+    /// (`None`: done). Each batch commits on its own, so an interrupted
+    /// reindex resumes where it stopped.
     pub async fn reindex_step(&self, after: Option<MemoryId>) -> Result<(u64, Option<MemoryId>)> {
-        let Some(embedder) = &self.embedder else {
+        if self.embedder.is_none() {
             return Err(Error::invalid("reindex needs an embedder"));
-        };
-        let pending = self
-            .storage
-            .pending_embeddings(embedder.model_id(), after, self.limits.reindex_batch_rows)
-            .await?;
-        let Some(last) = pending.last().map(|p| p.id) else {
-            return Ok((0, None));
-        };
-        let texts: Vec<(MemoryId, String)> = pending.into_iter().map(|p| (p.id, p.text)).collect();
-        let embedded = self.embed_and_store(&texts).await?;
-        Ok((embedded, Some(last)))
+        }
+        self.embed_pending_rows(
+            PendingKind::MissingOrStale,
+            after,
+            self.limits.reindex_batch_rows,
+            &mut |_| {},
+        )
+        .await
     }
 
     /// Adds links in one transaction, skipping those whose ends do not exist.

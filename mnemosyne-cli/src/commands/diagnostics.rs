@@ -8,8 +8,9 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use anyhow::Result;
+use mnemosyne_core::PendingKind;
 use mnemosyne_diagnostics::{Gauge, MemoryTracker, Snapshot, Thresholds};
-use mnemosyne_storage::Location;
+use mnemosyne_storage::{Location, MemoryStore};
 use serde::Serialize;
 
 use super::with_store;
@@ -31,12 +32,7 @@ pub async fn run(args: DiagnosticsArgs, settings: &Settings, out: Output) -> Res
         let thresholds = Thresholds::from_limits(&settings.limits);
         loop {
             let mut snapshot = tracker.snapshot();
-            stored_gauges(
-                store.storage().as_ref(),
-                &settings.location,
-                &mut snapshot.gauges,
-            )
-            .await?;
+            stored_gauges(store, &settings.location, &mut snapshot.gauges).await?;
             let alerts = thresholds.judge(&snapshot);
             let report = Report { snapshot, alerts };
             if args.watch && !out.is_json() {
@@ -55,14 +51,21 @@ pub async fn run(args: DiagnosticsArgs, settings: &Settings, out: Output) -> Res
 
 /// Figures read from the database rather than from live structures.
 async fn stored_gauges(
-    storage: &dyn mnemosyne_core::Storage,
+    store: &MemoryStore,
     location: &Location,
     gauges: &mut Vec<Gauge>,
 ) -> Result<()> {
+    let storage = store.storage();
     gauges.push(Gauge::new(
         "mnemosyne_memories_stored",
         "memories in the database (archived included)",
         storage.count_memories(true).await?,
+    ));
+    // What a server's embedding worker has still to embed (or embeds at its start).
+    gauges.push(Gauge::new(
+        "mnemosyne_embeddings_missing",
+        "memories with no vector on disk",
+        store.pending_count(PendingKind::Missing).await?,
     ));
     for (state, count) in storage.count_work_items_by_state().await? {
         gauges.push(Gauge::new(

@@ -5,7 +5,12 @@
 //!    stops the import with `line N: <reason>` before the database is opened;
 //! 2. insert the memories in batches of `import_batch_rows`, one transaction
 //!    each (a failure stops there and says how far the import got);
-//! 3. add the links in batches, skipping those whose target does not exist.
+//! 3. add the links in batches, skipping those whose target does not exist;
+//! 4. embed the memories that have no vector, as a server's embedding worker
+//!    does ([`MemoryStore::embed_pending`]: `embedding_batch_max` texts per
+//!    embedder call, one transaction each), with a progress bar of the texts
+//!    embedded. Stopped here, the memories are imported and only their
+//!    vectors are missing: `reindex`, or a server's start, makes them.
 //!
 //! Links are added for every line, including memories skipped as already
 //! stored, so running an interrupted import again completes it.
@@ -15,7 +20,7 @@ use std::io::{BufRead, BufReader, Read};
 use std::path::{Path, PathBuf};
 
 use anyhow::{Context, Result, anyhow};
-use mnemosyne_core::{Limits, Link, Memory, MemoryId, OnConflict};
+use mnemosyne_core::{Limits, Link, Memory, MemoryId, OnConflict, PendingKind};
 use mnemosyne_storage::MemoryStore;
 use serde::de::DeserializeOwned;
 use serde::{Deserialize, Serialize};
@@ -47,6 +52,9 @@ struct ImportReport {
     links_missing: u64,
     /// Links not written because their source already had `memory_links_max` links.
     links_over_limit: u64,
+    /// Vectors made for memories that had none (these and any other memory
+    /// of the database without one).
+    embedded: u64,
     /// False when the import stopped early.
     complete: bool,
     /// First line of the batch that failed.
@@ -112,11 +120,12 @@ pub async fn run(args: ImportArgs, settings: &Settings, out: Output) -> Result<(
                     w,
                     "links skipped  {} (over memory_links_max)",
                     report.links_over_limit
-                )
+                )?;
+                writeln!(w, "embedded       {}", report.embedded)
             })
         }
         Err(stop) => {
-            report.stopped_at_line = Some(stop.line);
+            report.stopped_at_line = (stop.line > 0).then_some(stop.line);
             report.error = Some(stop.message.clone());
             if out.is_json() {
                 out.emit(&report, |_| Ok(()))?;
@@ -186,7 +195,10 @@ async fn import(
             batch.push(memory);
         }
         if !batch.is_empty() && (end || batch.len() == batch_rows) {
-            match store.import_batch(&batch, on_conflict).await {
+            match store
+                .import_batch_without_vectors(&batch, on_conflict)
+                .await
+            {
                 Ok(outcome) => {
                     report.inserted += outcome.inserted;
                     report.skipped += outcome.skipped;
@@ -242,7 +254,42 @@ async fn import(
         }
     }
     bar.finish_and_clear();
+
+    // Pass 4: the vectors, once every memory and link is stored.
+    if store.embedder().is_some() {
+        let missing = store
+            .pending_count(PendingKind::Missing)
+            .await
+            .map_err(|e| embedding_stopped(report, &e))?;
+        let bar = out.progress(missing, "embedded");
+        let embedded = &mut report.embedded;
+        let outcome = store
+            .embed_pending(PendingKind::Missing, |done| {
+                *embedded += done;
+                bar.inc(done);
+            })
+            .await;
+        match outcome {
+            Ok(_) => bar.finish_and_clear(),
+            Err(e) => {
+                bar.abandon();
+                return Err(embedding_stopped(report, &e));
+            }
+        }
+    }
     Ok(())
+}
+
+/// Pass 4 failed: everything is imported but some vectors.
+fn embedding_stopped(report: &ImportReport, error: &mnemosyne_core::Error) -> Stop {
+    Stop {
+        line: 0,
+        message: format!(
+            "imported {} memories ({} skipped) and their links, {} vectors made; embedding stopped: {error}; \
+             run `mnemosyne reindex` (or start the server) to embed the rest",
+            report.inserted, report.skipped, report.embedded
+        ),
+    }
 }
 
 async fn add_links(

@@ -1,9 +1,15 @@
 //! `reindex`: re-embeds every memory whose vector is missing or was made by
-//! another embedder than the configured one, in batches of
-//! `reindex_batch_rows`, each committed on its own: an interrupted reindex
-//! loses at most one batch of work and the next run resumes.
+//! another embedder than the configured one, the way a server's embedding
+//! worker embeds ([`MemoryStore::embed_pending`]): `reindex_batch_rows` read
+//! at a time, `embedding_batch_max` texts per embedder call, each batch
+//! committed on its own, so an interrupted reindex loses at most one batch
+//! of work and the next run resumes. The progress bar counts the texts
+//! embedded.
+//!
+//! [`MemoryStore::embed_pending`]: mnemosyne_storage::MemoryStore::embed_pending
 
 use anyhow::Result;
+use mnemosyne_core::PendingKind;
 use serde::Serialize;
 
 use super::with_store;
@@ -27,18 +33,10 @@ pub async fn run(settings: &Settings, out: Output) -> Result<()> {
             .unwrap_or_default();
         let pending = store.pending_reindex().await?;
         tracing::info!(pending, model = %model, "reindexing");
-        let bar = out.progress(pending, "memories");
-        let mut embedded = 0;
-        let mut after = None;
-        loop {
-            let (done, next) = store.reindex_step(after).await?;
-            embedded += done;
-            bar.inc(done);
-            match next {
-                Some(last) => after = Some(last),
-                None => break,
-            }
-        }
+        let bar = out.progress(pending, "embedded");
+        let embedded = store
+            .embed_pending(PendingKind::MissingOrStale, |done| bar.inc(done))
+            .await?;
         bar.finish_and_clear();
         Ok(ReindexReport { model, embedded })
     })

@@ -26,11 +26,12 @@ use libsql::Connection;
 use mnemosyne_core::{
     BatchOutcome, DocumentMeta, DocumentSave, Embedding, Error, KeywordHit, KeywordQuery, Limits,
     Link, LinkOutcome, LinkedMemory, ListQuery, Memory, MemoryId, MemoryPatch, Namespace,
-    OnConflict, PendingEmbedding, Phase, PoolStatus, Result, Storage, StoredDocument, VectorHit,
-    VectorQuery, WorkItem, WorkItemId, WorkPrune, WorkState,
+    OnConflict, PendingEmbedding, PendingKind, Phase, PoolStatus, Result, Storage, StoredDocument,
+    VectorHit, VectorQuery, WorkItem, WorkItemId, WorkPrune, WorkState,
 };
 
 use crate::location::Location;
+use crate::rows::check_pending_ids;
 use crate::schema;
 use crate::wal_bound::{CHECKPOINT_WAIT_MS, TRUNCATE_CHECKPOINT, WalBound};
 
@@ -347,6 +348,23 @@ impl LibsqlStorage {
     {
         self.run(&self.readers, "reader", work).await
     }
+
+    /// Checks the vectors, then stores them in one write transaction.
+    async fn store_embeddings(
+        &self,
+        items: &[(MemoryId, Embedding)],
+        same_model: vectors::SameModel,
+    ) -> Result<u64> {
+        for (_, embedding) in items {
+            vectors::validate(embedding)?;
+        }
+        if items.is_empty() {
+            return Ok(0);
+        }
+        let items = items.to_vec();
+        self.write(move |conn| async move { ops::set_embeddings(&conn, &items, same_model).await })
+            .await
+    }
 }
 
 #[async_trait]
@@ -411,34 +429,52 @@ impl Storage for LibsqlStorage {
     }
 
     async fn set_embeddings(&self, items: &[(MemoryId, Embedding)]) -> Result<u64> {
-        for (_, embedding) in items {
-            vectors::validate(embedding)?;
-        }
-        if items.is_empty() {
-            return Ok(0);
-        }
-        let items = items.to_vec();
-        self.write(move |conn| async move { ops::set_embeddings(&conn, &items).await })
+        self.store_embeddings(items, vectors::SameModel::Replace)
             .await
+    }
+
+    async fn fill_embeddings(&self, items: &[(MemoryId, Embedding)]) -> Result<u64> {
+        self.store_embeddings(items, vectors::SameModel::Keep).await
     }
 
     async fn pending_embeddings(
         &self,
         model_id: &str,
+        kind: PendingKind,
         after: Option<MemoryId>,
         limit: u32,
     ) -> Result<Vec<PendingEmbedding>> {
         let model_id = model_id.to_owned();
         self.read(move |conn| async move {
-            ops::pending_embeddings(&conn, &model_id, after, limit).await
+            ops::pending_embeddings(&conn, &model_id, kind, after, limit).await
         })
         .await
     }
 
-    async fn count_pending_embeddings(&self, model_id: &str) -> Result<u64> {
+    async fn pending_embeddings_among(
+        &self,
+        model_id: &str,
+        kind: PendingKind,
+        ids: &[MemoryId],
+    ) -> Result<Vec<PendingEmbedding>> {
+        check_pending_ids(ids)?;
+        if ids.is_empty() {
+            return Ok(Vec::new());
+        }
         let model_id = model_id.to_owned();
-        self.read(move |conn| async move { ops::count_pending_embeddings(&conn, &model_id).await })
-            .await
+        let ids = ids.to_vec();
+        self.read(move |conn| async move {
+            ops::pending_embeddings_among(&conn, &model_id, kind, &ids).await
+        })
+        .await
+    }
+
+    async fn count_pending_embeddings(&self, model_id: &str, kind: PendingKind) -> Result<u64> {
+        let model_id = model_id.to_owned();
+        self.read(
+            move |conn| async move { ops::count_pending_embeddings(&conn, &model_id, kind).await },
+        )
+        .await
     }
 
     async fn vector_search(&self, query: &VectorQuery) -> Result<Vec<VectorHit>> {

@@ -13,7 +13,7 @@ use chrono::{DateTime, Utc};
 use libsql::{Connection, Row, Value};
 use mnemosyne_core::{
     BatchOutcome, Embedding, Error, KeywordHit, KeywordQuery, Link, LinkOutcome, LinkedMemory,
-    ListQuery, Memory, MemoryId, MemoryPatch, OnConflict, PendingEmbedding, Result,
+    ListQuery, Memory, MemoryId, MemoryPatch, OnConflict, PendingEmbedding, PendingKind, Result,
 };
 
 use crate::fts_query::query_terms;
@@ -349,7 +349,7 @@ pub(super) async fn insert_memory(
             }
         }
         if let Some(embedding) = embedding {
-            vectors::store(conn, &id, embedding).await?;
+            vectors::store(conn, &id, embedding, vectors::SameModel::Replace).await?;
         }
         Ok(())
     }
@@ -453,7 +453,7 @@ pub(super) async fn update_memory(
             insert_tags(conn, &memory, &key).await?;
         }
         if let Some(embedding) = embedding {
-            vectors::store(conn, &key, embedding).await?;
+            vectors::store(conn, &key, embedding, vectors::SameModel::Replace).await?;
         }
         Ok(memory)
     }
@@ -668,12 +668,13 @@ pub(super) async fn keyword_search(
 pub(super) async fn set_embeddings(
     conn: &Connection,
     items: &[(MemoryId, Embedding)],
+    same_model: vectors::SameModel,
 ) -> Result<u64> {
     begin(conn).await?;
     let outcome = async {
         let mut stored = 0;
         for (id, embedding) in items {
-            if vectors::store(conn, &id.to_string(), embedding).await? {
+            if vectors::store(conn, &id.to_string(), embedding, same_model).await? {
                 stored += 1;
             }
         }
@@ -692,9 +693,35 @@ static PENDING_EMBEDDINGS_NUL_SAFE: LazyLock<String> = LazyLock::new(|| {
     )
 });
 
+/// [`rows::PENDING_EMBEDDINGS_AMONG`] reading `content` and `summary` whole.
+static PENDING_EMBEDDINGS_AMONG_NUL_SAFE: LazyLock<String> = LazyLock::new(|| {
+    rows::PENDING_EMBEDDINGS_AMONG.replacen(
+        "m.content, m.summary",
+        "CAST(m.content AS BLOB), CAST(m.summary AS BLOB)",
+        1,
+    )
+});
+
+fn pending_row(row: &Row) -> Result<PendingEmbedding> {
+    let id = col_text(row, 0)?;
+    let content = col_text(row, 1)?;
+    let summary = col_opt_text(row, 2)?;
+    Ok(PendingEmbedding {
+        id: id
+            .parse()
+            .map_err(|_| Error::Storage(format!("corrupt row for memory {id}: bad id")))?,
+        text: rows::embedding_text(&content, summary.as_deref()),
+    })
+}
+
+fn stale_flag(kind: PendingKind) -> Value {
+    Value::Integer(i64::from(kind.includes_stale()))
+}
+
 pub(super) async fn pending_embeddings(
     conn: &Connection,
     model_id: &str,
+    kind: PendingKind,
     after: Option<MemoryId>,
     limit: u32,
 ) -> Result<Vec<PendingEmbedding>> {
@@ -702,26 +729,36 @@ pub(super) async fn pending_embeddings(
         text(model_id),
         after.map_or(Value::Null, |id| Value::Text(id.to_string())),
         Value::Integer(i64::from(limit)),
+        stale_flag(kind),
     ];
-    query_all(conn, &PENDING_EMBEDDINGS_NUL_SAFE, params, |row| {
-        let id = col_text(row, 0)?;
-        let content = col_text(row, 1)?;
-        let summary = col_opt_text(row, 2)?;
-        Ok(PendingEmbedding {
-            id: id
-                .parse()
-                .map_err(|_| Error::Storage(format!("corrupt row for memory {id}: bad id")))?,
-            text: rows::embedding_text(&content, summary.as_deref()),
-        })
-    })
+    query_all(conn, &PENDING_EMBEDDINGS_NUL_SAFE, params, pending_row).await
+}
+
+pub(super) async fn pending_embeddings_among(
+    conn: &Connection,
+    model_id: &str,
+    kind: PendingKind,
+    ids: &[MemoryId],
+) -> Result<Vec<PendingEmbedding>> {
+    let params = vec![text(model_id), text(&rows::ids_json(ids)), stale_flag(kind)];
+    query_all(
+        conn,
+        &PENDING_EMBEDDINGS_AMONG_NUL_SAFE,
+        params,
+        pending_row,
+    )
     .await
 }
 
-pub(super) async fn count_pending_embeddings(conn: &Connection, model_id: &str) -> Result<u64> {
+pub(super) async fn count_pending_embeddings(
+    conn: &Connection,
+    model_id: &str,
+    kind: PendingKind,
+) -> Result<u64> {
     let count = query_value(
         conn,
         rows::COUNT_PENDING_EMBEDDINGS,
-        vec![text(model_id)],
+        vec![text(model_id), stale_flag(kind)],
         |row| col_int(row, 0),
     )
     .await?;

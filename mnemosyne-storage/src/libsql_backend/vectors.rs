@@ -49,8 +49,8 @@ use libsql::{Connection, Value};
 use mnemosyne_core::{Embedding, Error, Result, VectorHit, VectorQuery};
 
 use super::ops::{
-    attach_links, col_int, db, nul_safe, query_all, query_first, query_value, read_memory_row_at,
-    text, values,
+    attach_links, col_int, col_opt_text, db, nul_safe, query_all, query_first, query_value,
+    read_memory_row_at, text, values,
 };
 use crate::rows::{self, MEMORY_COLUMNS, SqlValue};
 
@@ -200,20 +200,40 @@ async fn index_exists(conn: &Connection, dims: usize) -> Result<bool> {
     .is_some())
 }
 
+/// Whether a vector replaces one of its own model.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub(super) enum SameModel {
+    /// Replace it (the text changed: an update).
+    Replace,
+    /// Keep it (it was made from a newer text than this one).
+    Keep,
+}
+
 /// Stores (or replaces) the vector of the memory `id`, in the caller's
-/// transaction; `Ok(false)` when the memory does not exist.
-pub(super) async fn store(conn: &Connection, id: &str, embedding: &Embedding) -> Result<bool> {
+/// transaction; `Ok(false)` when the memory does not exist, or when it has a
+/// vector of this model and `same_model` keeps it.
+pub(super) async fn store(
+    conn: &Connection,
+    id: &str,
+    embedding: &Embedding,
+    same_model: SameModel,
+) -> Result<bool> {
     validate(embedding)?;
-    let Some(seq) = query_first(
+    let Some((seq, stored_model)) = query_first(
         conn,
-        "SELECT seq FROM memories WHERE id = ?1",
+        "SELECT m.seq, e.model_id FROM memories m \
+         LEFT JOIN memory_embeddings e ON e.memory_seq = m.seq WHERE m.id = ?1",
         vec![text(id)],
-        |row| col_int(row, 0),
+        |row| Ok((col_int(row, 0)?, col_opt_text(row, 1)?)),
     )
     .await?
     else {
         return Ok(false);
     };
+    if same_model == SameModel::Keep && stored_model.as_deref() == Some(embedding.model_id.as_str())
+    {
+        return Ok(false);
+    }
     let dims = embedding.dims();
     ensure_index(conn, dims).await?;
     let blob = rows::vector_to_blob(&embedding.vector);

@@ -29,8 +29,8 @@ use deadpool::managed::{self, Metrics, PoolError, RecycleError, RecycleResult, T
 use mnemosyne_core::{
     BatchOutcome, DocumentMeta, DocumentSave, Embedding, Error, KeywordHit, KeywordQuery, Limits,
     Link, LinkOutcome, LinkedMemory, ListQuery, Memory, MemoryId, MemoryPatch, Namespace,
-    OnConflict, PendingEmbedding, Phase, PoolStatus, Result, Storage, StoredDocument, VectorHit,
-    VectorQuery, WorkItem, WorkItemId, WorkPrune, WorkState,
+    OnConflict, PendingEmbedding, PendingKind, Phase, PoolStatus, Result, Storage, StoredDocument,
+    VectorHit, VectorQuery, WorkItem, WorkItemId, WorkPrune, WorkState,
 };
 use rusqlite::config::DbConfig;
 use rusqlite::{Connection, ffi};
@@ -38,7 +38,9 @@ use rusqlite::{Connection, ffi};
 use crate::wal_bound::{CHECKPOINT_WAIT_MS, TRUNCATE_CHECKPOINT, WalBound};
 
 use crate::location::Location;
+use crate::rows::check_pending_ids;
 use crate::schema;
+use vectors::SameModel;
 
 /// Prepared statements cached per connection.
 const STATEMENT_CACHE_CAPACITY: usize = 64;
@@ -342,24 +344,50 @@ impl Storage for SqliteStorage {
             return Ok(0);
         }
         let items = items.to_vec();
-        self.write(move |conn| vectors::set_embeddings(conn, &items))
+        self.write(move |conn| vectors::set_embeddings(conn, &items, SameModel::Replace))
+            .await
+    }
+
+    async fn fill_embeddings(&self, items: &[(MemoryId, Embedding)]) -> Result<u64> {
+        if items.is_empty() {
+            return Ok(0);
+        }
+        let items = items.to_vec();
+        self.write(move |conn| vectors::set_embeddings(conn, &items, SameModel::Keep))
             .await
     }
 
     async fn pending_embeddings(
         &self,
         model_id: &str,
+        kind: PendingKind,
         after: Option<MemoryId>,
         limit: u32,
     ) -> Result<Vec<PendingEmbedding>> {
         let model_id = model_id.to_owned();
-        self.read(move |conn| ops::pending_embeddings(conn, &model_id, after, limit))
+        self.read(move |conn| ops::pending_embeddings(conn, &model_id, kind, after, limit))
             .await
     }
 
-    async fn count_pending_embeddings(&self, model_id: &str) -> Result<u64> {
+    async fn pending_embeddings_among(
+        &self,
+        model_id: &str,
+        kind: PendingKind,
+        ids: &[MemoryId],
+    ) -> Result<Vec<PendingEmbedding>> {
+        check_pending_ids(ids)?;
+        if ids.is_empty() {
+            return Ok(Vec::new());
+        }
         let model_id = model_id.to_owned();
-        self.read(move |conn| ops::count_pending_embeddings(conn, &model_id))
+        let ids = ids.to_vec();
+        self.read(move |conn| ops::pending_embeddings_among(conn, &model_id, kind, &ids))
+            .await
+    }
+
+    async fn count_pending_embeddings(&self, model_id: &str, kind: PendingKind) -> Result<u64> {
+        let model_id = model_id.to_owned();
+        self.read(move |conn| ops::count_pending_embeddings(conn, &model_id, kind))
             .await
     }
 

@@ -3,7 +3,7 @@
 use chrono::{DateTime, Utc};
 use mnemosyne_core::{
     BatchOutcome, Embedding, Error, KeywordHit, KeywordQuery, Link, LinkOutcome, LinkedMemory,
-    ListQuery, Memory, MemoryId, MemoryPatch, OnConflict, PendingEmbedding, Result,
+    ListQuery, Memory, MemoryId, MemoryPatch, OnConflict, PendingEmbedding, PendingKind, Result,
 };
 use rusqlite::types::{ToSqlOutput, Value};
 use rusqlite::{
@@ -128,7 +128,7 @@ pub(super) fn insert_memory(
         }
     }
     if let Some(embedding) = embedding {
-        vectors::store_vector(&tx, &id, embedding)?;
+        vectors::store_vector(&tx, &id, embedding, vectors::SameModel::Replace)?;
     }
     tx.commit().map_err(db)
 }
@@ -226,7 +226,7 @@ pub(super) fn update_memory(
         insert_tags(&tx, &memory, &key)?;
     }
     if let Some(embedding) = embedding {
-        vectors::store_vector(&tx, &key, embedding)?;
+        vectors::store_vector(&tx, &key, embedding, vectors::SameModel::Replace)?;
     }
     tx.commit().map_err(db)?;
     Ok(memory)
@@ -458,28 +458,63 @@ pub(super) fn integrity_check(conn: &mut Connection) -> Result<String> {
     Ok(lines.join("\n"))
 }
 
-/// Memories whose vector is missing or made by another model, in id order after `after`.
+/// Memories whose vector is pending by `kind`, in id order after `after`.
 pub(super) fn pending_embeddings(
     conn: &mut Connection,
     model_id: &str,
+    kind: PendingKind,
     after: Option<MemoryId>,
     limit: u32,
 ) -> Result<Vec<PendingEmbedding>> {
     let mut stmt = conn.prepare_cached(rows::PENDING_EMBEDDINGS).map_err(db)?;
     let found = stmt
         .query_map(
-            params![model_id, after.map(|id| id.to_string()), i64::from(limit)],
-            |row| {
-                Ok((
-                    row.get::<_, String>(0)?,
-                    row.get::<_, String>(1)?,
-                    row.get::<_, Option<String>>(2)?,
-                ))
-            },
+            params![
+                model_id,
+                after.map(|id| id.to_string()),
+                i64::from(limit),
+                i64::from(kind.includes_stale())
+            ],
+            pending_row,
         )
         .map_err(db)?
         .collect::<rusqlite::Result<Vec<_>>>()
         .map_err(db)?;
+    pending_from_rows(found)
+}
+
+/// The memories among `ids` whose vector is pending by `kind`, in id order.
+pub(super) fn pending_embeddings_among(
+    conn: &mut Connection,
+    model_id: &str,
+    kind: PendingKind,
+    ids: &[MemoryId],
+) -> Result<Vec<PendingEmbedding>> {
+    let mut stmt = conn
+        .prepare_cached(rows::PENDING_EMBEDDINGS_AMONG)
+        .map_err(db)?;
+    let found = stmt
+        .query_map(
+            params![
+                model_id,
+                rows::ids_json(ids),
+                i64::from(kind.includes_stale())
+            ],
+            pending_row,
+        )
+        .map_err(db)?
+        .collect::<rusqlite::Result<Vec<_>>>()
+        .map_err(db)?;
+    pending_from_rows(found)
+}
+
+type PendingRow = (String, String, Option<String>);
+
+fn pending_row(row: &Row<'_>) -> rusqlite::Result<PendingRow> {
+    Ok((row.get(0)?, row.get(1)?, row.get(2)?))
+}
+
+fn pending_from_rows(found: Vec<PendingRow>) -> Result<Vec<PendingEmbedding>> {
     found
         .into_iter()
         .map(|(id, content, summary)| {
@@ -493,10 +528,18 @@ pub(super) fn pending_embeddings(
         .collect()
 }
 
-/// Number of memories whose vector is missing or made by another model.
-pub(super) fn count_pending_embeddings(conn: &mut Connection, model_id: &str) -> Result<u64> {
+/// Number of memories whose vector is pending by `kind`.
+pub(super) fn count_pending_embeddings(
+    conn: &mut Connection,
+    model_id: &str,
+    kind: PendingKind,
+) -> Result<u64> {
     conn.prepare_cached(rows::COUNT_PENDING_EMBEDDINGS)
-        .and_then(|mut stmt| stmt.query_row([model_id], |row| row.get::<_, i64>(0)))
+        .and_then(|mut stmt| {
+            stmt.query_row(params![model_id, i64::from(kind.includes_stale())], |row| {
+                row.get::<_, i64>(0)
+            })
+        })
         .map(|n| u64::try_from(n).unwrap_or(0))
         .map_err(db)
 }

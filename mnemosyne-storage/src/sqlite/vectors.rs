@@ -269,33 +269,72 @@ pub(super) fn unindex(conn: &Connection, seq: i64, dims: usize) -> Result<()> {
     Ok(())
 }
 
-/// Seq of the memory `id` and the size of its stored vector, if any.
-fn current_vector(conn: &Connection, id: &str) -> Result<Option<(i64, Option<usize>)>> {
+/// The vector stored for a memory: its size and model.
+struct Stored {
+    dims: usize,
+    model_id: String,
+}
+
+/// Seq of the memory `id` and its stored vector, if any.
+fn current_vector(conn: &Connection, id: &str) -> Result<Option<(i64, Option<Stored>)>> {
     let row = conn
         .prepare_cached(
-            "SELECT m.seq, e.dims FROM memories m \
+            "SELECT m.seq, e.dims, e.model_id FROM memories m \
              LEFT JOIN memory_embeddings e ON e.memory_seq = m.seq WHERE m.id = ?1",
         )
         .and_then(|mut stmt| {
             stmt.query_row([id], |row| {
-                Ok((row.get::<_, i64>(0)?, row.get::<_, Option<i64>>(1)?))
+                Ok((
+                    row.get::<_, i64>(0)?,
+                    row.get::<_, Option<i64>>(1)?,
+                    row.get::<_, Option<String>>(2)?,
+                ))
             })
             .optional()
         })
         .map_err(db)?;
-    Ok(row.map(|(seq, dims)| (seq, dims.map(|d| usize::try_from(d).unwrap_or(0)))))
+    Ok(row.map(|(seq, dims, model_id)| {
+        let stored = dims.zip(model_id).map(|(dims, model_id)| Stored {
+            dims: usize::try_from(dims).unwrap_or(0),
+            model_id,
+        });
+        (seq, stored)
+    }))
+}
+
+/// Whether a vector replaces one of its own model.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub(super) enum SameModel {
+    /// Replace it (the text changed: an update).
+    Replace,
+    /// Keep it (it was made from a newer text than this one).
+    Keep,
 }
 
 /// Stores (or replaces) the vector of memory `id` and its index row, inside
-/// the caller's transaction; `Ok(false)` when the memory does not exist.
-pub(super) fn store_vector(conn: &Connection, id: &str, embedding: &Embedding) -> Result<bool> {
+/// the caller's transaction; `Ok(false)` when the memory does not exist, or
+/// when it has a vector of this model and `same_model` keeps it.
+pub(super) fn store_vector(
+    conn: &Connection,
+    id: &str,
+    embedding: &Embedding,
+    same_model: SameModel,
+) -> Result<bool> {
     let dims = embedding.dims();
     if dims == 0 {
         return Err(Error::invalid("an embedding needs at least one dimension"));
     }
-    let Some((seq, old_dims)) = current_vector(conn, id)? else {
+    let Some((seq, stored)) = current_vector(conn, id)? else {
         return Ok(false);
     };
+    if same_model == SameModel::Keep
+        && stored
+            .as_ref()
+            .is_some_and(|s| s.model_id == embedding.model_id)
+    {
+        return Ok(false);
+    }
+    let old_dims = stored.map(|s| s.dims);
     conn.prepare_cached(rows::UPSERT_EMBEDDING)
         .and_then(|mut stmt| {
             stmt.execute(params![
@@ -330,15 +369,16 @@ pub(super) fn store_vector(conn: &Connection, id: &str, embedding: &Embedding) -
     Ok(true)
 }
 
-/// Stores many vectors in one transaction; returns how many memories existed.
+/// Stores many vectors in one transaction; returns how many were stored.
 pub(super) fn set_embeddings(
     conn: &mut Connection,
     items: &[(MemoryId, Embedding)],
+    same_model: SameModel,
 ) -> Result<u64> {
     let tx = super::ops::begin(conn)?;
     let mut stored = 0;
     for (id, embedding) in items {
-        if store_vector(&tx, &id.to_string(), embedding)? {
+        if store_vector(&tx, &id.to_string(), embedding, same_model)? {
             stored += 1;
         }
     }

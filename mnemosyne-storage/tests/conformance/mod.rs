@@ -18,7 +18,9 @@ use mnemosyne_storage::schema::SCHEMA_VERSION;
 use mnemosyne_storage::{MemoryStore, RecallMode, RecallQuery};
 
 mod documents;
+mod worker;
 pub use documents::*;
+pub use worker::*;
 
 /// What the suite needs from a backend beyond the `Storage` trait.
 #[async_trait]
@@ -1209,10 +1211,14 @@ pub async fn vectors_follow_updates_deletes_and_models<B: Backend>() {
     assert!(matches!(err, Error::InvalidInput(_)), "{err:?}");
 }
 
-/// Reindex bookkeeping: what is missing or stale, in id order, resumable.
+/// Reindex and worker bookkeeping: what is missing (no vector at all) and
+/// what is stale (another model's vector), in id order, resumable; among
+/// given ids; counted exactly after deletes.
 pub async fn pending_embeddings_find_missing_and_stale<B: Backend>() {
+    use mnemosyne_core::PendingKind::{Missing, MissingOrStale};
     let f = fixture();
     let store = open::<B>(&f.path, Limits::default()).await;
+    let storage = store.storage();
     let mut ids = Vec::new();
     for i in 0..6 {
         ids.push(
@@ -1228,20 +1234,20 @@ pub async fn pending_embeddings_find_missing_and_stale<B: Backend>() {
         ..MemoryPatch::default()
     };
     store.update(ids[0], summary).await.unwrap();
-    assert_eq!(
-        store.storage().count_pending_embeddings("m").await.unwrap(),
-        6
-    );
-    let page = store
-        .storage()
-        .pending_embeddings("m", None, 4)
+    for kind in [Missing, MissingOrStale] {
+        assert_eq!(
+            storage.count_pending_embeddings("m", kind).await.unwrap(),
+            6
+        );
+    }
+    let page = storage
+        .pending_embeddings("m", MissingOrStale, None, 4)
         .await
         .unwrap();
     assert_eq!(page.iter().map(|p| p.id).collect::<Vec<_>>(), ids[..4]);
     assert_eq!(page[0].text, "pending 0\nand its summary");
-    let rest = store
-        .storage()
-        .pending_embeddings("m", Some(ids[3]), 4)
+    let rest = storage
+        .pending_embeddings("m", MissingOrStale, Some(ids[3]), 4)
         .await
         .unwrap();
     assert_eq!(rest.iter().map(|p| p.id).collect::<Vec<_>>(), ids[4..]);
@@ -1249,22 +1255,150 @@ pub async fn pending_embeddings_find_missing_and_stale<B: Backend>() {
         .iter()
         .map(|id| (*id, embedding("m", vec![1.0, 0.0])))
         .collect();
-    store.storage().set_embeddings(&items).await.unwrap();
-    store
-        .storage()
+    storage.set_embeddings(&items).await.unwrap();
+    storage
         .set_embeddings(&[(ids[3], embedding("old", vec![1.0, 0.0]))])
         .await
         .unwrap();
+    // ids 0..3 have m's vector, 3 a stale one, 4 and 5 none.
     assert_eq!(
-        store.storage().count_pending_embeddings("m").await.unwrap(),
+        storage
+            .count_pending_embeddings("m", MissingOrStale)
+            .await
+            .unwrap(),
         3
     );
-    let page = store
-        .storage()
-        .pending_embeddings("m", None, 10)
+    assert_eq!(
+        storage
+            .count_pending_embeddings("m", Missing)
+            .await
+            .unwrap(),
+        2,
+        "a stale vector is not missing"
+    );
+    let page = storage
+        .pending_embeddings("m", MissingOrStale, None, 10)
         .await
         .unwrap();
     assert_eq!(page.iter().map(|p| p.id).collect::<Vec<_>>(), ids[3..]);
+    let page = storage
+        .pending_embeddings("m", Missing, None, 10)
+        .await
+        .unwrap();
+    assert_eq!(page.iter().map(|p| p.id).collect::<Vec<_>>(), ids[4..]);
+    let page = storage
+        .pending_embeddings("m", Missing, Some(ids[4]), 10)
+        .await
+        .unwrap();
+    assert_eq!(page.iter().map(|p| p.id).collect::<Vec<_>>(), ids[5..]);
+
+    // Among given ids: only those pending, in id order, unknown ids left out.
+    let asked = [ids[5], MemoryId::new(), ids[0], ids[3], ids[4]];
+    let among = storage
+        .pending_embeddings_among("m", Missing, &asked)
+        .await
+        .unwrap();
+    assert_eq!(among.iter().map(|p| p.id).collect::<Vec<_>>(), ids[4..]);
+    assert_eq!(among[0].text, "pending 4");
+    let among = storage
+        .pending_embeddings_among("m", MissingOrStale, &asked)
+        .await
+        .unwrap();
+    assert_eq!(among.iter().map(|p| p.id).collect::<Vec<_>>(), ids[3..]);
+    assert!(
+        storage
+            .pending_embeddings_among("m", Missing, &[])
+            .await
+            .unwrap()
+            .is_empty()
+    );
+    let too_many = vec![ids[0]; mnemosyne_core::PENDING_IDS_MAX + 1];
+    let err = storage
+        .pending_embeddings_among("m", Missing, &too_many)
+        .await
+        .unwrap_err();
+    assert!(matches!(err, Error::InvalidInput(_)), "{err:?}");
+
+    // A deleted memory takes its vector along: the counts stay exact.
+    store.forget(ids[0], true).await.unwrap();
+    store.forget(ids[5], true).await.unwrap();
+    assert_eq!(
+        storage
+            .count_pending_embeddings("m", Missing)
+            .await
+            .unwrap(),
+        1
+    );
+    assert_eq!(
+        storage
+            .count_pending_embeddings("m", MissingOrStale)
+            .await
+            .unwrap(),
+        2
+    );
+}
+
+/// `fill_embeddings` stores missing and stale vectors but keeps a vector of
+/// its own model (made from a newer text) and skips deleted memories;
+/// `set_embeddings` replaces whatever is there.
+pub async fn fill_embeddings_never_replaces_a_vector_of_the_same_model<B: Backend>() {
+    let f = fixture();
+    let store = open::<B>(&f.path, Limits::default()).await;
+    let storage = store.storage();
+    let mut ids = Vec::new();
+    for i in 0..4 {
+        ids.push(
+            store
+                .remember(new_memory(&format!("fill {i}"), "global"))
+                .await
+                .unwrap()
+                .id,
+        );
+    }
+    storage
+        .set_embeddings(&[
+            (ids[0], embedding("m", vec![1.0, 0.0])),
+            (ids[1], embedding("old", vec![1.0, 0.0])),
+        ])
+        .await
+        .unwrap();
+    store.forget(ids[3], true).await.unwrap();
+    let fill: Vec<(MemoryId, Embedding)> = ids
+        .iter()
+        .map(|id| (*id, embedding("m", vec![0.0, 1.0])))
+        .collect();
+    assert_eq!(
+        storage.fill_embeddings(&fill).await.unwrap(),
+        2,
+        "the stale vector and the missing one; not the same model's, not the deleted memory"
+    );
+    let hits = storage
+        .vector_search(&vector_query(vec![1.0, 0.0], "m", 10))
+        .await
+        .unwrap();
+    let similarity = |id: MemoryId| {
+        hits.iter()
+            .find(|h| h.memory.id == id)
+            .map(|h| h.similarity)
+            .unwrap()
+    };
+    assert!((similarity(ids[0]) - 1.0).abs() < 1e-6, "kept: {hits:?}");
+    assert!(similarity(ids[1]).abs() < 1e-6, "stale one replaced");
+    assert!(similarity(ids[2]).abs() < 1e-6, "missing one filled");
+    assert_eq!(hits.len(), 3);
+    assert_eq!(
+        storage
+            .set_embeddings(&[(ids[0], embedding("m", vec![0.0, 1.0]))])
+            .await
+            .unwrap(),
+        1
+    );
+    let hits = storage
+        .vector_search(&vector_query(vec![0.0, 1.0], "m", 10))
+        .await
+        .unwrap();
+    assert!(hits.iter().all(|h| (h.similarity - 1.0).abs() < 1e-6));
+    assert_eq!(storage.fill_embeddings(&[]).await.unwrap(), 0);
 }
 
 /// Links are followed both ways, bounded per memory, filtered.
@@ -2339,6 +2473,14 @@ macro_rules! conformance_tests {
             vector_search_filters,
             vectors_follow_updates_deletes_and_models,
             pending_embeddings_find_missing_and_stale,
+            fill_embeddings_never_replaces_a_vector_of_the_same_model,
+            the_worker_embeds_remembered_memories_off_the_write_path,
+            a_vector_made_before_an_update_never_replaces_the_updates_vector,
+            a_full_embedding_backlog_refuses_remember_and_stores_nothing,
+            a_remember_waiting_for_room_embeds_inline_once_the_worker_stops,
+            a_failing_embedder_is_retried_with_backoff_and_loses_nothing,
+            the_next_worker_embeds_what_the_last_one_left,
+            embed_pending_embeds_in_batches_with_progress,
             linked_memories_both_ways_and_bounded,
             hybrid_recall_fuses_signals_and_explains_them,
             hybrid_recall_expands_links_and_respects_filters,
