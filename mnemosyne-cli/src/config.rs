@@ -71,7 +71,7 @@ pub struct Settings {
     pub config_file: Option<PathBuf>,
     /// Limits after the config file and environment overrides.
     pub limits: Limits,
-    /// The `[embedder]` table (default: the offline hash embedder).
+    /// The `[embedder]` table (default: the local model, `minilm`).
     pub embedder: EmbedderConfig,
     /// The `[server]` table, with `MNEMOSYNE_TOKEN` applied.
     pub server: ServerSettings,

@@ -48,31 +48,55 @@ fn linked_memories_come_with_their_hit() {
 }
 
 #[test]
-fn reindex_re_embeds_after_the_embedder_changes() {
+fn a_hash_database_is_stale_under_the_default_model_until_reindex() {
     let sandbox = Sandbox::new();
-    for text in ["first note", "second note", "third note"] {
-        sandbox.remember(&[text]);
+    // A database written with the hash embedder (the default before minilm).
+    let config = sandbox.path("hash.toml");
+    std::fs::write(&config, "[embedder]\nkind = \"hash\"\ndims = 384\n").unwrap();
+    let config = config.to_str().unwrap();
+    for text in [
+        "Send an Idempotency-Key header on POST /payments so that retries never charge twice",
+        "the nightly backup job writes its archive to the wrong bucket",
+        "third note about the release checklist",
+    ] {
+        sandbox.remember(&["--config", config, text]);
     }
-    let report = sandbox.json(&["reindex"]);
+    let report = sandbox.json(&["--config", config, "reindex"]);
     assert_eq!(
         report["embedded"], 0,
         "vectors were made on remember: {report}"
     );
     assert_eq!(report["model"], "hash-v1-384");
-    let config = sandbox.path("config.toml");
-    std::fs::write(&config, "[embedder]\nkind = \"hash\"\ndims = 64\n").unwrap();
-    let config = config.to_str().unwrap();
-    let report = sandbox.json(&["--config", config, "reindex"]);
-    assert_eq!(report["embedded"], 3, "{report}");
-    assert_eq!(report["model"], "hash-v1-64");
-    assert_eq!(
-        sandbox.json(&["--config", config, "reindex"])["embedded"],
-        0
+
+    // Opened with the default embedder: recall works, and says the vectors are stale.
+    let query = "prevent a retried request from billing the buyer a second time";
+    let recall = sandbox.json(&["recall", query]);
+    assert_eq!(recall["vectors_stale"], 3, "{recall}");
+    let text = sandbox.ok(&["recall", query, "--mode", "vector"]);
+    assert!(
+        text.contains("note: 3 memories have no vector from minilm-l6-v2-int8-8199be6f"),
+        "{text}"
     );
-    let recall = sandbox.json(&["--config", config, "recall", "second", "--mode", "vector"]);
-    assert_eq!(recall["hits"][0]["memory"]["content"], "second note");
-    let text = sandbox.ok(&["--config", config, "reindex"]);
-    assert_eq!(text.trim(), "re-embedded 0 memories with hash-v1-64");
+    assert!(text.contains("mnemosyne reindex"), "{text}");
+    let doctor = sandbox.run(&["doctor"]);
+    let doctor = String::from_utf8_lossy(&doctor.stdout);
+    assert!(doctor.contains("3 memories have no vector"), "{doctor}");
+    assert!(doctor.contains("run `mnemosyne reindex`"), "{doctor}");
+
+    let report = sandbox.json(&["reindex"]);
+    assert_eq!(report["embedded"], 3, "{report}");
+    assert_eq!(report["model"], "minilm-l6-v2-int8-8199be6f");
+    assert_eq!(sandbox.json(&["reindex"])["embedded"], 0);
+    // By meaning now: the query shares no word with the memory.
+    let recall = sandbox.json(&["recall", query, "--mode", "vector"]);
+    assert!(recall.get("vectors_stale").is_none(), "{recall}");
+    let first = recall["hits"][0]["memory"]["content"].as_str().unwrap();
+    assert!(first.starts_with("Send an Idempotency-Key"), "{recall}");
+    let text = sandbox.ok(&["reindex"]);
+    assert_eq!(
+        text.trim(),
+        "re-embedded 0 memories with minilm-l6-v2-int8-8199be6f"
+    );
 }
 
 #[test]

@@ -75,6 +75,10 @@ pub async fn run(settings: &Settings, out: Output) -> Result<()> {
     match MemoryStore::open(&settings.location, settings.limits.clone()).await {
         Ok(store) => {
             database_checks(store.storage().as_ref(), &mut checks).await;
+            if let Ok(embedder) = build_embedder(&settings.embedder, &settings.limits) {
+                let store = store.clone().with_embedder(embedder);
+                checks.push(vectors(&store).await);
+            }
             store.close().await;
         }
         Err(error) => checks.push(check(
@@ -256,6 +260,35 @@ async fn database_checks(storage: &dyn Storage, checks: &mut Vec<Check>) {
             e.to_string(),
             Some("the database cannot be read: restore it from a backup"),
         )),
+    }
+}
+
+/// Memories vector recall cannot see: their vector is missing or was made
+/// by another embedder (a database from before a model change).
+async fn vectors(store: &MemoryStore) -> Check {
+    let model = store
+        .embedder()
+        .map_or_else(String::new, |e| e.model_id().to_owned());
+    match store.pending_reindex().await {
+        Ok(0) => check(
+            "vectors",
+            Status::Ok,
+            format!("every memory has its vector from {model}"),
+            None,
+        ),
+        Ok(n) => check(
+            "vectors",
+            Status::Warn,
+            format!(
+                "{n} memor{} no vector from {model}: recall finds {} by keywords only",
+                if n == 1 { "y has" } else { "ies have" },
+                if n == 1 { "it" } else { "them" },
+            ),
+            Some(
+                "run `mnemosyne reindex` (resumable; a running server embeds new memories by itself)",
+            ),
+        ),
+        Err(e) => check("vectors", Status::Fail, e.to_string(), None),
     }
 }
 

@@ -2,7 +2,7 @@
 
 use anyhow::Result;
 use mnemosyne_core::{LinkType, ListQuery, Memory, MemoryId, MemoryPatch, NewMemory};
-use mnemosyne_storage::RecallQuery;
+use mnemosyne_storage::{Recall, RecallMode, RecallQuery};
 use serde::Serialize;
 
 use super::{content_arg, with_store};
@@ -68,9 +68,28 @@ pub async fn recall(args: RecallArgs, settings: &Settings, out: Output) -> Resul
         include_archived: args.include_archived,
         mode: args.mode.into(),
     };
-    let recall = with_store(settings, async |store| Ok(store.recall(query).await?)).await?;
+    let uses_vectors = query.mode != RecallMode::Keyword;
+    let (recall, vectors_stale, model) = with_store(settings, async |store| {
+        let recall = store.recall(query).await?;
+        // Memories vector recall cannot see: made by another embedder (a
+        // database from before a model change) or not embedded yet.
+        let stale = if uses_vectors {
+            store.pending_reindex().await?
+        } else {
+            0
+        };
+        let model = store
+            .embedder()
+            .map_or_else(String::new, |e| e.model_id().to_owned());
+        Ok((recall, stale, model))
+    })
+    .await?;
+    let output = RecallOutput {
+        recall: &recall,
+        vectors_stale,
+    };
     let width = output::width();
-    out.emit(&recall, |w| {
+    out.emit(&output, |w| {
         for (rank, hit) in recall.hits.iter().enumerate() {
             let memory = &hit.memory;
             writeln!(
@@ -97,6 +116,15 @@ pub async fn recall(args: RecallArgs, settings: &Settings, out: Output) -> Resul
         if let Some(reason) = &recall.degraded {
             writeln!(w, "answered from keywords and links only ({reason})")?;
         }
+        if vectors_stale > 0 {
+            writeln!(
+                w,
+                "note: {vectors_stale} memor{} no vector from {model} (another embedder made it, or it is not embedded yet): \
+                 recall finds {} by keywords only until `mnemosyne reindex` runs",
+                if vectors_stale == 1 { "y has" } else { "ies have" },
+                if vectors_stale == 1 { "it" } else { "them" },
+            )?;
+        }
         if recall.truncated {
             writeln!(
                 w,
@@ -109,6 +137,20 @@ pub async fn recall(args: RecallArgs, settings: &Settings, out: Output) -> Resul
             writeln!(w, "{n} result{}, all that matched", plural(n))
         }
     })
+}
+
+/// A recall as the CLI prints it: the store's answer, plus how many
+/// memories have no vector of the embedder in use.
+#[derive(Serialize)]
+struct RecallOutput<'a> {
+    #[serde(flatten)]
+    recall: &'a Recall,
+    #[serde(skip_serializing_if = "is_zero")]
+    vectors_stale: u64,
+}
+
+fn is_zero(n: &u64) -> bool {
+    *n == 0
 }
 
 pub async fn get(args: GetArgs, settings: &Settings, out: Output) -> Result<()> {

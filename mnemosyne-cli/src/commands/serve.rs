@@ -61,25 +61,27 @@ pub async fn run(command: ServeCommand, settings: &Settings) -> Result<()> {
         })?;
     if let Some(minilm) = &embedder.minilm {
         let stats = minilm.stats();
-        server.tracker().register("embedding_model", move |gauges| {
-            gauges.extend([
-                Gauge::new(
-                    "mnemosyne_embedding_texts_total",
-                    "texts the local model embedded since start",
-                    stats.texts_embedded(),
-                ),
-                Gauge::new(
-                    "mnemosyne_embedding_truncated_total",
-                    "texts longer than embedding_tokens_max, embedded from their first tokens",
-                    stats.texts_truncated(),
-                ),
-                Gauge::new(
-                    "mnemosyne_embedding_model_load_ms",
-                    "milliseconds the local model took to load",
-                    stats.load_ms(),
-                ),
-            ]);
-        })?;
+        server
+            .tracker()
+            .register("embedding_model", move |gauges| {
+                gauges.extend([
+                    Gauge::new(
+                        "mnemosyne_embedding_texts_total",
+                        "texts the local model embedded since start",
+                        stats.texts_embedded(),
+                    ),
+                    Gauge::new(
+                        "mnemosyne_embedding_truncated_total",
+                        "texts longer than embedding_tokens_max, embedded from their first tokens",
+                        stats.texts_truncated(),
+                    ),
+                    Gauge::new(
+                        "mnemosyne_embedding_model_load_ms",
+                        "milliseconds the local model took to load",
+                        stats.load_ms(),
+                    ),
+                ]);
+            })?;
     }
     // The work queue decides from memory: one process owns it. A second
     // server on the same database serves memories and documents, and says

@@ -608,7 +608,9 @@ async fn embedding_cache_cap() -> Outcome {
         embedding_cache_bytes_max: cap_bytes,
         ..Limits::default()
     };
-    let embedder = build_cached_embedder(&EmbedderConfig::default(), &limits).map_err(fail)?;
+    // The cache's bound is under test, not the model: hash texts at once.
+    let embedder =
+        build_cached_embedder(&EmbedderConfig::Hash { dims: 384 }, &limits).map_err(fail)?;
     let mut workers = Vec::new();
     for worker in 0..8 {
         let embedder = Arc::clone(&embedder);
