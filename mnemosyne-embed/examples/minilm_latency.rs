@@ -5,6 +5,8 @@
 //! words, and texts per second at several batch sizes over the memories of
 //! `eval/recall-eval.json` (25 to 90 words each).
 
+#![allow(clippy::print_stdout)]
+
 use std::time::{Duration, Instant};
 
 use mnemosyne_embed::MiniLmModel;

@@ -33,14 +33,13 @@ pub const DEFAULT_API_KEY_ENV: &str = "MNEMOSYNE_EMBEDDER_API_KEY";
 /// dims = 768                             # required: checked on every answer
 /// api_key_env = "OPENAI_API_KEY"         # optional
 /// ```
-#[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(tag = "kind", rename_all = "snake_case", deny_unknown_fields)]
 pub enum EmbedderConfig {
     /// [`super::MiniLmEmbedder`]: all-MiniLM-L6-v2 run in-process (the
     /// default); its token cap and concurrency are limits
     /// (`embedding_tokens_max`, `embedding_inferences_max`).
-    #[default]
-    Minilm,
+    Minilm {},
     /// [`super::HashEmbedder`]: feature hashing, offline, deterministic.
     Hash {
         /// Dimensions of the vectors (default 384).
@@ -66,6 +65,14 @@ pub enum EmbedderConfig {
     },
 }
 
+// A struct variant, not a unit one: `deny_unknown_fields` then refuses
+// `dims` or any other key under `kind = "minilm"` instead of ignoring it.
+impl Default for EmbedderConfig {
+    fn default() -> Self {
+        Self::Minilm {}
+    }
+}
+
 fn default_hash_dims() -> usize {
     HASH_DEFAULT_DIMS
 }
@@ -75,7 +82,7 @@ impl EmbedderConfig {
     /// model name, an `http` or `https` base URL.
     pub fn validate(&self) -> Result<()> {
         let dims = match self {
-            Self::Minilm => return Ok(()),
+            Self::Minilm {} => return Ok(()),
             Self::Hash { dims } => *dims,
             Self::Http {
                 base_url,
@@ -139,8 +146,14 @@ mod tests {
     }
 
     #[test]
-    fn default_is_hash_384() {
-        assert_eq!(parse("").unwrap(), EmbedderConfig::Hash { dims: 384 });
+    fn default_is_minilm_and_hash_defaults_to_384() {
+        assert_eq!(parse("").unwrap(), EmbedderConfig::Minilm {});
+        assert_eq!(
+            parse("[embedder]\nkind = \"minilm\"\n").unwrap(),
+            EmbedderConfig::Minilm {}
+        );
+        let err = parse("[embedder]\nkind = \"minilm\"\ndims = 768\n").unwrap_err();
+        assert!(err.contains("dims"), "{err}");
         assert_eq!(
             parse("[embedder]\nkind = \"hash\"\n").unwrap(),
             EmbedderConfig::Hash { dims: 384 }

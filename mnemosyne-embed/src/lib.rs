@@ -54,7 +54,7 @@ pub struct EmbedderParts {
 /// Builds the embedder `config` describes and hands back its parts.
 pub fn build_embedder_parts(config: &EmbedderConfig, limits: &Limits) -> Result<EmbedderParts> {
     let (inner, minilm) = match config {
-        EmbedderConfig::Minilm => {
+        EmbedderConfig::Minilm {} => {
             let minilm = Arc::new(MiniLmEmbedder::new(limits));
             (minilm.clone() as Arc<dyn Embedder>, Some(minilm))
         }
@@ -78,7 +78,7 @@ fn build_uncached(
 ) -> Result<Arc<dyn Embedder>> {
     config.validate()?;
     match config {
-        EmbedderConfig::Minilm => Ok(Arc::new(MiniLmEmbedder::new(limits))),
+        EmbedderConfig::Minilm {} => Ok(Arc::new(MiniLmEmbedder::new(limits))),
         EmbedderConfig::Hash { dims } => Ok(Arc::new(HashEmbedder::new(*dims)?)),
         EmbedderConfig::Http {
             base_url,

@@ -1,5 +1,6 @@
-//! Writes the standard workload (with hash-embedder vectors) into a database: `cargo run --release -p
-//! mnemosyne-storage --example make_corpus -- DB COUNT [QUERIES_FILE]`.
+//! Writes the standard workload (with vectors of the default embedder, or
+//! of `hash` with `--hash`) into a database: `cargo run --release -p
+//! mnemosyne-storage --example make_corpus -- DB COUNT [QUERIES_FILE] [--hash]`.
 //! Queries (one per line: `frequent<TAB>namespace<TAB>text`) go to QUERIES_FILE.
 #![allow(clippy::print_stdout, missing_docs)]
 
@@ -14,14 +15,21 @@ use mnemosyne_storage::{Location, MemoryStore};
 
 #[tokio::main(flavor = "multi_thread", worker_threads = 2)]
 async fn main() {
-    let args: Vec<String> = std::env::args().skip(1).collect();
+    let mut args: Vec<String> = std::env::args().skip(1).collect();
+    let hash = args.iter().any(|a| a == "--hash");
+    args.retain(|a| a != "--hash");
+    let config = if hash {
+        EmbedderConfig::Hash { dims: 384 }
+    } else {
+        EmbedderConfig::default()
+    };
     let path = PathBuf::from(&args[0]);
     let count: usize = args[1].parse().unwrap();
     let limits = Limits::default();
     let storage = mnemosyne_storage::open_storage(&Location::File(path), &limits)
         .await
         .unwrap();
-    let embedder = build_embedder(&EmbedderConfig::default(), &limits).unwrap();
+    let embedder = build_embedder(&config, &limits).unwrap();
     let store = MemoryStore::new(Arc::clone(&storage), limits).with_embedder(embedder);
     let mut workload = Workload::new(42);
     let now = chrono::Utc::now();

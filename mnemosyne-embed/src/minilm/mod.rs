@@ -10,6 +10,8 @@
 
 mod fold;
 mod model;
+#[cfg(test)]
+mod pinned;
 
 use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
