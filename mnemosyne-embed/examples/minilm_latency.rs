@@ -24,6 +24,12 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
         .collect::<Result<_, _>>()?;
     let model = MiniLmModel::load(256)?;
     println!("load_ms runs={loads:.0?}");
+    let phases: Vec<String> = model
+        .load_phases()
+        .iter()
+        .map(|(name, time)| format!("{name}={:.0}", time.as_secs_f64() * 1000.0))
+        .collect();
+    println!("load_phases_ms {}", phases.join(" "));
     let words = "why does the scheduler run the same job twice after a deploy when the lease expires under load and the worker restarts while the database is locked by another writer during the nightly backup window";
     let words: Vec<&str> = words.split(' ').collect();
     for count in [5, 10, 20, 30] {

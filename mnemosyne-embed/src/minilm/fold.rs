@@ -177,19 +177,23 @@ fn dequantise(
         stride *= scale_dims[k];
     }
     let mut raw = Vec::with_capacity(count * 4);
-    let mut index = vec![0usize; rank];
-    let mut offset = 0usize;
-    for &byte in &quantised.raw_data {
-        let value = f32::from(byte as i8) * scales[offset];
-        raw.extend_from_slice(&value.to_le_bytes());
-        // Next index, odometer style, keeping the scale offset in step.
-        for k in (0..rank).rev() {
+    // Rows of the last dimension: the scale offset of a row's first value,
+    // then a fixed step along the row (0 when the scale broadcasts there).
+    let row_len = dims.last().copied().unwrap_or(1).max(1);
+    let step = strides.last().copied().unwrap_or(0);
+    let mut index = vec![0usize; rank.saturating_sub(1)];
+    for row in quantised.raw_data.chunks_exact(row_len) {
+        let base: usize = index.iter().zip(&strides).map(|(i, s)| i * s).sum();
+        for (column, &byte) in row.iter().enumerate() {
+            let value = f32::from(byte as i8) * scales[base + column * step];
+            raw.extend_from_slice(&value.to_le_bytes());
+        }
+        // Next row, odometer style over the leading dimensions.
+        for k in (0..index.len()).rev() {
             index[k] += 1;
-            offset += strides[k];
             if index[k] < dims[k] {
                 break;
             }
-            offset -= strides[k] * index[k];
             index[k] = 0;
         }
     }

@@ -25,6 +25,7 @@ pub struct MiniLmModel {
     /// Position of `input_ids`, `attention_mask`, `token_type_ids` among the inputs.
     input_order: [usize; 3],
     load_time: Duration,
+    load_phases: Vec<(&'static str, Duration)>,
 }
 
 impl std::fmt::Debug for MiniLmModel {
@@ -55,6 +56,13 @@ impl MiniLmModel {
     /// (special tokens included).
     pub fn load(tokens_max: usize) -> Result<Self> {
         let started = Instant::now();
+        let mut phases = Vec::new();
+        let mut phase_start = started;
+        let mut phase = |name: &'static str| {
+            let now = Instant::now();
+            phases.push((name, now - phase_start));
+            phase_start = now;
+        };
         let mut tokenizer = Tokenizer::from_bytes(TOKENIZER_JSON)
             .map_err(|e| model_error("cannot read tokenizer.json", e))?;
         // The file pads every text to 128 tokens; batches pad themselves.
@@ -67,15 +75,19 @@ impl MiniLmModel {
                 direction: TruncationDirection::Right,
             }))
             .map_err(|e| model_error("cannot set the token cap", e))?;
+        phase("tokenizer");
         let onnx = tract_onnx::onnx();
         let mut proto = onnx
             .proto_model_for_read(&mut &MODEL_ONNX[..])
             .map_err(|e| model_error("cannot read model.onnx", e))?;
+        phase("decode");
         fold_weight_dequantisation(&mut proto).map_err(|e| model_error("model.onnx", e))?;
+        phase("fold");
         let mut model = onnx
             .model_for_proto_model(&proto)
             .map_err(|e| model_error("cannot load model.onnx", e))?;
         drop(proto);
+        phase("graph");
         let batch = model.symbols.sym("batch");
         let sequence = model.symbols.sym("sequence");
         let mut input_order = [usize::MAX; 3];
@@ -111,17 +123,24 @@ impl MiniLmModel {
             .into_optimized()
             .and_then(|m| m.into_runnable())
             .map_err(|e| model_error("cannot optimise model.onnx", e))?;
+        phase("optimise");
         Ok(Self {
             tokenizer,
             plan,
             input_order,
             load_time: started.elapsed(),
+            load_phases: phases,
         })
     }
 
     /// How long [`MiniLmModel::load`] took.
     pub fn load_time(&self) -> Duration {
         self.load_time
+    }
+
+    /// How long each step of [`MiniLmModel::load`] took, in order.
+    pub fn load_phases(&self) -> &[(&'static str, Duration)] {
+        &self.load_phases
     }
 
     /// Embeds `texts`: similar lengths run together, at most
