@@ -6,50 +6,18 @@
 //! Needs a storage backend: the workspace's `cargo test` gets one through
 //! mnemosyne-cli; alone, run with `--features sqlite` (or `libsql`).
 
+mod common;
+
 use std::time::Duration;
 
 use mnemosyne_core::Limits;
 use mnemosyne_server::{Event, HttpListener, Server};
-use mnemosyne_storage::{Location, MemoryStore};
 use rmcp::ServiceExt;
 use tokio::io::{AsyncBufReadExt, AsyncReadExt, AsyncWriteExt, BufReader};
 use tokio::net::TcpStream;
 use tokio::sync::oneshot;
 
-/// Bound on the polls below: the runtime counts a task as ended a moment
-/// after it returns. Reaching it fails the test; nothing checks speed.
-const SETTLE_POLLS_MAX: u32 = 500;
-const SETTLE_POLL_MS: u64 = 10;
-
-async fn open_store(dir: &tempfile::TempDir, limits: Limits) -> MemoryStore {
-    assert_ne!(
-        mnemosyne_storage::BACKEND,
-        "none",
-        "no storage backend: run with --features sqlite or --features libsql"
-    );
-    MemoryStore::open(&Location::File(dir.path().join("server.db")), limits)
-        .await
-        .expect("open the store")
-}
-
-fn alive_tasks() -> usize {
-    tokio::runtime::Handle::current()
-        .metrics()
-        .num_alive_tasks()
-}
-
-/// Waits until the runtime's alive-task count is back to `baseline`.
-async fn settle_to(baseline: usize) -> usize {
-    let mut alive = alive_tasks();
-    for _ in 0..SETTLE_POLLS_MAX {
-        if alive <= baseline {
-            break;
-        }
-        tokio::time::sleep(Duration::from_millis(SETTLE_POLL_MS)).await;
-        alive = alive_tasks();
-    }
-    alive
-}
+use common::{SETTLE_POLL_MS, SETTLE_POLLS_MAX, alive_tasks, open_store, request, settle_to};
 
 /// Opens `GET /v1/events` and reads the response head.
 async fn subscribe(addr: std::net::SocketAddr) -> BufReader<TcpStream> {
@@ -70,24 +38,6 @@ async fn subscribe(addr: std::net::SocketAddr) -> BufReader<TcpStream> {
         }
     }
     reader
-}
-
-/// One request with `Connection: close`; the status code.
-async fn request(addr: std::net::SocketAddr, method: &str, path: &str, body: &str) -> u16 {
-    let mut stream = TcpStream::connect(addr).await.expect("connect");
-    let text = format!(
-        "{method} {path} HTTP/1.1\r\nHost: test\r\nConnection: close\r\n\
-         Content-Type: application/json\r\nContent-Length: {}\r\n\r\n{body}",
-        body.len()
-    );
-    stream.write_all(text.as_bytes()).await.expect("write");
-    let mut answer = String::new();
-    stream.read_to_string(&mut answer).await.expect("read");
-    answer
-        .split_whitespace()
-        .nth(1)
-        .and_then(|s| s.parse().ok())
-        .expect("status")
 }
 
 fn rss_kib() -> u64 {
