@@ -3,7 +3,8 @@
 //!
 //! Prints the load time, the latency (p50/p99) of one query of 5 to 30
 //! words, and texts per second at several batch sizes over the memories of
-//! `eval/recall-eval.json` (25 to 90 words each).
+//! `eval/recall-eval.json` (25 to 90 words each): one thread, then through
+//! the embedder (runs on `embedding_inferences_max` threads).
 
 #![allow(clippy::print_stdout)]
 
@@ -70,5 +71,30 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
             texts.len() as f64 / seconds
         );
     }
+    // What the embedding worker, import and reindex see: the embedder's
+    // runs spread over `embedding_inferences_max` blocking threads.
+    let limits = mnemosyne_core::Limits::default();
+    let embedder = mnemosyne_embed::MiniLmEmbedder::new(&limits);
+    let runtime = tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(2)
+        .enable_all()
+        .build()?;
+    runtime.block_on(async {
+        use mnemosyne_core::Embedder as _;
+        embedder.preload().await?;
+        for batch in [8, 64] {
+            let started = Instant::now();
+            for chunk in texts.chunks(batch) {
+                embedder.embed(chunk).await?;
+            }
+            let seconds = started.elapsed().as_secs_f64();
+            println!(
+                "embedder_throughput batch={batch} inferences_max={} texts_per_s={:.1}",
+                limits.embedding_inferences_max,
+                texts.len() as f64 / seconds
+            );
+        }
+        Ok::<_, Box<dyn std::error::Error>>(())
+    })?;
     Ok(())
 }

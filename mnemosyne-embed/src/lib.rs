@@ -19,7 +19,10 @@ pub use cache::{CACHE_ENTRY_OVERHEAD_BYTES, CachedEmbedder};
 pub use config::{DEFAULT_API_KEY_ENV, EMBEDDING_DIMS_MAX, EmbedderConfig};
 pub use hash::{HASH_DEFAULT_DIMS, HASH_SCHEME, HashEmbedder};
 pub use http::{HttpEmbedder, HttpEmbedderOptions};
-pub use minilm::{MINILM_DIMS, MINILM_MODEL_ID, MiniLmEmbedder, MiniLmModel, MiniLmStats};
+pub use minilm::{
+    MINILM_DIMS, MINILM_MODEL_ID, MiniLmEmbedder, MiniLmModel, MiniLmStats, RUN_PADDED_TOKENS_MAX,
+    Tokenized, plan_runs,
+};
 use mnemosyne_core::{Embedder, Limits, Result};
 
 /// Builds the embedder `config` describes, wrapped in a [`CachedEmbedder`]

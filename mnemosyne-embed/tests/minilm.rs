@@ -3,7 +3,9 @@
 //! are cut and counted, empty ones refused.
 
 use mnemosyne_core::{Embedder, Limits};
-use mnemosyne_embed::{MINILM_DIMS, MINILM_MODEL_ID, MiniLmEmbedder};
+use mnemosyne_embed::{
+    MINILM_DIMS, MINILM_MODEL_ID, MiniLmEmbedder, MiniLmModel, RUN_PADDED_TOKENS_MAX, plan_runs,
+};
 
 fn cosine(a: &[f32], b: &[f32]) -> f32 {
     a.iter().zip(b).map(|(x, y)| x * y).sum()
@@ -54,6 +56,60 @@ async fn a_batch_gives_the_vectors_of_its_texts_one_by_one() {
     }
     let again = embedder.embed(&texts).await.unwrap();
     assert_eq!(again, batch, "deterministic");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_batch_of_many_runs_on_two_threads_keeps_its_order() {
+    let limits = Limits {
+        embedding_inferences_max: 2,
+        ..Limits::default()
+    };
+    let embedder = MiniLmEmbedder::new(&limits);
+    // 12 texts of 30 to 140 words: several runs of the transformer, which
+    // finish out of order on two blocking threads.
+    let texts: Vec<String> = (0..12)
+        .map(|i| {
+            (0..30 + i * 10)
+                .map(|w| format!("word{} about sqlite locks {i}", w % 7))
+                .collect::<Vec<_>>()
+                .join(" ")
+        })
+        .collect();
+    let ids: Vec<Vec<u32>> = {
+        let model = MiniLmModel::load(256).unwrap();
+        let refs: Vec<&str> = texts.iter().map(String::as_str).collect();
+        model.tokenize(&refs).unwrap().ids
+    };
+    let runs = plan_runs(&ids);
+    assert!(runs.len() >= 6, "{} runs", runs.len());
+    let refs: Vec<&str> = texts.iter().map(String::as_str).collect();
+    let batch = embedder.embed(&refs).await.unwrap();
+    assert_eq!(batch.len(), texts.len());
+    for (text, from_batch) in refs.iter().zip(&batch) {
+        let alone = embedder.embed(&[text]).await.unwrap().remove(0);
+        let similarity = cosine(&alone, from_batch);
+        assert!(similarity > 0.9999, "{similarity}");
+    }
+}
+
+#[test]
+fn runs_hold_each_text_once_within_the_padded_token_cap() {
+    let lengths = [3usize, 300, 40, 40, 41, 7, 128, 129, 2, 60];
+    let ids: Vec<Vec<u32>> = lengths.iter().map(|&n| vec![1; n]).collect();
+    let runs = plan_runs(&ids);
+    let mut seen: Vec<usize> = runs.iter().flatten().copied().collect();
+    seen.sort_unstable();
+    assert_eq!(seen, (0..lengths.len()).collect::<Vec<_>>());
+    for run in &runs {
+        let longest = run.iter().map(|&i| lengths[i]).max().unwrap();
+        assert!(
+            run.len() == 1 || run.len() * longest <= RUN_PADDED_TOKENS_MAX,
+            "{run:?}"
+        );
+    }
+    // The 300-token text runs alone; short texts share a run.
+    assert!(runs.iter().any(|r| r == &[1]));
+    assert!(runs.iter().any(|r| r.len() >= 3));
 }
 
 #[tokio::test]

@@ -21,6 +21,12 @@ pub const FLOOR_SPANS: usize = 10;
 /// of allocator noise over a minute project to thousands of percent a day.
 /// The short soak judges growth within its window; the long one both.
 pub const PROJECTION_WINDOW_MIN_S: f64 = 600.0;
+/// The embedding worker keeps up when the backlog's floor (its lowest
+/// sample in a span, as for RSS) in the judged window's last span is at
+/// most this many memories above its floor in the first span. A worker
+/// slower than the workload's remembers grows the backlog by the
+/// difference every second, until `embedding_backlog_max` stops `remember`.
+pub const EMBEDDING_BACKLOG_GROWTH_MAX: u64 = 64;
 /// Open fds of the server never reach this.
 pub const FDS_MAX: u64 = 100;
 /// Open fds allowed beyond the pool's connections (listener, logs, epoll,
@@ -307,6 +313,23 @@ pub fn judge(samples: &[Sample], duration_s: f64, exit_ok: Result<(), String>) -
             max_of(|s| s.cache_bytes_max) / 1024
         ),
     );
+    let backlog_points: Vec<(f64, f64)> = judged
+        .iter()
+        .map(|s| (s.t_s, s.embedding_backlog as f64))
+        .collect();
+    let backlog_floor = floor_points(&backlog_points, FLOOR_SPANS);
+    let (backlog_first, backlog_last) = (
+        backlog_floor.first().map_or(0.0, |p| p.1) as u64,
+        backlog_floor.last().map_or(0.0, |p| p.1) as u64,
+    );
+    criterion(
+        "embedding_keeps_up",
+        backlog_last <= backlog_first + EMBEDDING_BACKLOG_GROWTH_MAX,
+        format!(
+            "backlog floor {backlog_first} at the start of the judged window, {backlog_last} at its end; \
+             bound {EMBEDDING_BACKLOG_GROWTH_MAX} memories of growth"
+        ),
+    );
     let last = samples.last().cloned().unwrap_or_default();
     criterion(
         "requests",
@@ -451,6 +474,15 @@ mod tests {
             .collect()
     }
 
+    fn failed_criteria(verdict: &Verdict) -> Vec<&str> {
+        verdict
+            .criteria
+            .iter()
+            .filter(|c| !c.passed)
+            .map(|c| c.name.as_str())
+            .collect()
+    }
+
     fn run(rss: impl Fn(f64) -> u64) -> Vec<Sample> {
         run_over(RUN_S, rss)
     }
@@ -464,12 +496,7 @@ mod tests {
         // 40 MiB growing 512 B/s: 1.2% in the window, but 105% per day.
         let leak = judge(&run(|t| (40 << 20) + (t * 512.0) as u64), RUN_S, Ok(()));
         assert!(!leak.passed);
-        let failed: Vec<&str> = leak
-            .criteria
-            .iter()
-            .filter(|c| !c.passed)
-            .map(|c| c.name.as_str())
-            .collect();
+        let failed = failed_criteria(&leak);
         assert_eq!(failed, ["rss_projected_24h"]);
         assert!((leak.rss_slope_bytes_per_s - 512.0).abs() < 1.0);
 
@@ -535,6 +562,28 @@ mod tests {
     }
 
     #[test]
+    fn a_backlog_that_drains_passes_and_one_that_climbs_fails() {
+        // Batches of 32 arrive and are embedded: a sawtooth over a flat floor.
+        let mut sawtooth = run(|_| 40 << 20);
+        for (i, sample) in sawtooth.iter_mut().enumerate() {
+            sample.embedding_backlog = (i as u64 % 4) * 32;
+            sample.embedding_backlog_max = 10_000;
+        }
+        let verdict = judge(&sawtooth, RUN_S, Ok(()));
+        assert!(verdict.passed, "{verdict:?}");
+
+        // A worker 2 memories a second behind the remembers: still under
+        // embedding_backlog_max, but it would reach it in a day.
+        let mut behind = sawtooth.clone();
+        for sample in &mut behind {
+            sample.embedding_backlog += (sample.t_s * 2.0) as u64;
+        }
+        let verdict = judge(&behind, RUN_S, Ok(()));
+        let failed = failed_criteria(&verdict);
+        assert_eq!(failed, ["embedding_keeps_up"]);
+    }
+
+    #[test]
     fn the_floor_is_the_lowest_point_of_each_span() {
         let points: Vec<(f64, f64)> = (0..20).map(|i| (f64::from(i), f64::from(i % 4))).collect();
         let floor = floor_points(&points, 5);
@@ -558,12 +607,7 @@ mod tests {
         }
         samples[32].work_finished_stored = 1_011;
         let verdict = judge(&samples, RUN_S, Err("exit code 143".into()));
-        let failed: Vec<&str> = verdict
-            .criteria
-            .iter()
-            .filter(|c| !c.passed)
-            .map(|c| c.name.as_str())
-            .collect();
+        let failed = failed_criteria(&verdict);
         assert_eq!(failed, ["fds", "pool", "work_finished_stored", "shutdown"]);
         let svg = svg(&samples, 60.0);
         assert!(svg.starts_with("<svg") && svg.trim_end().ends_with("</svg>"));

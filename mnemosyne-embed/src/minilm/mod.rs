@@ -21,7 +21,7 @@ use mnemosyne_core::{Embedder, Error, Limits, Result};
 use tokio::sync::{OnceCell, Semaphore};
 
 pub use fold::{FoldError, fold_weight_dequantisation};
-pub use model::{Embedded, MiniLmModel, RUN_PADDED_TOKENS_MAX};
+pub use model::{Embedded, MiniLmModel, RUN_PADDED_TOKENS_MAX, Tokenized, plan_runs};
 
 /// Length of every vector of the model.
 pub const MINILM_DIMS: usize = 384;
@@ -67,6 +67,7 @@ impl MiniLmStats {
 pub struct MiniLmEmbedder {
     model: OnceCell<Arc<MiniLmModel>>,
     inferences: Arc<Semaphore>,
+    inferences_max: usize,
     tokens_max: usize,
     stats: Arc<MiniLmStats>,
 }
@@ -78,6 +79,7 @@ impl MiniLmEmbedder {
         Self {
             model: OnceCell::new(),
             inferences: Arc::new(Semaphore::new(limits.embedding_inferences_max as usize)),
+            inferences_max: limits.embedding_inferences_max as usize,
             tokens_max: limits.embedding_tokens_max as usize,
             stats: Arc::default(),
         }
@@ -132,18 +134,47 @@ impl Embedder for MiniLmEmbedder {
             )));
         }
         let model = self.model().await?;
-        let _permit = self
-            .inferences
-            .acquire()
-            .await
-            .map_err(|_| Error::Embedding("minilm: the embedder is closed".into()))?;
         let owned: Vec<String> = texts.iter().map(|t| (*t).to_owned()).collect();
-        let embedded = tokio::task::spawn_blocking(move || {
+        let tokenizing = Arc::clone(&model);
+        let Tokenized { ids, truncated } = tokio::task::spawn_blocking(move || {
             let texts: Vec<&str> = owned.iter().map(String::as_str).collect();
-            model.embed(&texts)
+            tokenizing.tokenize(&texts)
         })
         .await
-        .map_err(|e| Error::Embedding(format!("minilm: the inference thread failed: {e}")))??;
+        .map_err(|e| Error::Embedding(format!("minilm: the tokenising thread failed: {e}")))??;
+        let ids = Arc::new(ids);
+        let mut runs = plan_runs(&ids).into_iter();
+        let mut vectors = vec![Vec::new(); texts.len()];
+        // A batch's runs go to blocking threads one per inference permit, at
+        // most `parallel` in flight: a query waiting for a permit waits for
+        // one run (tens of milliseconds), not for the whole batch.
+        let parallel = self.inferences_max.min(runs.len()).max(1);
+        let mut in_flight = tokio::task::JoinSet::new();
+        loop {
+            while in_flight.len() < parallel {
+                let Some(run) = runs.next() else { break };
+                let permit = Arc::clone(&self.inferences)
+                    .acquire_owned()
+                    .await
+                    .map_err(|_| Error::Embedding("minilm: the embedder is closed".into()))?;
+                let (model, ids) = (Arc::clone(&model), Arc::clone(&ids));
+                in_flight.spawn_blocking(move || {
+                    let _permit = permit;
+                    let tokens: Vec<&[u32]> = run.iter().map(|&i| ids[i].as_slice()).collect();
+                    model.run(&tokens).map(|run_vectors| (run, run_vectors))
+                });
+            }
+            let Some(finished) = in_flight.join_next().await else {
+                break;
+            };
+            let (run, run_vectors) = finished.map_err(|e| {
+                Error::Embedding(format!("minilm: the inference thread failed: {e}"))
+            })??;
+            for (vector, i) in run_vectors.into_iter().zip(run) {
+                vectors[i] = vector;
+            }
+        }
+        let embedded = Embedded { vectors, truncated };
         self.stats
             .texts_embedded
             .fetch_add(texts.len() as u64, Ordering::Relaxed);

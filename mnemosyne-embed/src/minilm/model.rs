@@ -12,10 +12,45 @@ use super::fold::fold_weight_dequantisation;
 use super::{MINILM_DIMS, MODEL_ONNX, TOKENIZER_JSON};
 use crate::l2_normalise;
 
-/// Padded tokens (texts × longest text) of one run of the transformer. Its
-/// attention holds 12 heads × batch × seq² floats: at 256 tokens a text,
-/// 2 048 padded tokens are 8 texts and 25 MB of attention scores.
-pub const RUN_PADDED_TOKENS_MAX: usize = 2_048;
+/// Padded tokens (texts × longest text) of one run of the transformer; a
+/// text longer than this runs alone. Its attention holds 12 heads × batch ×
+/// seq² floats, 3 MiB at 256. Measured on the eval memories (one thread,
+/// batches of 64): 256 gives 26.6 texts/s, 128 gives 24.9, 512 gives 23.5
+/// and 2 048 gives 19.9 (and 25 MB of attention scores a run, whose first
+/// appearance long after start-up looks like growth in a soak): tract's
+/// matrix products gain little from more rows, and padding costs.
+pub const RUN_PADDED_TOKENS_MAX: usize = 256;
+
+/// Texts as token ids, and how many of them were cut at the token cap.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Tokenized {
+    /// Token ids of each text, in order.
+    pub ids: Vec<Vec<u32>>,
+    /// Texts longer than the token cap, embedded from their first tokens.
+    pub truncated: usize,
+}
+
+/// Cuts texts (their token ids) into runs of the transformer: indices of
+/// texts of similar length, at most [`RUN_PADDED_TOKENS_MAX`] padded tokens
+/// a run (a longer text runs alone). Every index appears in exactly one run.
+pub fn plan_runs(ids: &[Vec<u32>]) -> Vec<Vec<usize>> {
+    let mut order: Vec<usize> = (0..ids.len()).collect();
+    order.sort_by_key(|&i| ids[i].len());
+    let mut runs = Vec::new();
+    let mut start = 0;
+    while start < order.len() {
+        // Sorted by length: the last text of a run is its longest.
+        let mut end = start + 1;
+        while end < order.len()
+            && (end + 1 - start) * ids[order[end]].len() <= RUN_PADDED_TOKENS_MAX
+        {
+            end += 1;
+        }
+        runs.push(order[start..end].to_vec());
+        start = end;
+    }
+    runs
+}
 
 /// The loaded model: tokenizer and optimised plan. `embed` takes `&self`;
 /// one value serves any number of threads.
@@ -143,10 +178,10 @@ impl MiniLmModel {
         &self.load_phases
     }
 
-    /// Embeds `texts`: similar lengths run together, at most
-    /// [`RUN_PADDED_TOKENS_MAX`] padded tokens a run.
-    pub fn embed(&self, texts: &[&str]) -> Result<Embedded> {
-        let mut encodings = Vec::with_capacity(texts.len());
+    /// Token ids of `texts` (special tokens included, cut at the token cap),
+    /// and how many texts were cut.
+    pub fn tokenize(&self, texts: &[&str]) -> Result<Tokenized> {
+        let mut ids = Vec::with_capacity(texts.len());
         let mut truncated = 0;
         for text in texts {
             let encoding = self
@@ -156,34 +191,28 @@ impl MiniLmModel {
             if !encoding.get_overflowing().is_empty() {
                 truncated += 1;
             }
-            encodings.push(encoding.get_ids().to_vec());
+            ids.push(encoding.get_ids().to_vec());
         }
-        let mut order: Vec<usize> = (0..texts.len()).collect();
-        order.sort_by_key(|&i| encodings[i].len());
+        Ok(Tokenized { ids, truncated })
+    }
+
+    /// Embeds `texts`: similar lengths run together, at most
+    /// [`RUN_PADDED_TOKENS_MAX`] padded tokens a run, one run after another.
+    pub fn embed(&self, texts: &[&str]) -> Result<Embedded> {
+        let Tokenized { ids, truncated } = self.tokenize(texts)?;
         let mut vectors = vec![Vec::new(); texts.len()];
-        let mut start = 0;
-        while start < order.len() {
-            // Sorted by length: the last text of a run is its longest.
-            let mut end = start + 1;
-            while end < order.len()
-                && (end + 1 - start) * encodings[order[end]].len() <= RUN_PADDED_TOKENS_MAX
-            {
-                end += 1;
-            }
-            let run: Vec<&[u32]> = order[start..end]
-                .iter()
-                .map(|&i| encodings[i].as_slice())
-                .collect();
-            for (vector, &i) in self.run(&run)?.into_iter().zip(&order[start..end]) {
+        for run in plan_runs(&ids) {
+            let tokens: Vec<&[u32]> = run.iter().map(|&i| ids[i].as_slice()).collect();
+            for (vector, i) in self.run(&tokens)?.into_iter().zip(run) {
                 vectors[i] = vector;
             }
-            start = end;
         }
         Ok(Embedded { vectors, truncated })
     }
 
-    /// One run of the transformer over `texts` (token ids), padded to the longest.
-    fn run(&self, texts: &[&[u32]]) -> Result<Vec<Vec<f32>>> {
+    /// One run of the transformer over `texts` (token ids), padded to the
+    /// longest: one vector per text, in order.
+    pub fn run(&self, texts: &[&[u32]]) -> Result<Vec<Vec<f32>>> {
         let batch = texts.len();
         let sequence = texts.iter().map(|t| t.len()).max().unwrap_or(0);
         let mut ids = vec![0i64; batch * sequence];

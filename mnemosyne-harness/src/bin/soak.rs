@@ -54,6 +54,14 @@ const STOP_GRACE_S: u64 = 40;
 /// each remember forgets (hard) the oldest, so the store holds a steady
 /// number of memories (`--grow-store` keeps them all).
 const STORE_WINDOW: usize = 1_000;
+/// Remembers a second the workload sends at most (`--remember-rate`); a
+/// remember drawn past it becomes a recall. Every remember is embedded by
+/// the server's worker (the local model: about 20 workload memories a
+/// second on this 2-core machine while it serves the rest of the workload),
+/// and the soak judges a server whose worker keeps up: a faster stream
+/// fills the backlog to `embedding_backlog_max`, which its own tests cover.
+/// 4 a second is 14 400 memories an hour, far more than agents write.
+const REMEMBERS_PER_S_MAX: f64 = 4.0;
 /// Context documents the workload rewrites, and lines in each.
 const DOCS: usize = 4;
 const DOC_LINES: usize = 40;
@@ -62,6 +70,8 @@ const DOC_LINES: usize = 40;
 struct Config {
     duration_s: f64,
     rate_per_s: u32,
+    /// Remembers a second, at most (within `rate_per_s`).
+    remembers_per_s: f64,
     memories: u32,
     sample_interval_s: f64,
     seed: u64,
@@ -131,6 +141,7 @@ fn run() -> Result<bool> {
     let mut duration_s = 60.0;
     let mut out: Option<PathBuf> = None;
     let mut rate_per_s = 200;
+    let mut remembers_per_s = REMEMBERS_PER_S_MAX;
     let mut memories = 10_000;
     let mut binary: Option<PathBuf> = None;
     let mut memory_limit_mib = 512;
@@ -145,6 +156,12 @@ fn run() -> Result<bool> {
             "--duration" => duration_s = parse_duration(value()?)?,
             "--out" => out = Some(PathBuf::from(value()?)),
             "--rate" => rate_per_s = value()?.parse().context("--rate")?,
+            "--remember-rate" => {
+                remembers_per_s = value()?.parse().context("--remember-rate")?;
+                if !(remembers_per_s >= 0.0 && remembers_per_s.is_finite()) {
+                    bail!("--remember-rate must be a number of remembers a second, 0 or more");
+                }
+            }
             "--memories" => memories = value()?.parse().context("--memories")?,
             "--bin" => binary = Some(PathBuf::from(value()?)),
             "--memory-limit-mib" => {
@@ -156,7 +173,7 @@ fn run() -> Result<bool> {
             "--grow-store" => store_window = None,
             other => bail!(
                 "unknown argument {other:?}; usage: soak [--duration 60s|30m|24h] [--out DIR] [--rate OPS_PER_S] \
-                 [--memories N] [--bin PATH] [--memory-limit-mib N] [--no-memory-limit-run] [--warm-up 60s] \
+                 [--remember-rate PER_S] [--memories N] [--bin PATH] [--memory-limit-mib N] [--no-memory-limit-run] [--warm-up 60s] \
                  [--limit NAME=VALUE]... [--grow-store]"
             ),
         }
@@ -184,6 +201,7 @@ fn run() -> Result<bool> {
     let config = Config {
         duration_s,
         rate_per_s,
+        remembers_per_s,
         memories,
         // At least 1 s: a one-minute run gets ~5 samples in each of the
         // 10 spans its RSS floor is taken from.
@@ -424,9 +442,7 @@ async fn phase(
     tasks.push(tokio::spawn(drive(
         base.clone(),
         client.clone(),
-        config.rate_per_s,
-        config.memories,
-        config.store_window,
+        config.clone(),
         Arc::clone(&counters),
         Arc::clone(&stop),
     )));
@@ -550,16 +566,22 @@ async fn stop_server(child: &mut Child, pid: u32) -> Result<(), String> {
     }
 }
 
-/// Sends the mixed workload at `rate_per_s` until `stop`.
+/// Sends the mixed workload at `rate_per_s` (at most `remembers_per_s`
+/// of it remembers) until `stop`.
 async fn drive(
     base: String,
     client: reqwest::Client,
-    rate_per_s: u32,
-    preloaded: u32,
-    store_window: Option<usize>,
+    config: Config,
     counters: Arc<Counters>,
     stop: Arc<AtomicBool>,
 ) {
+    let Config {
+        rate_per_s,
+        remembers_per_s,
+        memories: preloaded,
+        store_window,
+        ..
+    } = config;
     // Replay the preload so queries are drawn from stored memories and new
     // remembers continue the same sequence.
     let mut workload = Workload::new(SEED);
@@ -595,8 +617,17 @@ async fn drive(
         tokio::time::interval(Duration::from_secs_f64(1.0 / f64::from(rate_per_s.max(1))));
     ticks.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Skip);
     let mut sequence = 0u64;
+    // A token bucket of remembers: refilled at `remembers_per_s`, holding at
+    // most one second's worth, so a slow spell is not made up in a burst.
+    let mut remember_tokens = 0.0f64;
+    let mut refilled_at = Instant::now();
     while !stop.load(Ordering::Relaxed) {
         ticks.tick().await;
+        let now = Instant::now();
+        remember_tokens = (remember_tokens
+            + remembers_per_s * now.duration_since(refilled_at).as_secs_f64())
+        .min(remembers_per_s.max(1.0));
+        refilled_at = now;
         let Ok(permit) = Arc::clone(&in_flight).try_acquire_owned() else {
             continue; // the server is behind: skip rather than pile up
         };
@@ -611,7 +642,8 @@ async fn drive(
             client.clone()
         };
         let roll: f64 = rng.random();
-        let op = if roll < 0.30 {
+        let op = if roll < 0.30 && remember_tokens >= 1.0 {
+            remember_tokens -= 1.0;
             let memory = workload.memory(Utc::now());
             Op::Remember(
                 serde_json::json!({
