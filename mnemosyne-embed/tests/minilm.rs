@@ -147,3 +147,15 @@ async fn empty_and_whitespace_texts_are_refused_and_odd_text_is_embedded() {
     assert!(vectors.iter().all(|v| v.len() == MINILM_DIMS));
     assert!(embedder.embed(&[]).await.unwrap().is_empty());
 }
+
+#[tokio::test]
+async fn preload_loads_and_warms_the_model_without_counting_texts() {
+    let embedder = MiniLmEmbedder::new(&Limits::default());
+    embedder.preload().await.unwrap();
+    assert!(embedder.stats().load_ms() > 0);
+    assert_eq!(embedder.stats().texts_embedded(), 0);
+    // Every inference permit came back: two embeds at once still run.
+    let (a, b) = tokio::join!(embedder.embed(&["one"]), embedder.embed(&["two"]));
+    assert_eq!((a.unwrap().len(), b.unwrap().len()), (1, 1));
+    assert_eq!(embedder.stats().texts_embedded(), 2);
+}

@@ -23,6 +23,10 @@ use tokio::sync::{OnceCell, Semaphore};
 pub use fold::{FoldError, fold_weight_dequantisation};
 pub use model::{Embedded, MiniLmModel, RUN_PADDED_TOKENS_MAX, Tokenized, plan_runs};
 
+/// The token the warm-up run of [`MiniLmEmbedder::preload`] repeats (`the`
+/// in the model's vocabulary; any id below its 30 522 would do).
+const WARM_UP_TOKEN_ID: u32 = 1_996;
+
 /// Length of every vector of the model.
 pub const MINILM_DIMS: usize = 384;
 
@@ -90,9 +94,34 @@ impl MiniLmEmbedder {
         self.stats.clone()
     }
 
-    /// Loads the model now, if it is not loaded yet.
+    /// Loads the model now, if it is not loaded yet, then runs it once on
+    /// each of `embedding_inferences_max` threads at the largest shape a run
+    /// can have (one text of `embedding_tokens_max` tokens). The scratch
+    /// memory of the largest run is then taken at start-up rather than the
+    /// first time a long memory arrives, hours later, where a soak would
+    /// read it as growth; and the first recall does not pay for it. A server
+    /// calls this; a CLI command, which embeds a query or two, does not.
     pub async fn preload(&self) -> Result<()> {
-        self.model().await.map(|_| ())
+        let model = self.model().await?;
+        let longest: Vec<u32> = vec![WARM_UP_TOKEN_ID; self.tokens_max.max(1)];
+        let mut runs = tokio::task::JoinSet::new();
+        for _ in 0..self.inferences_max.max(1) {
+            let permit = Arc::clone(&self.inferences)
+                .acquire_owned()
+                .await
+                .map_err(|_| Error::Embedding("minilm: the embedder is closed".into()))?;
+            let (model, longest) = (Arc::clone(&model), longest.clone());
+            runs.spawn_blocking(move || {
+                let _permit = permit;
+                model.run(&[&longest]).map(|_| ())
+            });
+        }
+        while let Some(finished) = runs.join_next().await {
+            finished.map_err(|e| {
+                Error::Embedding(format!("minilm: the inference thread failed: {e}"))
+            })??;
+        }
+        Ok(())
     }
 
     async fn model(&self) -> Result<Arc<MiniLmModel>> {
