@@ -43,8 +43,7 @@ pub use schema::SCHEMA_VERSION;
 #[cfg(feature = "sqlite")]
 pub use sqlite::{HeldConnection, SqliteStorage};
 pub use store::{
-    MemoryStore, Recall, RecallHit, RecallMode, RecallQuery, SignalScores, VECTOR_SIMILARITY_MIN,
-    VECTOR_SIMILARITY_RATIO_MIN,
+    FusionWeights, MemoryStore, Recall, RecallHit, RecallMode, RecallQuery, SignalScores,
 };
 
 /// Name of the backend compiled in (`sqlite`, `libsql`, or `none`).

@@ -14,21 +14,9 @@ use serde::{Deserialize, Serialize};
 use crate::embedding_worker::{EmbeddingBacklog, EmbeddingWorker};
 use crate::fts_query::query_terms;
 use crate::fusion;
-pub use crate::fusion::SignalScores;
+pub use crate::fusion::{FusionWeights, SignalScores};
 use crate::location::Location;
 use crate::rows::embedding_text;
-
-/// Vector candidates less similar than this to the query are dropped: with
-/// no shared words or n-grams they only add noise to the fusion.
-pub const VECTOR_SIMILARITY_MIN: f64 = 0.1;
-
-/// Vector candidates less similar than this share of the best candidate's
-/// similarity are dropped too: far below the best match they are noise. A
-/// share rather than a fixed floor, because a short query against a long
-/// memory scores low even on an exact match. Tuned on `eval/recall-eval.json`
-/// with the hash embedder: hybrid recall@5 0.916 without it, 0.961 with 0.5
-/// (0.938 with a fixed floor of 0.2 instead).
-pub const VECTOR_SIMILARITY_RATIO_MIN: f64 = 0.5;
 
 /// Which signals a recall uses.
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
@@ -107,6 +95,8 @@ pub struct MemoryStore {
     limits: Limits,
     embedder: Option<Arc<dyn Embedder>>,
     worker: Arc<Mutex<Option<Arc<EmbeddingBacklog>>>>,
+    /// Set by [`MemoryStore::with_fusion`]; otherwise the embedder's preset.
+    fusion: Option<FusionWeights>,
 }
 
 impl MemoryStore {
@@ -118,6 +108,7 @@ impl MemoryStore {
             limits,
             embedder: None,
             worker: Arc::new(Mutex::new(None)),
+            fusion: None,
         }
     }
 
@@ -152,10 +143,33 @@ impl MemoryStore {
     }
 
     /// Embeds every remembered or changed memory with `embedder` and uses
-    /// vectors in recall.
+    /// vectors in recall, fused with the weights of its kind
+    /// ([`FusionWeights::for_model`] of its model id) unless
+    /// [`MemoryStore::with_fusion`] set others.
     pub fn with_embedder(mut self, embedder: Arc<dyn Embedder>) -> Self {
         self.embedder = Some(embedder);
         self
+    }
+
+    /// Fuses hybrid recall with `weights` (and filters vector candidates by
+    /// its floors) instead of the embedder's preset, whichever order the
+    /// two are set in.
+    pub fn with_fusion(mut self, weights: FusionWeights) -> Self {
+        self.fusion = Some(weights);
+        self
+    }
+
+    /// The fusion weights in force: those set by [`MemoryStore::with_fusion`],
+    /// else the preset for the embedder's model id, else (no embedder)
+    /// [`FusionWeights::LEXICAL`].
+    pub fn fusion(&self) -> FusionWeights {
+        self.fusion.unwrap_or_else(|| {
+            self.embedder
+                .as_ref()
+                .map_or(FusionWeights::LEXICAL, |embedder| {
+                    FusionWeights::for_model(embedder.model_id())
+                })
+        })
     }
 
     /// The embedder in use, if any.
@@ -351,6 +365,7 @@ impl MemoryStore {
             .as_ref()
             .map(Namespace::with_ancestors)
             .unwrap_or_default();
+        let weights = self.fusion();
         let use_keyword = query.mode != RecallMode::Vector;
         let use_vector = query.mode != RecallMode::Keyword;
         if !use_keyword && self.embedder.is_none() {
@@ -388,7 +403,9 @@ impl MemoryStore {
             };
             let mut hits = self.storage.vector_search(&vector).await?;
             let best = hits.first().map_or(0.0, |hit| hit.similarity);
-            let floor = VECTOR_SIMILARITY_MIN.max(best * VECTOR_SIMILARITY_RATIO_MIN);
+            let floor = weights
+                .vector_similarity_min
+                .max(best * weights.vector_similarity_ratio_min);
             hits.retain(|hit| hit.similarity >= floor);
             Ok::<_, Error>(hits)
         };
@@ -405,11 +422,12 @@ impl MemoryStore {
             Err(other) => return Err(other),
         };
         let now = timestamp_now();
-        let mut fused = fusion::fuse(keyword, vector, &namespaces, now);
+        let mut fused = fusion::fuse(keyword, vector, &weights, &namespaces, now);
         if query.mode == RecallMode::Hybrid {
             fused = self
                 .expand_links(
                     fused,
+                    &weights,
                     &namespaces,
                     &tags,
                     query.include_archived,
@@ -442,6 +460,7 @@ impl MemoryStore {
     async fn expand_links(
         &self,
         mut fused: Vec<fusion::Fused>,
+        weights: &FusionWeights,
         namespaces: &[Namespace],
         tags: &[String],
         include_archived: bool,
@@ -476,7 +495,7 @@ impl MemoryStore {
                 .map(|l| l.memory.id)
                 .filter(|id| !known.contains(id))
                 .collect();
-            fused = fusion::add_linked(fused, linked, namespaces, now);
+            fused = fusion::add_linked(fused, linked, weights, namespaces, now);
         }
         Ok(fused)
     }
@@ -708,5 +727,68 @@ impl MemoryStore {
     /// Closes the pools.
     pub async fn close(&self) {
         self.storage.close().await;
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use mnemosyne_embed::{HashEmbedder, MINILM_MODEL_ID, MiniLmEmbedder};
+
+    async fn store(dir: &tempfile::TempDir) -> MemoryStore {
+        MemoryStore::open(
+            &Location::File(dir.path().join("fusion.db")),
+            Limits::default(),
+        )
+        .await
+        .unwrap()
+    }
+
+    #[tokio::test]
+    async fn the_hash_embedder_gets_the_lexical_preset() {
+        let dir = tempfile::tempdir().unwrap();
+        let store = store(&dir)
+            .await
+            .with_embedder(Arc::new(HashEmbedder::default()));
+        assert_eq!(store.fusion(), FusionWeights::LEXICAL);
+        store.close().await;
+    }
+
+    #[tokio::test]
+    async fn the_minilm_embedder_gets_the_semantic_preset() {
+        let dir = tempfile::tempdir().unwrap();
+        let embedder = MiniLmEmbedder::new(&Limits::default());
+        assert_eq!(embedder.model_id(), MINILM_MODEL_ID);
+        let store = store(&dir).await.with_embedder(Arc::new(embedder));
+        assert_eq!(store.fusion(), FusionWeights::SEMANTIC);
+        store.close().await;
+    }
+
+    #[tokio::test]
+    async fn without_an_embedder_the_lexical_preset_applies() {
+        let dir = tempfile::tempdir().unwrap();
+        let store = store(&dir).await;
+        assert_eq!(store.fusion(), FusionWeights::LEXICAL);
+        store.close().await;
+    }
+
+    #[tokio::test]
+    async fn with_fusion_overrides_the_preset_in_either_order() {
+        let dir = tempfile::tempdir().unwrap();
+        let custom = FusionWeights {
+            vector_weight: 9.0,
+            ..FusionWeights::LEXICAL
+        };
+        let minilm = || Arc::new(MiniLmEmbedder::new(&Limits::default()));
+        let after = store(&dir)
+            .await
+            .with_embedder(minilm())
+            .with_fusion(custom);
+        assert_eq!(after.fusion(), custom);
+        let before = after.clone().with_fusion(custom).with_embedder(minilm());
+        assert_eq!(before.fusion(), custom);
+        let hash = before.with_embedder(Arc::new(HashEmbedder::default()));
+        assert_eq!(hash.fusion(), custom);
+        hash.close().await;
     }
 }
