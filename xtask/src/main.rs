@@ -10,7 +10,12 @@
 //! - `stress`: the stress harness (`mnemosyne-harness`, bin `stress`): every
 //!   bounded structure pushed past its limit; one line per check.
 //! - `eval`: recall@5 and MRR of keyword, vector and hybrid recall on the
-//!   labelled set in `eval/recall-eval.json` (report in `target/eval-report.json`).
+//!   labelled set in `eval/recall-eval.json`, per embedder (`hash`,
+//!   `minilm`; `--embedder` picks one), per query kind, for all queries and
+//!   each half of the tuning split (report in `target/eval-report.json`).
+//!   `--tune` adds the grid search behind the semantic fusion preset,
+//!   `--failures` the ranks behind each hybrid miss, `--fusion SPEC`
+//!   evaluates other fusion settings (see `eval/README.md`).
 //! - `serve-bench`: the servers under load on a 10k-memory store (release
 //!   build): MCP `recall` over stdio from one client, HTTP `/v1/recall` from
 //!   64 concurrent loopback clients (driver: `mnemosyne-cli/examples/serve_bench.rs`).
@@ -47,7 +52,7 @@ fn main() -> ExitCode {
         Some("bench") => bench(&args[1..]),
         Some("help") | Some("--help") | Some("-h") | None => {
             println!(
-                "usage: cargo xtask ci [--backend sqlite|libsql]\n       cargo xtask eval [--backend sqlite|libsql]\n       cargo xtask stress [--backend sqlite|libsql] [--only CHECK]...\n       cargo xtask serve-bench [--backend sqlite|libsql]\n       cargo xtask bench [--quick] [--skip-criterion] [--no-peers]\n       cargo xtask soak [--release] [--duration 60s|30m|24h] [soak options]"
+                "usage: cargo xtask ci [--backend sqlite|libsql]\n       cargo xtask eval [--backend sqlite|libsql] [--embedder hash|minilm|all] [--tune] [--failures] [--fusion SPEC]\n       cargo xtask stress [--backend sqlite|libsql] [--only CHECK]...\n       cargo xtask serve-bench [--backend sqlite|libsql]\n       cargo xtask bench [--quick] [--skip-criterion] [--no-peers]\n       cargo xtask soak [--release] [--duration 60s|30m|24h] [soak options]"
             );
             return ExitCode::SUCCESS;
         }
@@ -178,8 +183,36 @@ fn run_stress(features: &[&str], args: &[&str]) -> Result<()> {
     cargo(&run)
 }
 
+/// Options of `eval` passed through to the `recall_eval` example, and
+/// whether each takes a value.
+const EVAL_OPTIONS: &[(&str, bool)] = &[
+    ("--embedder", true),
+    ("--fusion", true),
+    ("--tune", false),
+    ("--failures", false),
+];
+
+const EVAL_USAGE: &str = "usage: cargo xtask eval [--backend sqlite|libsql] [--embedder hash|minilm|all] [--tune] [--failures] [--fusion SPEC]";
+
 fn eval(args: &[String]) -> Result<()> {
-    let (backend, features) = backend_arg("eval", args)?.unwrap_or(&BACKENDS[0]);
+    let mut backend_args = Vec::new();
+    let mut passed = Vec::new();
+    let mut rest = args.iter();
+    while let Some(arg) = rest.next() {
+        if arg == "--backend" {
+            backend_args.push(arg.clone());
+            backend_args.push(rest.next().context(EVAL_USAGE)?.clone());
+            continue;
+        }
+        let Some((_, takes_value)) = EVAL_OPTIONS.iter().find(|(name, _)| name == arg) else {
+            bail!("unknown eval option {arg:?}; {EVAL_USAGE}");
+        };
+        passed.push(arg.clone());
+        if *takes_value {
+            passed.push(rest.next().context(EVAL_USAGE)?.clone());
+        }
+    }
+    let (backend, features) = backend_arg("eval", &backend_args)?.unwrap_or(&BACKENDS[0]);
     println!("xtask: recall evaluation on the {backend} backend");
     let mut run = vec!["run", "--release", "--locked", "-p", "mnemosyne-storage"];
     run.extend_from_slice(features);
@@ -191,6 +224,7 @@ fn eval(args: &[String]) -> Result<()> {
         "--json",
         "target/eval-report.json",
     ]);
+    run.extend(passed.iter().map(String::as_str));
     cargo(&run)
 }
 
