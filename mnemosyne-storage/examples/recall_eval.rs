@@ -15,8 +15,8 @@
 //! - `--json OUT`: also write the figures (embedder, mode, half, kind), and
 //!   with `--tune` every grid point, as JSON.
 //! - `--tune`: grid search over the semantic preset on the tuning half with
-//!   `minilm`; prints the most robust combinations with their tuning-half
-//!   and held-out figures (hybrid).
+//!   `minilm`; prints the best combinations with their tuning-half and
+//!   held-out figures (hybrid).
 //! - `--failures`: what each list holds in its own top 5 (the ceiling of a
 //!   fusion), and for every query whose relevant memories hybrid recall
 //!   misses in the top 5, the rank each list gave them.
@@ -106,7 +106,7 @@ fn split(queries: &[EvalQuery]) -> Vec<Split<'_>> {
         .iter()
         .map(|query| {
             let position = seen.entry(query.kind.as_str()).or_default();
-            let half = if *position % 2 == 0 {
+            let half = if position.is_multiple_of(2) {
                 "tuning"
             } else {
                 "held_out"
@@ -211,8 +211,7 @@ struct Args {
     fusion: Option<String>,
 }
 
-const USAGE: &str =
-    "usage: recall_eval FILE [--embedder hash|minilm|all] [--json OUT] [--tune] [--failures]";
+const USAGE: &str = "usage: recall_eval FILE [--embedder hash|minilm|all] [--json OUT] [--tune] [--failures] [--fusion SPEC]";
 
 fn parse_args() -> Args {
     let mut args = std::env::args().skip(1);
@@ -235,7 +234,14 @@ fn parse_args() -> Args {
             }
             "--tune" => tune = true,
             "--failures" => failures = true,
-            "--fusion" => fusion = Some(args.next().expect(USAGE)),
+            "--fusion" => {
+                let spec = args.next().expect(USAGE);
+                // Checked before the slow part, against any preset.
+                if let Err(error) = apply_spec(FusionWeights::default(), &spec) {
+                    panic!("{error}");
+                }
+                fusion = Some(spec);
+            }
             other if other.starts_with("--") => panic!("unknown option {other:?}; {USAGE}"),
             _ if file.is_none() => file = Some(PathBuf::from(arg)),
             _ => panic!("{USAGE}"),
@@ -254,27 +260,37 @@ fn parse_args() -> Args {
 /// `weights` changed by `spec`: `key=value,...` with keys `method`
 /// (`rank` or `relative`), `keyword`, `vector`, `link` (weights), `sim`
 /// and `ratio` (the two similarity floors).
-fn apply_spec(mut weights: FusionWeights, spec: &str) -> FusionWeights {
+fn apply_spec(mut weights: FusionWeights, spec: &str) -> Result<FusionWeights, String> {
     for pair in spec.split(',').filter(|p| !p.is_empty()) {
-        let (key, value) = pair.split_once('=').expect("--fusion key=value,...");
-        let number = || value.parse::<f64>().expect("--fusion: a number");
+        let (key, value) = pair
+            .split_once('=')
+            .ok_or_else(|| format!("--fusion: {pair:?} is not key=value"))?;
+        let number = || {
+            value
+                .parse::<f64>()
+                .map_err(|_| format!("--fusion: {key}={value:?} is not a number"))
+        };
         match key {
             "method" => {
                 weights.method = match value {
                     "rank" => FusionMethod::ReciprocalRank,
                     "relative" => FusionMethod::RelativeScore,
-                    other => panic!("--fusion: unknown method {other:?} (rank or relative)"),
+                    other => {
+                        return Err(format!(
+                            "--fusion: unknown method {other:?} (rank or relative)"
+                        ));
+                    }
                 }
             }
-            "keyword" => weights.keyword_weight = number(),
-            "vector" => weights.vector_weight = number(),
-            "link" => weights.link_weight = number(),
-            "sim" => weights.vector_similarity_min = number(),
-            "ratio" => weights.vector_similarity_ratio_min = number(),
-            other => panic!("--fusion: unknown key {other:?}"),
+            "keyword" => weights.keyword_weight = number()?,
+            "vector" => weights.vector_weight = number()?,
+            "link" => weights.link_weight = number()?,
+            "sim" => weights.vector_similarity_min = number()?,
+            "ratio" => weights.vector_similarity_ratio_min = number()?,
+            other => return Err(format!("--fusion: unknown key {other:?}")),
         }
     }
-    weights
+    Ok(weights)
 }
 
 /// A store loaded with the set's memories and links.
@@ -296,7 +312,8 @@ async fn load(set: &EvalSet, choice: Choice, fusion: Option<&str>) -> Loaded {
         .expect("open store")
         .with_embedder(embedder);
     if let Some(spec) = fusion {
-        store = store.clone().with_fusion(apply_spec(store.fusion(), spec));
+        let weights = apply_spec(store.fusion(), spec).unwrap_or_else(|e| panic!("{e}"));
+        store = store.clone().with_fusion(weights);
     }
     let mut ids: HashMap<String, MemoryId> = HashMap::new();
     for memory in &set.memories {
@@ -419,8 +436,8 @@ struct EmbedderReport {
 struct TunedRow {
     fusion: FusionWeights,
     /// Mean tuning-half hybrid recall@5 of this combination and its grid
-    /// neighbours.
-    robust: f64,
+    /// neighbours (none for a preset off the grid).
+    robust: Option<f64>,
     /// Does not lower the tuning-half hybrid recall@5 of the keyword, typo,
     /// namespace or linked kinds below the lexical preset's.
     safe: bool,
@@ -749,10 +766,11 @@ fn neighbours(point: Point) -> Vec<Point> {
 ///
 /// A combination is `safe` when its tuning-half hybrid recall@5 on the
 /// keyword, typo, namespace and linked kinds is each at least the lexical
-/// preset's. Safe combinations are ranked by `robust`: the mean tuning-half
-/// recall@5 of the combination and its grid neighbours (one step along one
-/// axis, same method), so that a lone peak, likely noise on 74 queries,
-/// loses to a plateau; then by their own tuning recall@5 and MRR.
+/// preset's. The best is the safe combination with the highest tuning-half
+/// hybrid recall@5, then MRR, then `robust`: the mean tuning-half recall@5
+/// of the combination and its grid neighbours (one step along one axis,
+/// same method), which also shows whether a combination sits on a plateau
+/// or is a lone peak, likely noise on 74 queries.
 async fn tune(loaded: &Loaded, queries: &[Split<'_>], relevant: &[Vec<MemoryId>]) -> Vec<TunedRow> {
     let score = |weights: FusionWeights| {
         let store = loaded.store.clone().with_fusion(weights);
@@ -762,7 +780,13 @@ async fn tune(loaded: &Loaded, queries: &[Split<'_>], relevant: &[Vec<MemoryId>]
         }
     };
     let baseline = score(FusionWeights::LEXICAL).await;
-    let guarded = ["keyword", "typo", "namespace", "linked"];
+    let is_safe = |table: &Table| {
+        ["keyword", "typo", "namespace", "linked"]
+            .iter()
+            .all(|kind| {
+                get(table, "tuning", kind).recall_at_5 >= get(&baseline, "tuning", kind).recall_at_5
+            })
+    };
     let grid = grid();
     println!();
     println!(
@@ -778,43 +802,41 @@ async fn tune(loaded: &Loaded, queries: &[Split<'_>], relevant: &[Vec<MemoryId>]
         .iter()
         .map(|point| {
             let table = &tables[point];
-            let safe = guarded.iter().all(|kind| {
-                get(table, "tuning", kind).recall_at_5 >= get(&baseline, "tuning", kind).recall_at_5
-            });
             let around: Vec<f64> = std::iter::once(*point)
                 .chain(neighbours(*point))
                 .map(|p| tuning_recall(&p))
                 .collect();
             TunedRow {
                 fusion: weights_at(*point),
-                safe,
-                robust: around.iter().sum::<f64>() / around.len() as f64,
+                safe: is_safe(table),
+                robust: Some(around.iter().sum::<f64>() / around.len() as f64),
                 tuning: table.get("tuning").cloned().unwrap_or_default(),
                 held_out: table.get("held_out").cloned().unwrap_or_default(),
             }
         })
         .collect();
-    let overall = |row: &TunedRow| row.tuning.get(OVERALL).copied().unwrap_or_default();
-    rows.sort_by(|a, b| {
-        b.safe
-            .cmp(&a.safe)
-            .then(b.robust.total_cmp(&a.robust))
-            .then(overall(b).recall_at_5.total_cmp(&overall(a).recall_at_5))
-            .then(overall(b).mrr.total_cmp(&overall(a).mrr))
-    });
+    let better = |a: &TunedRow, b: &TunedRow| {
+        let (sa, sb) = (a.tuning[OVERALL], b.tuning[OVERALL]);
+        sb.recall_at_5
+            .total_cmp(&sa.recall_at_5)
+            .then(sb.mrr.total_cmp(&sa.mrr))
+            .then(b.robust.unwrap_or(0.0).total_cmp(&a.robust.unwrap_or(0.0)))
+    };
+    rows.sort_by(|a, b| b.safe.cmp(&a.safe).then(better(a, b)));
     let print_row = |row: &TunedRow| {
         let f = &row.fusion;
         let t = |kind: &str| row.tuning.get(kind).copied().unwrap_or_default();
         let h = |kind: &str| row.held_out.get(kind).copied().unwrap_or_default();
         println!(
-            "    {:<8} {:>4.2} {:>4.2} {:>4.2} {:>4.2} {:>4} {:.3} | {:.3} {:.3} {:.3} {:.3} {:.3} {:.3} {:.3} | {:.3} {:.3} {:.3}",
+            "    {:<8} {:>4.2} {:>4.2} {:>4.2} {:>4.2} {:>4} {:>6} | {:.3} {:.3} {:.3} {:.3} {:.3} {:.3} {:.3} | {:.3} {:.3} {:.3}",
             method_name(f.method),
             f.vector_weight,
             f.link_weight,
             f.vector_similarity_min,
             f.vector_similarity_ratio_min,
             if row.safe { "yes" } else { "no" },
-            row.robust,
+            row.robust
+                .map_or_else(|| "-".to_owned(), |r| format!("{r:.3}")),
             t(OVERALL).recall_at_5,
             t(OVERALL).mrr,
             t("paraphrase").recall_at_5,
@@ -829,7 +851,7 @@ async fn tune(loaded: &Loaded, queries: &[Split<'_>], relevant: &[Vec<MemoryId>]
     };
     let header = || {
         println!(
-            "    {:<8} {:>4} {:>4} {:>4} {:>4} {:>4} {:>5} | {:<47} | held-out (hybrid)",
+            "    {:<8} {:>4} {:>4} {:>4} {:>4} {:>4} {:>6} | {:<47} | held-out (hybrid)",
             "method",
             "vec",
             "link",
@@ -840,7 +862,7 @@ async fn tune(loaded: &Loaded, queries: &[Split<'_>], relevant: &[Vec<MemoryId>]
             "tuning (hybrid recall@5 unless MRR)"
         );
         println!(
-            "    {:<8} {:>4} {:>4} {:>4} {:>4} {:>4} {:>5} | {:>5} {:>5} {:>5} {:>5} {:>5} {:>5} {:>5} | {:>5} {:>5} {:>5}",
+            "    {:<8} {:>4} {:>4} {:>4} {:>4} {:>4} {:>6} | {:>5} {:>5} {:>5} {:>5} {:>5} {:>5} {:>5} | {:>5} {:>5} {:>5}",
             "",
             "",
             "",
@@ -863,27 +885,96 @@ async fn tune(loaded: &Loaded, queries: &[Split<'_>], relevant: &[Vec<MemoryId>]
     println!("  the presets:");
     header();
     for preset in [FusionWeights::LEXICAL, FusionWeights::SEMANTIC] {
+        if let Some(row) = rows.iter().find(|row| row.fusion == preset) {
+            print_row(row);
+            continue;
+        }
         let table = score(preset).await;
         print_row(&TunedRow {
             fusion: preset,
-            safe: true,
-            robust: f64::NAN,
+            safe: is_safe(&table),
+            robust: None,
             tuning: table.get("tuning").cloned().unwrap_or_default(),
             held_out: table.get("held_out").cloned().unwrap_or_default(),
         });
     }
-    println!("  most robust safe combinations (no loss on keyword, typo, namespace, linked):");
+    println!(
+        "  best safe combinations (no loss on keyword, typo, namespace, linked), the first is the semantic preset's:"
+    );
     header();
     rows.iter().filter(|r| r.safe).take(10).for_each(print_row);
-    let mut by_own = rows.iter().collect::<Vec<_>>();
-    by_own.sort_by(|a, b| {
-        overall(b)
-            .recall_at_5
-            .total_cmp(&overall(a).recall_at_5)
-            .then(overall(b).mrr.total_cmp(&overall(a).mrr))
-    });
-    println!("  best by their own tuning recall@5 alone, safe or not:");
+    let mut any = rows.iter().collect::<Vec<_>>();
+    any.sort_by(|a, b| better(a, b));
+    println!("  best combinations, safe or not:");
     header();
-    by_own.into_iter().take(5).for_each(print_row);
+    any.into_iter().take(5).for_each(print_row);
     rows
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn query(kind: &str) -> EvalQuery {
+        EvalQuery {
+            text: String::new(),
+            namespace: None,
+            relevant: Vec::new(),
+            kind: kind.to_owned(),
+        }
+    }
+
+    #[test]
+    fn the_split_alternates_within_each_kind_in_file_order() {
+        let queries: Vec<EvalQuery> = ["keyword", "typo", "keyword", "keyword", "typo", "linked"]
+            .into_iter()
+            .map(query)
+            .collect();
+        let halves: Vec<&str> = split(&queries).iter().map(|s| s.half).collect();
+        assert_eq!(
+            halves,
+            [
+                "tuning", "tuning", "held_out", "tuning", "held_out", "tuning"
+            ]
+        );
+    }
+
+    #[test]
+    fn a_fusion_spec_changes_only_the_keys_it_names() {
+        let base = FusionWeights::LEXICAL;
+        let changed = apply_spec(base, "method=relative,vector=3,ratio=0").unwrap();
+        assert_eq!(
+            changed,
+            FusionWeights {
+                method: FusionMethod::RelativeScore,
+                vector_weight: 3.0,
+                vector_similarity_ratio_min: 0.0,
+                ..base
+            }
+        );
+        let all = apply_spec(
+            base,
+            "method=rank,keyword=2,vector=1,link=0.9,sim=0.2,ratio=0.8",
+        );
+        assert_eq!(
+            all.unwrap(),
+            FusionWeights {
+                method: FusionMethod::ReciprocalRank,
+                keyword_weight: 2.0,
+                vector_weight: 1.0,
+                link_weight: 0.9,
+                vector_similarity_min: 0.2,
+                vector_similarity_ratio_min: 0.8,
+            }
+        );
+        assert_eq!(apply_spec(base, ""), Ok(base));
+    }
+
+    #[test]
+    fn a_bad_fusion_spec_is_refused() {
+        let base = FusionWeights::LEXICAL;
+        for spec in ["vector", "vector=high", "method=minmax", "k=60"] {
+            assert!(apply_spec(base, spec).is_err(), "{spec} was accepted");
+        }
+    }
 }

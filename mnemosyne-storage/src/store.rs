@@ -427,7 +427,6 @@ impl MemoryStore {
             fused = self
                 .expand_links(
                     fused,
-                    &weights,
                     &namespaces,
                     &tags,
                     query.include_archived,
@@ -456,17 +455,18 @@ impl MemoryStore {
 
     /// Follows links from the best `limit` candidates, `link_expansion_hops_max`
     /// hops of at most `link_expansion_fan_out_max` memories each, keeping
-    /// only memories the query's filters allow.
+    /// only memories the query's filters allow; each gets the link weight in
+    /// force ([`MemoryStore::fusion`]) of its parent's score.
     async fn expand_links(
         &self,
         mut fused: Vec<fusion::Fused>,
-        weights: &FusionWeights,
         namespaces: &[Namespace],
         tags: &[String],
         include_archived: bool,
         limit: u32,
         now: chrono::DateTime<chrono::Utc>,
     ) -> Result<Vec<fusion::Fused>> {
+        let weights = self.fusion();
         let mut frontier: Vec<MemoryId> = fused
             .iter()
             .take(limit as usize)
@@ -495,7 +495,7 @@ impl MemoryStore {
                 .map(|l| l.memory.id)
                 .filter(|id| !known.contains(id))
                 .collect();
-            fused = fusion::add_linked(fused, linked, weights, namespaces, now);
+            fused = fusion::add_linked(fused, linked, &weights, namespaces, now);
         }
         Ok(fused)
     }
@@ -774,21 +774,51 @@ mod tests {
 
     #[tokio::test]
     async fn with_fusion_overrides_the_preset_in_either_order() {
-        let dir = tempfile::tempdir().unwrap();
         let custom = FusionWeights {
             vector_weight: 9.0,
             ..FusionWeights::LEXICAL
         };
         let minilm = || Arc::new(MiniLmEmbedder::new(&Limits::default()));
+        let dir = tempfile::tempdir().unwrap();
         let after = store(&dir)
             .await
             .with_embedder(minilm())
             .with_fusion(custom);
         assert_eq!(after.fusion(), custom);
-        let before = after.clone().with_fusion(custom).with_embedder(minilm());
+        after.close().await;
+        let dir = tempfile::tempdir().unwrap();
+        let before = store(&dir)
+            .await
+            .with_fusion(custom)
+            .with_embedder(minilm());
         assert_eq!(before.fusion(), custom);
         let hash = before.with_embedder(Arc::new(HashEmbedder::default()));
-        assert_eq!(hash.fusion(), custom);
+        assert_eq!(hash.fusion(), custom, "a later embedder keeps it too");
         hash.close().await;
+    }
+
+    #[tokio::test]
+    async fn recall_filters_vector_candidates_by_the_floors_in_force() {
+        let dir = tempfile::tempdir().unwrap();
+        let store = store(&dir)
+            .await
+            .with_embedder(Arc::new(HashEmbedder::default()));
+        store
+            .remember(NewMemory::new("the deploy needs the staging token"))
+            .await
+            .unwrap();
+        let query = || RecallQuery {
+            text: "staging deploy token".into(),
+            mode: RecallMode::Vector,
+            ..RecallQuery::default()
+        };
+        assert_eq!(store.recall(query()).await.unwrap().hits.len(), 1);
+        let above_any_cosine = FusionWeights {
+            vector_similarity_min: 1.5,
+            ..store.fusion()
+        };
+        let floored = store.clone().with_fusion(above_any_cosine);
+        assert!(floored.recall(query()).await.unwrap().hits.is_empty());
+        store.close().await;
     }
 }
