@@ -157,10 +157,10 @@ impl FusionWeights {
     /// | tuning (74 queries) | 0.946 / 0.840 | 0.895 | 0.818 / 0.603 | 0.658 |
     /// | held out (73) | 0.911 / 0.820 | 0.842 | 0.849 / 0.683 | 0.737 |
     ///
-    /// 42 points tie at 0.946 on the tuning half (its misses are
-    /// paraphrases that neither list ranks in its top 5); MRR picks among
+    /// 42 points tie at 0.946 on the tuning half (its 4 misses are
+    /// paraphrases, 3 of them in neither list's top 5); MRR picks among
     /// them. The best reciprocal-rank point reached 0.919 on the tuning half
-    /// (0.863 held out).
+    /// (0.863 held out). `BENCHMARKS.md` has the figures per kind.
     pub const SEMANTIC: Self = Self {
         method: FusionMethod::RelativeScore,
         keyword_weight: 1.0,
