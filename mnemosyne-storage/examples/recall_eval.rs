@@ -438,8 +438,9 @@ struct TunedRow {
     /// Mean tuning-half hybrid recall@5 of this combination and its grid
     /// neighbours (none for a preset off the grid).
     robust: Option<f64>,
-    /// Does not lower the tuning-half hybrid recall@5 of the keyword, typo,
-    /// namespace or linked kinds below the lexical preset's.
+    /// Keeps a fixed similarity floor, and does not lower the tuning-half
+    /// hybrid recall@5 of the keyword, typo, namespace or linked kinds below
+    /// the lexical preset's.
     safe: bool,
     tuning: BTreeMap<String, Score>,
     held_out: BTreeMap<String, Score>,
@@ -764,9 +765,12 @@ fn neighbours(point: Point) -> Vec<Point> {
 /// choice is made on the tuning half; the held-out figures are printed
 /// beside them, never used to choose.
 ///
-/// A combination is `safe` when its tuning-half hybrid recall@5 on the
-/// keyword, typo, namespace and linked kinds is each at least the lexical
-/// preset's. The best is the safe combination with the highest tuning-half
+/// A combination is `safe` when it keeps a fixed similarity floor above 0
+/// (without one, the nearest memory is a vector candidate however unrelated
+/// it is, so a query about nothing stored still returns something; the set
+/// has no such query to measure it) and its tuning-half hybrid recall@5 on
+/// the keyword, typo, namespace and linked kinds is each at least the
+/// lexical preset's. The best is the safe combination with the highest tuning-half
 /// hybrid recall@5, then MRR, then `robust`: the mean tuning-half recall@5
 /// of the combination and its grid neighbours (one step along one axis,
 /// same method), which also shows whether a combination sits on a plateau
@@ -780,12 +784,14 @@ async fn tune(loaded: &Loaded, queries: &[Split<'_>], relevant: &[Vec<MemoryId>]
         }
     };
     let baseline = score(FusionWeights::LEXICAL).await;
-    let is_safe = |table: &Table| {
-        ["keyword", "typo", "namespace", "linked"]
-            .iter()
-            .all(|kind| {
-                get(table, "tuning", kind).recall_at_5 >= get(&baseline, "tuning", kind).recall_at_5
-            })
+    let is_safe = |weights: &FusionWeights, table: &Table| {
+        weights.vector_similarity_min > 0.0
+            && ["keyword", "typo", "namespace", "linked"]
+                .iter()
+                .all(|kind| {
+                    get(table, "tuning", kind).recall_at_5
+                        >= get(&baseline, "tuning", kind).recall_at_5
+                })
     };
     let grid = grid();
     println!();
@@ -808,7 +814,7 @@ async fn tune(loaded: &Loaded, queries: &[Split<'_>], relevant: &[Vec<MemoryId>]
                 .collect();
             TunedRow {
                 fusion: weights_at(*point),
-                safe: is_safe(table),
+                safe: is_safe(&weights_at(*point), table),
                 robust: Some(around.iter().sum::<f64>() / around.len() as f64),
                 tuning: table.get("tuning").cloned().unwrap_or_default(),
                 held_out: table.get("held_out").cloned().unwrap_or_default(),
@@ -892,14 +898,14 @@ async fn tune(loaded: &Loaded, queries: &[Split<'_>], relevant: &[Vec<MemoryId>]
         let table = score(preset).await;
         print_row(&TunedRow {
             fusion: preset,
-            safe: is_safe(&table),
+            safe: is_safe(&preset, &table),
             robust: None,
             tuning: table.get("tuning").cloned().unwrap_or_default(),
             held_out: table.get("held_out").cloned().unwrap_or_default(),
         });
     }
     println!(
-        "  best safe combinations (no loss on keyword, typo, namespace, linked), the first is the semantic preset's:"
+        "  best safe combinations (a fixed floor; no loss on keyword, typo, namespace, linked), the first is the semantic preset's:"
     );
     header();
     rows.iter().filter(|r| r.safe).take(10).for_each(print_row);
