@@ -1,5 +1,5 @@
 //! Load driver of `cargo xtask serve-bench`: fills a store with 10 000
-//! memories of the standard workload (`shared/WORKLOAD.md`, seeded: the
+//! memories of the standard workload (`mnemosyne-core/src/workload.rs`, seeded: the
 //! same corpus and queries as the storage benches), then measures
 //! - MCP `recall` over stdio from one rmcp client: one request at a time,
 //!   then `MCP_IN_FLIGHT` requests in flight;
@@ -41,7 +41,7 @@ const SEED: u64 = 42;
 /// Distinct workload queries, cycled through by every client.
 const QUERIES: usize = 2_000;
 
-/// The standard workload (`shared/WORKLOAD.md`): the memories and the
+/// The standard workload (`mnemosyne-core/src/workload.rs`): the memories and the
 /// queries drawn from them, the same every run.
 fn workload() -> (Vec<Memory>, Vec<WorkloadQuery>) {
     let mut workload = Workload::new(SEED);

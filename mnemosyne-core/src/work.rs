@@ -1,4 +1,4 @@
-//! Work items: the unit of the agents' shared work queue (DESIGN.md section 7).
+//! Work items: the unit of the agents' shared work queue.
 //!
 //! Only the data lives here; the queue's rules (capacity, dependencies,
 //! leases) belong to `mnemosyne-orchestration`.

@@ -1,4 +1,4 @@
-//! The standard benchmark workload (`shared/WORKLOAD.md`), seeded and deterministic.
+//! The standard benchmark workload, seeded and deterministic.
 //!
 //! Memory text is 30 to 80 words drawn from a Zipf distribution (exponent 1.1)
 //! over 20 000 synthetic words with a few hundred real technical terms mixed in

@@ -1,4 +1,4 @@
-//! Diagnostics for Mnemosyne (DESIGN.md section 9): the [`MemoryTracker`]
+//! Diagnostics for Mnemosyne: the [`MemoryTracker`]
 //! that reads every subsystem's gauges, process figures from the OS, the
 //! real memory limit (cgroup or `MemTotal`), a serialisable [`Snapshot`]
 //! (also as Prometheus text), and the [`Monitor`] task that judges samples

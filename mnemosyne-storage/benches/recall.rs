@@ -1,4 +1,4 @@
-//! Keyword and hybrid recall on the standard workload (`shared/WORKLOAD.md`)
+//! Keyword and hybrid recall on the standard workload (`mnemosyne-core/src/workload.rs`)
 //! with the default hash embedder, on whichever backend this build has:
 //!
 //! ```sh

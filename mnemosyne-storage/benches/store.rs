@@ -1,4 +1,4 @@
-//! Store benchmarks on the standard workload (`shared/WORKLOAD.md`), each next
+//! Store benchmarks on the standard workload (`mnemosyne-core/src/workload.rs`), each next
 //! to raw rusqlite doing the same work in the same run (same schema, same
 //! pragmas: WAL, synchronous=NORMAL; prepared statements; no pool, no async).
 //!

@@ -1,5 +1,5 @@
 //! The agents' shared work queue: bounded, persistent, dependency-aware,
-//! with leases (DESIGN.md section 7).
+//! with leases.
 //!
 //! The rules live in [`state`] (pure, in memory). Every transition is applied
 //! there under one lock, handed to the writer task in the same critical
