@@ -429,6 +429,17 @@ impl Server {
         tracing::info!("stop requested");
         Ok(self.shutdown().await)
     }
+
+    /// The HTTP API with every layer, as [`Server::serve_http`] serves it on
+    /// a loopback address without a token, to drive in-process (the fuzz
+    /// targets call it with `tower::ServiceExt::oneshot`). Starts no task.
+    pub fn http_router(&self) -> axum::Router {
+        http::router(
+            Arc::clone(&self.core),
+            None,
+            self.supervisor.cancellation_token(),
+        )
+    }
 }
 
 /// What `diagnostics` (MCP) and `GET /v1/diagnostics` answer.

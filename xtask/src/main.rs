@@ -28,7 +28,12 @@
 //!   `target/bench/bench-report.{json,md}`. `--quick` shrinks every size for
 //!   a smoke run; `--no-peers` skips the peers. Not in `ci`: slow, and it
 //!   needs the network the first time.
+//! - `fuzz`: the cargo-fuzz targets of `fuzz/` (libFuzzer), each for
+//!   `--seconds N` (default 60), with the executions per target; `ci` runs
+//!   a short pass (see [`fuzz`]).
 #![allow(clippy::print_stdout, clippy::print_stderr)]
+
+mod fuzz;
 
 use std::process::{Command, ExitCode};
 use std::time::Instant;
@@ -50,9 +55,11 @@ fn main() -> ExitCode {
         Some("soak") => soak(&args[1..]),
         Some("serve-bench") => serve_bench(&args[1..]),
         Some("bench") => bench(&args[1..]),
+        Some("fuzz") => fuzz::fuzz(&args[1..]),
         Some("help") | Some("--help") | Some("-h") | None => {
             println!(
-                "usage: cargo xtask ci [--backend sqlite|libsql]\n       cargo xtask eval [--backend sqlite|libsql] [--embedder hash|minilm|all] [--tune] [--failures] [--fusion SPEC]\n       cargo xtask stress [--backend sqlite|libsql] [--only CHECK]...\n       cargo xtask serve-bench [--backend sqlite|libsql]\n       cargo xtask bench [--quick] [--skip-criterion] [--no-peers]\n       cargo xtask soak [--release] [--duration 60s|30m|24h] [soak options]"
+                "usage: cargo xtask ci [--backend sqlite|libsql]\n       cargo xtask eval [--backend sqlite|libsql] [--embedder hash|minilm|all] [--tune] [--failures] [--fusion SPEC]\n       cargo xtask stress [--backend sqlite|libsql] [--only CHECK]...\n       cargo xtask serve-bench [--backend sqlite|libsql]\n       cargo xtask bench [--quick] [--skip-criterion] [--no-peers]\n       cargo xtask soak [--release] [--duration 60s|30m|24h] [soak options]\n       {}",
+                fuzz::USAGE
             );
             return ExitCode::SUCCESS;
         }
@@ -371,6 +378,10 @@ const CI_SOAK: [&str; 8] = [
 /// Where `.ci/run` installs the Python `mcp` SDK for the MCP end-to-end test.
 const PYTHON_VENV: &str = "target/py/bin/python";
 
+/// Seconds `ci` fuzzes each target: a smoke pass (the seeds and what a
+/// short run finds), not a search; `cargo xtask fuzz` runs longer.
+const CI_FUZZ_SECONDS: u64 = 20;
+
 fn ci(args: &[String]) -> Result<()> {
     let only = backend_arg("ci", args)?.map(|(name, _)| *name);
     cargo(&["fmt", "--all", "--check"])?;
@@ -416,6 +427,9 @@ fn ci(args: &[String]) -> Result<()> {
             .concat(),
         )?;
         cargo(&[&["test"], &jemalloc[..]].concat())?;
+    }
+    if only.is_none_or(|o| o == "sqlite") {
+        fuzz::fuzz(&["--seconds".into(), CI_FUZZ_SECONDS.to_string()])?;
     }
     println!("xtask: ci passed");
     Ok(())
