@@ -1,19 +1,67 @@
 //! What the fuzz targets share: a panic anywhere (a tokio task too) aborts,
-//! one runtime per process, and a store in a temp dir with the `hash`
-//! embedder (the local model would make each input take milliseconds).
+//! one runtime per process, and a store in a temp dir with a small
+//! deterministic embedder ([`WordHashEmbedder`]). Not mnemosyne-embed's:
+//! that crate links the local model's runtime (tract, tokenizers, a TLS
+//! stack for the HTTP embedder), which libFuzzer's instrumented build would
+//! compile for half an hour on a busy machine, to run none of it.
 //!
 //! A target opens its store once and reuses it for every input: the
 //! database grows by what the inputs store, bounded by the run's length.
 
 use std::sync::{Arc, Once, OnceLock};
 
-use mnemosyne_core::Limits;
-use mnemosyne_embed::hash::HashEmbedder;
+use mnemosyne_core::{Embedder, Limits};
 use mnemosyne_storage::{Location, MemoryStore};
 use tokio::runtime::Runtime;
 
-/// Dimensions of the hash embedder's vectors (its default).
-pub const HASH_DIMS: usize = 256;
+/// Dimensions of the embedder's vectors.
+pub const EMBEDDING_DIMS: usize = 64;
+
+/// Each word adds one to a dimension picked by its hash; the vector is then
+/// L2-normalised (a text without words gets a fixed unit vector).
+#[derive(Debug)]
+pub struct WordHashEmbedder;
+
+impl WordHashEmbedder {
+    fn vector(text: &str) -> Vec<f32> {
+        let mut vector = vec![0.0f32; EMBEDDING_DIMS];
+        for word in text
+            .split(|c: char| !c.is_alphanumeric())
+            .filter(|w| !w.is_empty())
+        {
+            // FNV-1a: stable across runs and platforms.
+            let hash = word
+                .to_lowercase()
+                .bytes()
+                .fold(0xcbf2_9ce4_8422_2325u64, |h, b| {
+                    (h ^ u64::from(b)).wrapping_mul(0x0100_0000_01b3)
+                });
+            vector[(hash % EMBEDDING_DIMS as u64) as usize] += 1.0;
+        }
+        let norm = vector.iter().map(|x| x * x).sum::<f32>().sqrt();
+        if norm == 0.0 {
+            vector[0] = 1.0;
+        } else {
+            vector.iter_mut().for_each(|x| *x /= norm);
+        }
+        vector
+    }
+}
+
+#[async_trait::async_trait]
+impl Embedder for WordHashEmbedder {
+    fn model_id(&self) -> &str {
+        "fuzz-word-hash-64"
+    }
+
+    fn dims(&self) -> usize {
+        EMBEDDING_DIMS
+    }
+
+    async fn embed(&self, texts: &[&str]) -> mnemosyne_core::Result<Vec<Vec<f32>>> {
+        Ok(texts.iter().map(|t| Self::vector(t)).collect())
+    }
+}
 
 /// Makes every panic abort the process, so that libFuzzer records it as a
 /// crash: tokio catches a panic inside a spawned task, and the server would

@@ -92,7 +92,8 @@ pub fn fuzz(args: &[String]) -> Result<()> {
         targets = TARGETS.to_vec();
     }
     let out = std::path::absolute(target_dir().join("fuzz"))?;
-    let tools = std::path::absolute(target_dir().join("tools/bin"))?;
+    // Where `.ci/run` installs cargo-fuzz (always `target/`, whatever CARGO_TARGET_DIR says).
+    let tools = std::path::absolute("target/tools/bin")?;
     let path = std::env::join_paths(std::iter::once(tools).chain(std::env::split_paths(
         &std::env::var_os("PATH").unwrap_or_default(),
     )))?;
