@@ -56,6 +56,7 @@ static GLOBAL: tikv_jemallocator::Jemalloc = tikv_jemallocator::Jemalloc;
 mod cli;
 mod commands;
 mod config;
+mod fd_limit;
 mod output;
 mod work_cli;
 

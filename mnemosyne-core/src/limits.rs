@@ -190,9 +190,21 @@ pub struct Limits {
     /// Time one HTTP request may take from its first header byte to its
     /// response head (waiting for a concurrency slot included), in milliseconds.
     pub http_request_timeout_ms: u64,
-    /// Open HTTP connections (SSE streams included); further clients wait in
-    /// the listen backlog until one closes.
+    /// Open HTTP connections (SSE streams included); a client past it is
+    /// answered 503 `busy` and closed at once. `serve http` checks that it
+    /// fits under the process's open-file limit with the database's files.
     pub http_connections_max: u32,
+    /// Time a client has to send a whole request head (request line and
+    /// headers), counted from the connection's start or the end of its
+    /// previous request, in milliseconds: past it the connection is closed,
+    /// so a slow or idle client (slowloris) cannot hold a connection slot.
+    pub http_header_read_timeout_ms: u64,
+    /// Largest HTTP request head (request line and headers), in bytes:
+    /// past it the answer is 431 and the connection closes. At least 8192
+    /// (hyper's smallest read buffer).
+    pub http_header_bytes_max: u32,
+    /// Most headers in one HTTP request (431 past it).
+    pub http_headers_max: u32,
     /// Seconds between two keep-alive comments on an idle SSE stream.
     pub sse_keep_alive_s: u64,
     /// Time given to background tasks to stop before they are aborted.
@@ -289,6 +301,10 @@ impl Default for Limits {
             http_concurrency_max: 256,
             http_request_timeout_ms: 30_000,
             http_connections_max: 1_024,
+            http_header_read_timeout_ms: 10_000,
+            // Browsers send every cookie of `localhost` (all local apps) here.
+            http_header_bytes_max: 32 * 1024,
+            http_headers_max: 100,
             sse_keep_alive_s: 15,
             shutdown_timeout_s: 30,
             monitor_interval_s: 30,
@@ -447,6 +463,7 @@ impl Limits {
                 });
             }
         }
+        self.validate_http_heads()?;
         if self.blocking_threads_max < 2 {
             return Err(LimitsError::OutOfRange {
                 name: "blocking_threads_max",
@@ -473,6 +490,37 @@ impl Limits {
                 name: "recall_results_max",
                 value: self.recall_results_max.into(),
                 rule: "must be at most 1000",
+            });
+        }
+        Ok(())
+    }
+}
+
+/// Smallest `http_header_bytes_max`: hyper's initial read buffer.
+pub const HTTP_HEADER_BYTES_MIN: u32 = 8_192;
+
+impl Limits {
+    fn validate_http_heads(&self) -> Result<(), LimitsError> {
+        for (name, value) in [
+            (
+                "http_header_read_timeout_ms",
+                self.http_header_read_timeout_ms,
+            ),
+            ("http_headers_max", self.http_headers_max.into()),
+        ] {
+            if value == 0 {
+                return Err(LimitsError::OutOfRange {
+                    name,
+                    value,
+                    rule: "must be at least 1",
+                });
+            }
+        }
+        if self.http_header_bytes_max < HTTP_HEADER_BYTES_MIN {
+            return Err(LimitsError::OutOfRange {
+                name: "http_header_bytes_max",
+                value: self.http_header_bytes_max.into(),
+                rule: "must be at least 8192",
             });
         }
         Ok(())
@@ -565,6 +613,24 @@ mod tests {
                 .work_finished_stored_max,
             10
         );
+    }
+
+    #[test]
+    fn http_head_limits_are_checked() {
+        let limits = Limits::default();
+        assert_eq!(limits.http_header_read_timeout_ms, 10_000);
+        assert_eq!(limits.http_header_bytes_max, 32 * 1024);
+        assert_eq!(limits.http_headers_max, 100);
+        let err = Limits::from_toml_str("http_header_bytes_max = 8191").unwrap_err();
+        assert_eq!(
+            err.to_string(),
+            "invalid limit http_header_bytes_max = 8191: must be at least 8192"
+        );
+        Limits::from_toml_str("http_header_bytes_max = 8192").unwrap();
+        let err = Limits::from_toml_str("http_header_read_timeout_ms = 0").unwrap_err();
+        assert!(err.to_string().contains("at least 1"), "{err}");
+        let err = Limits::from_toml_str("http_headers_max = 0").unwrap_err();
+        assert!(err.to_string().contains("http_headers_max"), "{err}");
     }
 
     #[test]

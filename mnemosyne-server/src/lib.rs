@@ -17,6 +17,9 @@
 //! - errors reach clients as a stable code and one line
 //!   (`{"error": {"code", "message"}}`), never SQL or a backtrace;
 //! - a non-loopback HTTP bind needs a bearer token, compared in constant time;
+//! - HTTP answers only requests naming this server in `Host` (loopback names,
+//!   the bound address, an allow-list), refuses foreign `Origin`s and bodies
+//!   that are not `application/json`, before any handler (`http::access`);
 //! - nothing here prints: stdout is the MCP channel; logs go through `tracing`.
 #![deny(missing_docs)]
 
@@ -34,6 +37,7 @@ pub mod work;
 pub use error::ApiError;
 pub use events::{Event, EventBus, Received, Subscriber};
 pub use http::BearerToken;
+pub use http::access::AllowLists;
 pub use mcp::McpServer;
 /// The report of a shutdown, re-exported from orchestration.
 pub use mnemosyne_orchestration::ShutdownReport;

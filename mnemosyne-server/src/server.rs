@@ -21,6 +21,7 @@ use mnemosyne_orchestration::WorkQueue;
 
 use crate::docs::Docs;
 use crate::events::{Event, EventBus};
+use crate::http::access::{AccessPolicy, AllowLists};
 use crate::http::{self, BearerToken};
 use crate::mcp::McpServer;
 use crate::metrics::Metrics;
@@ -42,6 +43,16 @@ pub enum ServerError {
     /// The token is unusable (empty, or not printable ASCII).
     #[error("invalid token: {0}")]
     InvalidToken(&'static str),
+    /// An entry of the allowed hosts or origins is not one.
+    #[error("invalid {what} {value:?}: expected {rule}")]
+    InvalidAllowList {
+        /// Which list.
+        what: &'static str,
+        /// The entry.
+        value: String,
+        /// What an entry looks like.
+        rule: &'static str,
+    },
     /// The listening socket could not be opened.
     #[error("cannot listen on {addr}: {source}")]
     Bind {
@@ -414,9 +425,11 @@ impl Server {
         self.start_embedding_worker()?;
         self.start_heartbeat()?;
         self.start_monitor()?;
+        let policy = AccessPolicy::new(listener.addr, listener.allow);
         let router = http::router(
             Arc::clone(&self.core),
             listener.token,
+            policy,
             self.supervisor.cancellation_token(),
         );
         let core = Arc::clone(&self.core);
@@ -455,6 +468,7 @@ pub struct HttpListener {
     listener: TcpListener,
     addr: SocketAddr,
     token: Option<BearerToken>,
+    allow: AllowLists,
 }
 
 impl HttpListener {
@@ -476,7 +490,16 @@ impl HttpListener {
             listener,
             addr,
             token,
+            allow: AllowLists::default(),
         })
+    }
+
+    /// Answers these `Host` values and origins besides its own (see
+    /// [`AllowLists::new`]); by default only its own: loopback names and
+    /// the bound address, with or without its port.
+    pub fn with_allow_lists(mut self, allow: AllowLists) -> Self {
+        self.allow = allow;
+        self
     }
 
     /// The address bound (with the real port when port 0 was asked).
