@@ -56,7 +56,12 @@ fn assert_all_succeeded(outputs: &[Output], what: &str) {
 fn schema_version_on_disk(sandbox: &Sandbox) -> u32 {
     let wal = sandbox.path("test.db-wal");
     let wal_bytes = std::fs::metadata(&wal).map_or(0, |m| m.len());
-    assert_eq!(wal_bytes, 0, "the last process checkpointed {}", wal.display());
+    assert_eq!(
+        wal_bytes,
+        0,
+        "the last process checkpointed {}",
+        wal.display()
+    );
     let bytes = std::fs::read(&sandbox.db).expect("read the database file");
     u32::from_be_bytes(bytes[60..64].try_into().expect("a header"))
 }

@@ -343,7 +343,10 @@ fn records_without_an_id_get_a_new_one_that_the_report_lists() {
     assert_eq!(report["ids_created"], 3, "{report}");
     assert_eq!(report["links_added"], 1, "{report}");
     let created = report["created_ids"].as_array().unwrap();
-    let lines: Vec<u64> = created.iter().map(|c| c["line"].as_u64().unwrap()).collect();
+    let lines: Vec<u64> = created
+        .iter()
+        .map(|c| c["line"].as_u64().unwrap())
+        .collect();
     assert_eq!(lines, [2, 4, 5]);
     let new_id = |line: usize| created[line]["id"].as_str().unwrap().to_owned();
 
@@ -375,9 +378,15 @@ fn records_without_an_id_get_a_new_one_that_the_report_lists() {
 
     // The text report counts and lists them too; a second run makes new ids.
     let text = sandbox.ok(&["import", file.to_str().unwrap()]);
-    assert!(text.contains("ids created    3 (lines without an id)"), "{text}");
+    assert!(
+        text.contains("ids created    3 (lines without an id)"),
+        "{text}"
+    );
     assert!(text.contains("inserted       3"), "{text}");
-    assert!(text.contains("skipped        1 (id already stored)"), "{text}");
+    assert!(
+        text.contains("skipped        1 (id already stored)"),
+        "{text}"
+    );
     assert!(text.contains("  line 2  "), "{text}");
     assert_eq!(sandbox.count(), 7);
 }

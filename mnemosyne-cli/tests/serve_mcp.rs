@@ -405,7 +405,11 @@ async fn malformed_json_rpc_is_refused_and_the_next_request_answered() {
     assert_eq!(refused["error"]["code"], -32700, "{refused}");
     let message = refused["error"]["message"].as_str().unwrap();
     assert!(message.starts_with("parse error: expected"), "{message}");
-    send_bytes(&mut stdin, b"{\"jsonrpc\":\"2.0\",\"id\":4,\"method\":\"\xFF\xFE\"}").await;
+    send_bytes(
+        &mut stdin,
+        b"{\"jsonrpc\":\"2.0\",\"id\":4,\"method\":\"\xFF\xFE\"}",
+    )
+    .await;
     let refused = next_message(&mut lines).await;
     assert_eq!(
         refused,

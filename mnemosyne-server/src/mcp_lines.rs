@@ -357,7 +357,10 @@ mod tests {
         let input = format!("{long}\n{{}}\n");
         assert_eq!(
             lines_of(input.as_bytes(), 1000).await,
-            [format!("over {} \"abc\"", long.len()), "whole {}\n".to_owned()]
+            [
+                format!("over {} \"abc\"", long.len()),
+                "whole {}\n".to_owned()
+            ]
         );
         // An unterminated oversized end of stream is dropped.
         assert!(lines_of(long.as_bytes(), 1000).await.is_empty());
@@ -365,7 +368,10 @@ mod tests {
 
     #[test]
     fn the_id_is_read_only_from_the_outer_object_and_only_when_whole() {
-        assert_eq!(scan_id(br#"{"jsonrpc":"2.0","id":42,"method":"x""#), json!(42));
+        assert_eq!(
+            scan_id(br#"{"jsonrpc":"2.0","id":42,"method":"x""#),
+            json!(42)
+        );
         assert_eq!(scan_id(br#"{ "id" : -3 }"#), json!(-3));
         assert_eq!(scan_id(br#"{"id":"req-1","params":{"#), json!("req-1"));
         assert_eq!(scan_id(br#"{"params":{"id":5},"id":6,"#), json!(6));
@@ -386,7 +392,9 @@ mod tests {
         assert_eq!(judge(b"\xEF\xBB\xBF{}\n"), Verdict::Forward);
         assert_eq!(judge(b"[1,2]\n"), Verdict::Forward);
         assert_eq!(judge(b"  \r\n"), Verdict::Blank);
-        assert!(matches!(judge(b"{not json\n"), Verdict::Refuse(m) if m.starts_with("parse error: ")));
+        assert!(
+            matches!(judge(b"{not json\n"), Verdict::Refuse(m) if m.starts_with("parse error: "))
+        );
         assert!(
             matches!(judge(b"{\"a\":\"\xFF\"}\n"), Verdict::Refuse(m) if m.contains("not UTF-8 (invalid byte at offset 6)"))
         );
@@ -412,6 +420,9 @@ mod tests {
         let text = String::from_utf8(out).unwrap();
         let mut lines: Vec<&str> = text.lines().collect();
         lines.sort_unstable();
-        assert_eq!(lines, ["{\"answer\":1}", "{\"first\":true}", "{\"second\":true}"]);
+        assert_eq!(
+            lines,
+            ["{\"answer\":1}", "{\"first\":true}", "{\"second\":true}"]
+        );
     }
 }

@@ -414,7 +414,8 @@ impl Server {
                     }
                 };
                 let writer = async {
-                    if let Err(error) = mcp_lines::write_lines(from_rmcp, queued_answers, write).await
+                    if let Err(error) =
+                        mcp_lines::write_lines(from_rmcp, queued_answers, write).await
                     {
                         tracing::warn!(%error, "cannot write to the mcp client");
                     }

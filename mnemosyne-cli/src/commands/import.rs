@@ -107,7 +107,15 @@ pub async fn run(args: ImportArgs, settings: &Settings, out: Output) -> Result<(
     };
     let on_conflict = OnConflict::from(args.on_conflict);
     let outcome = with_store(settings, async |store| {
-        let import = import(store, &args.file, on_conflict, &ids, &checked, &mut report, out);
+        let import = import(
+            store,
+            &args.file,
+            on_conflict,
+            &ids,
+            &checked,
+            &mut report,
+            out,
+        );
         Ok(import.await)
     })
     .await?;

@@ -129,7 +129,10 @@ mod tests {
         let ids = NewIds::new(started);
         assert_eq!(ids.for_line(7, started), ids.for_line(7, started));
         assert_ne!(ids.for_line(7, started), ids.for_line(8, started));
-        assert_ne!(ids.for_line(7, started), NewIds::new(started).for_line(7, started));
+        assert_ne!(
+            ids.for_line(7, started),
+            NewIds::new(started).for_line(7, started)
+        );
         let uuid = ids.for_line(7, started).as_uuid();
         assert_eq!(uuid.get_version_num(), 7);
         let (seconds, _) = uuid.get_timestamp().unwrap().to_unix();
