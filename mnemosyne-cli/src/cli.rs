@@ -423,7 +423,11 @@ pub struct ExportArgs {
 /// `import`.
 #[derive(Debug, Args)]
 pub struct ImportArgs {
-    /// JSON lines file, one memory per line (what export writes).
+    /// JSON lines file, one memory per line: what export writes, or records
+    /// of another tool. Only `content` is required; a record without `id`
+    /// gets a new one (reported); fields: id, namespace, content, summary,
+    /// memory_type, importance, tags, links, created_at, updated_at,
+    /// accessed_at, access_count, archived; any other field refuses the line.
     pub file: PathBuf,
     /// What to do with a memory whose id is already stored.
     #[arg(long, value_enum, default_value_t = ConflictArg::Skip)]

@@ -7,6 +7,10 @@ pub const RECALL_RESULTS_HARD_CAP: u32 = 1_000;
 /// model (all-MiniLM-L6-v2) has 512 positions.
 pub const EMBEDDING_TOKENS_HARD_CAP: u32 = 512;
 
+/// `mcp_message_bytes_max` can never be configured below this: an MCP
+/// `initialize` request must fit.
+pub const MCP_MESSAGE_BYTES_MIN: u64 = 4_096;
+
 /// Prefix of the environment variables that override a limit:
 /// `MNEMOSYNE_POOL_READERS_MAX=8` sets `pool_readers_max`.
 pub const ENV_PREFIX: &str = "MNEMOSYNE_";
@@ -181,9 +185,13 @@ pub struct Limits {
     pub list_page_rows_max: u32,
     /// Memories written per import transaction.
     pub import_batch_rows: u32,
-    /// Largest HTTP request body, in bytes (413 above it); also the longest
-    /// MCP message line read from stdin.
+    /// Largest HTTP request body, in bytes (413 above it).
     pub request_body_bytes_max: u64,
+    /// Longest MCP message over stdio: one JSON-RPC line, in bytes, its
+    /// newline not counted. A longer line is skipped without being held
+    /// whole and answered with an Invalid Request error (-32600). At least
+    /// 4096, so that an `initialize` request fits.
+    pub mcp_message_bytes_max: u64,
     /// HTTP requests served at once, over every route; more wait (bounded by
     /// `http_request_timeout_ms`).
     pub http_concurrency_max: u32,
@@ -298,6 +306,7 @@ impl Default for Limits {
             list_page_rows_max: 1_000,
             import_batch_rows: 1_000,
             request_body_bytes_max: 1024 * 1024,
+            mcp_message_bytes_max: 1024 * 1024,
             http_concurrency_max: 256,
             http_request_timeout_ms: 30_000,
             http_connections_max: 1_024,
@@ -471,6 +480,13 @@ impl Limits {
                 rule: "must be at least 2 (a stdin reader holds one)",
             });
         }
+        if self.mcp_message_bytes_max < MCP_MESSAGE_BYTES_MIN {
+            return Err(LimitsError::OutOfRange {
+                name: "mcp_message_bytes_max",
+                value: self.mcp_message_bytes_max,
+                rule: "must be at least 4096 (an MCP initialize request must fit)",
+            });
+        }
         if self.work_finished_stored_max < self.work_completed_retained_max.into() {
             return Err(LimitsError::OutOfRange {
                 name: "work_finished_stored_max",
@@ -631,6 +647,22 @@ mod tests {
         assert!(err.to_string().contains("at least 1"), "{err}");
         let err = Limits::from_toml_str("http_headers_max = 0").unwrap_err();
         assert!(err.to_string().contains("http_headers_max"), "{err}");
+    }
+
+    #[test]
+    fn mcp_messages_have_a_named_bounded_limit() {
+        assert_eq!(Limits::default().mcp_message_bytes_max, 1 << 20);
+        let limits = Limits::from_toml_str("mcp_message_bytes_max = 4096").unwrap();
+        assert_eq!(limits.mcp_message_bytes_max, 4096);
+        let err = Limits::from_toml_str("mcp_message_bytes_max = 4095").unwrap_err();
+        assert_eq!(
+            err.to_string(),
+            "invalid limit mcp_message_bytes_max = 4095: must be at least 4096 (an MCP initialize request must fit)"
+        );
+        let limits = Limits::default()
+            .with_env_overrides(env(&[("MNEMOSYNE_MCP_MESSAGE_BYTES_MAX", "65536")]))
+            .unwrap();
+        assert_eq!(limits.mcp_message_bytes_max, 65_536);
     }
 
     #[test]

@@ -11,7 +11,8 @@
 //!   orchestration `Supervisor` and ends within `shutdown_timeout_s` of a stop;
 //! - every answer is bounded: recall by `recall_results_max`, list by
 //!   `list_page_rows_max`, contents in both by `result_content_bytes_max`
-//!   (marked `content_truncated`), requests by `request_body_bytes_max`,
+//!   (marked `content_truncated`), requests by `request_body_bytes_max` (MCP
+//!   lines by `mcp_message_bytes_max`),
 //!   `http_concurrency_max`, `http_request_timeout_ms` and
 //!   `http_connections_max`, the event bus by `events_capacity`;
 //! - errors reach clients as a stable code and one line
@@ -28,6 +29,7 @@ pub mod error;
 pub mod events;
 mod http;
 pub mod mcp;
+mod mcp_lines;
 pub mod metrics;
 pub mod ops;
 pub mod params;

@@ -196,6 +196,15 @@ async fn open_remote(url: &str, auth_token: Option<&str>) -> Result<libsql::Data
 }
 
 impl LibsqlStorage {
+    /// Creates the local file at `path` with the first `version` migrations
+    /// only: what an older mnemosyne left. For tests of migrations.
+    pub async fn create_at_schema_version(path: &Path, version: u32) -> Result<()> {
+        schema::pending_migrations(version)?;
+        let database = open_local(path).await?;
+        let conn = database.connect().map_err(ops::db)?;
+        ops::migrate_to(&conn, version).await
+    }
+
     /// Opens (creating and migrating as needed) the database at `location`:
     /// a local file or a remote libsql server.
     pub async fn open(location: &Location, limits: &Limits) -> Result<Self> {

@@ -242,17 +242,18 @@ pub(super) async fn user_version(conn: &Connection) -> Result<u32> {
         .map_err(|_| Error::Storage(format!("libsql: unexpected user_version {version}")))
 }
 
+/// Brings the schema to [`schema::SCHEMA_VERSION`], safe with any number
+/// of processes opening the file at once: the version is read again inside
+/// one write transaction (BEGIN IMMEDIATE waits `busy_timeout` for the
+/// others) that runs every pending migration, so one opener migrates and
+/// the others find the schema current.
 pub(super) async fn migrate(conn: &Connection) -> Result<()> {
-    let found = user_version(conn).await?;
-    let pending = schema::pending_migrations(found)?;
-    for offset in 0..pending.len() {
-        let index = found as usize + offset;
+    if !schema::pending_migrations(user_version(conn).await?)?.is_empty() {
         begin(conn).await?;
         let applied = async {
-            // Another process may have migrated between the check and the write lock.
-            let now = user_version(conn).await?;
-            schema::pending_migrations(now)?;
-            if now as usize == index {
+            let found = user_version(conn).await?;
+            let pending = schema::pending_migrations(found)?;
+            for index in found as usize..found as usize + pending.len() {
                 conn.execute_batch(&schema::migration_script(index))
                     .await
                     .map_err(|e| {
@@ -272,6 +273,21 @@ pub(super) async fn migrate(conn: &Connection) -> Result<()> {
         )));
     }
     Ok(())
+}
+
+/// Writes the first `version` migrations in one transaction.
+pub(super) async fn migrate_to(conn: &Connection, version: u32) -> Result<()> {
+    begin(conn).await?;
+    let applied = async {
+        for index in 0..version as usize {
+            conn.execute_batch(&schema::migration_script(index))
+                .await
+                .map_err(db)?;
+        }
+        Ok(())
+    }
+    .await;
+    finish(conn, applied).await
 }
 
 fn read_memory_row(row: &Row) -> Result<MemoryRow> {

@@ -73,12 +73,14 @@ impl managed::Manager for Manager {
             // saves nothing on keyword search.
             conn.set_db_config(DbConfig::SQLITE_DBCONFIG_ENABLE_QPSG, true)
                 .map_err(ops::db)?;
+            // The busy timeout first: switching a new file to WAL takes a
+            // lock that another process opening it at the same time may hold.
+            conn.execute_batch(&setup).map_err(ops::db)?;
             if !read_only {
                 let _mode: String = conn
                     .query_row(schema::JOURNAL_MODE_WAL, [], |row| row.get(0))
                     .map_err(ops::db)?;
             }
-            conn.execute_batch(&setup).map_err(ops::db)?;
             Ok(conn)
         })
         .await
@@ -185,6 +187,19 @@ fn build_pool(path: &Path, size: usize, limits: &Limits, read_only: bool) -> Res
 }
 
 impl SqliteStorage {
+    /// Creates the file at `path` with the first `version` migrations only:
+    /// what an older mnemosyne left. For tests of migrations.
+    pub async fn create_at_schema_version(path: &Path, version: u32) -> Result<()> {
+        schema::pending_migrations(version)?;
+        let path = path.to_owned();
+        tokio::task::spawn_blocking(move || {
+            let mut conn = Connection::open(&path).map_err(ops::db)?;
+            ops::migrate_to(&mut conn, version)
+        })
+        .await
+        .map_err(|e| Error::Storage(format!("migration task failed: {e}")))?
+    }
+
     /// Opens (creating and migrating as needed) the SQLite file at `location`.
     pub async fn open(location: &Location, limits: &Limits) -> Result<Self> {
         let path = match location {

@@ -49,19 +49,38 @@ pub(super) fn user_version(conn: &mut Connection) -> Result<u32> {
         .map_err(db)
 }
 
+/// Brings the schema to [`schema::SCHEMA_VERSION`], safe with any number
+/// of processes opening the file at once: the version is read again inside
+/// one write transaction (BEGIN IMMEDIATE waits `busy_timeout` for the
+/// others) that runs every pending migration, so one opener migrates and
+/// the others find the schema current.
 pub(super) fn migrate(conn: &mut Connection) -> Result<()> {
-    let found = user_version(conn)?;
+    if schema::pending_migrations(user_version(conn)?)?.is_empty() {
+        return Ok(());
+    }
+    let tx = begin(conn)?;
+    let found: u32 = tx
+        .query_row("PRAGMA user_version", [], |row| row.get(0))
+        .map_err(db)?;
     let pending = schema::pending_migrations(found)?;
     for offset in 0..pending.len() {
         let index = found as usize + offset;
-        let tx = begin(conn)?;
         tx.execute_batch(&schema::migration_script(index))
             .map_err(|e| {
                 Error::Storage(format!("migration to version {} failed: {e}", index + 1))
             })?;
-        tx.commit().map_err(db)?;
     }
-    Ok(())
+    tx.commit().map_err(db)
+}
+
+/// Writes the first `version` migrations to a new connection on `path`.
+pub(super) fn migrate_to(conn: &mut Connection, version: u32) -> Result<()> {
+    let tx = begin(conn)?;
+    for index in 0..version as usize {
+        tx.execute_batch(&schema::migration_script(index))
+            .map_err(db)?;
+    }
+    tx.commit().map_err(db)
 }
 
 /// Reads [`rows::MEMORY_COLUMNS`] starting at column `at`.
