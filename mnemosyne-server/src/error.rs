@@ -148,7 +148,9 @@ mod tests {
         );
         assert_eq!((error.status, error.code), (507, "disk_full"));
         assert!(
-            error.message.starts_with("disk full: cannot write /data/m.db ("),
+            error
+                .message
+                .starts_with("disk full: cannot write /data/m.db ("),
             "{}",
             error.message
         );
