@@ -1,5 +1,5 @@
 //! A full disk under a running `mnemosyne serve http`: the database lives on
-//! a 4 MiB tmpfs the test mounts (as root, or through `sudo -n`), and a
+//! a small tmpfs the test mounts (as root, or through `sudo -n`), and a
 //! filler file takes every free byte. Each kind of write (remember, import,
 //! a document write, a work transition) then fails with one line that says
 //! `disk full` and names the database; everything acknowledged before stays;
@@ -17,7 +17,7 @@ use std::io::{BufRead, BufReader, ErrorKind, Read, Write};
 use std::net::{SocketAddr, TcpStream};
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
-use std::sync::mpsc;
+use std::sync::{Arc, Mutex, mpsc};
 use std::time::{Duration, Instant};
 
 use common::{Sandbox, memory_line, unreachable_http_embedder, write_lines};
@@ -27,8 +27,9 @@ use serde_json::{Value, json};
 /// answering fails the test instead of hanging it. Not a timed assertion.
 const WAIT_S: u64 = 60;
 
-/// Size of the tmpfs holding the database.
-const DISK_SIZE: &str = "4m";
+/// Size of the tmpfs holding the database: room for what the test writes
+/// once the filler is gone (libsql's vector index takes a few KiB a vector).
+const DISK_SIZE: &str = "16m";
 
 /// Writes of one kind tried on the full disk before the test gives up
 /// waiting for one to fail (each takes room in the WAL, so one must).
@@ -41,11 +42,11 @@ struct Tmpfs {
 }
 
 impl Tmpfs {
-    /// Mounts a tmpfs of [`DISK_SIZE`] on `dir`: directly, else through
+    /// Mounts a tmpfs of `size` on `dir`: directly, else through
     /// `sudo -n`; `Err` says why neither worked.
-    fn mount(dir: &Path) -> Result<Self, String> {
+    fn mount(dir: &Path, size: &str) -> Result<Self, String> {
         std::fs::create_dir_all(dir).expect("mount point");
-        let options = format!("size={DISK_SIZE},mode=0777");
+        let options = format!("size={size},mode=0777");
         let mut why = Vec::new();
         for sudo in [false, true] {
             let mut command = privileged(sudo, "mount");
@@ -128,7 +129,7 @@ fn privileged(sudo: bool, program: &str) -> Command {
 /// why) when no tmpfs can be mounted and `CI` is not set.
 fn sandbox_on_tmpfs() -> Option<(Sandbox, Tmpfs)> {
     let mut sandbox = Sandbox::new();
-    match Tmpfs::mount(&sandbox.path("disk")) {
+    match Tmpfs::mount(&sandbox.path("disk"), DISK_SIZE) {
         Ok(disk) => {
             sandbox.db = disk.dir.join("test.db");
             Some((sandbox, disk))
@@ -164,7 +165,8 @@ fn hash_config(sandbox: &Sandbox, limits: &str) -> String {
 struct Served {
     child: Child,
     addr: SocketAddr,
-    _stderr: std::thread::JoinHandle<()>,
+    /// The server's log so far (for failure messages).
+    log: Arc<Mutex<Vec<String>>>,
 }
 
 impl Served {
@@ -178,12 +180,15 @@ impl Served {
             .expect("spawn serve http");
         let stderr = child.stderr.take().expect("stderr");
         let (sender, receiver) = mpsc::channel();
+        let log = Arc::new(Mutex::new(Vec::new()));
+        let kept = Arc::clone(&log);
         // Reads stderr to its end, so the server never blocks on a full pipe.
-        let reader = std::thread::spawn(move || {
+        std::thread::spawn(move || {
             for line in BufReader::new(stderr).lines().map_while(Result::ok) {
                 if let Some(url) = line.strip_prefix("mnemosyne: http api listening on http://") {
                     let _ = sender.send(url.to_owned());
                 }
+                kept.lock().unwrap().push(line);
             }
         });
         let addr = receiver
@@ -191,11 +196,7 @@ impl Served {
             .expect("the server says where it listens")
             .parse()
             .expect("an address");
-        Self {
-            child,
-            addr,
-            _stderr: reader,
-        }
+        Self { child, addr, log }
     }
 
     /// One request on its own connection.
@@ -262,9 +263,19 @@ impl Served {
     fn wait_until(&self, what: &str, mut done: impl FnMut(&Self) -> bool) {
         let deadline = Instant::now() + Duration::from_secs(WAIT_S);
         while !done(self) {
-            assert!(Instant::now() < deadline, "never happened: {what}");
+            assert!(
+                Instant::now() < deadline,
+                "never happened: {what}; server log:\n{}",
+                self.log_tail()
+            );
             std::thread::sleep(Duration::from_millis(50));
         }
+    }
+
+    /// The last lines the server logged.
+    fn log_tail(&self) -> String {
+        let log = self.log.lock().unwrap();
+        log[log.len().saturating_sub(20)..].join("\n")
     }
 
     fn is_running(&mut self) -> bool {
@@ -322,7 +333,7 @@ fn assert_disk_full(answer: &Response, db: &Path, what: &str) {
 }
 
 /// `mnemosyne doctor` finds `PRAGMA integrity_check` ok (other checks, such
-/// as free space on a 4 MiB disk, may warn).
+/// as free space on a small disk, may warn).
 fn assert_integrity_ok(sandbox: &Sandbox, config: &str) {
     let output = sandbox.run(&["--config", config, "doctor", "--json"]);
     let report = common::parse_json(&String::from_utf8_lossy(&output.stdout));
@@ -555,7 +566,7 @@ fn the_embedding_worker_waits_out_a_full_disk_and_catches_up() {
         return;
     };
     // Memories without vectors: imported with an embedder that cannot be reached.
-    const IMPORTED: u32 = 600;
+    const IMPORTED: u32 = 200;
     let import_file = sandbox.path("import.jsonl");
     let lines: Vec<String> = (0..IMPORTED)
         .map(|n| memory_line(n, &format!("memory {n} waiting for its vector")))
@@ -573,7 +584,7 @@ fn the_embedding_worker_waits_out_a_full_disk_and_catches_up() {
     assert_eq!(sandbox.count(), u64::from(IMPORTED));
 
     // Room to open the database, not for the vectors (~1.5 KiB each at 384 dimensions).
-    disk.fill_leaving(256 * 1024);
+    disk.fill_leaving(128 * 1024);
     let config = hash_config(
         &sandbox,
         "embedder_backoff_ms = 50\nembedder_timeout_ms = 1000",
