@@ -33,8 +33,20 @@ const BEGIN: &str = "PRAGMA foreign_keys = ON; BEGIN IMMEDIATE";
 const CONSTRAINT_UNIQUE: i32 = 2067;
 const CONSTRAINT_PRIMARYKEY: i32 = 1555;
 
+/// `SQLITE_FULL` (primary result code): the disk is full, or the file
+/// reached the file size limit.
+const SQLITE_FULL: i32 = 13;
+
+/// The core error of a libsql error. A full disk under a local file is
+/// [`Error::DiskFull`]; [`LibsqlStorage`](super::LibsqlStorage) names the
+/// database in it.
 pub(super) fn db(error: libsql::Error) -> Error {
-    Error::Storage(format!("libsql: {error}"))
+    match error {
+        libsql::Error::SqliteFailure(code, _) if code & 0xff == SQLITE_FULL => {
+            Error::disk_full(format!("libsql: {error}"))
+        }
+        _ => Error::Storage(format!("libsql: {error}")),
+    }
 }
 
 pub(super) fn is_unique_violation(error: &libsql::Error) -> bool {
@@ -108,7 +120,10 @@ pub(super) async fn finish<T>(conn: &Connection, outcome: Result<T>) -> Result<T
             Ok(_) => Ok(value),
             Err(e) => {
                 rollback(conn).await;
-                Err(Error::Storage(format!("libsql: commit failed: {e}")))
+                Err(match db(e) {
+                    Error::Storage(message) => Error::Storage(format!("commit failed: {message}")),
+                    other => other,
+                })
             }
         },
         Err(e) => {

@@ -102,6 +102,8 @@ impl managed::Manager for Manager {
 /// SQLite storage pooled by deadpool.
 #[derive(Debug)]
 pub struct SqliteStorage {
+    /// The database file, named in [`Error::DiskFull`].
+    path: PathBuf,
     writer: Pool,
     readers: Pool,
     pool_wait_timeout_ms: u64,
@@ -220,6 +222,7 @@ impl SqliteStorage {
         let writer = build_pool(&path, 1, limits, false)?;
         let readers = build_pool(&path, limits.pool_readers_max as usize, limits, true)?;
         let storage = Self {
+            path: path.clone(),
             writer,
             readers,
             pool_wait_timeout_ms: limits.pool_wait_timeout_ms,
@@ -274,13 +277,17 @@ impl SqliteStorage {
         role: &'static str,
         work: impl FnOnce(&mut Connection) -> Result<T> + Send + 'static,
     ) -> Result<T> {
-        let mut conn = pool.get().await.map_err(|e| self.pool_error(e, role))?;
+        let mut conn = pool
+            .get()
+            .await
+            .map_err(|e| self.pool_error(e, role).on_database(&self.path))?;
         // The blocking task owns the connection: the work runs to its end
         // (commit or rollback) even if the caller stops waiting, then the
         // connection returns to the pool.
         tokio::task::spawn_blocking(move || work(&mut conn))
             .await
             .map_err(|e| Error::Storage(format!("{role} connection task failed: {e}")))?
+            .map_err(|e| e.on_database(&self.path))
     }
 
     async fn write<T: Send + 'static>(

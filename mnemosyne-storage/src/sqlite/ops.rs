@@ -29,8 +29,15 @@ impl ToSql for SqlValue {
     }
 }
 
+/// The core error of a rusqlite error. A full disk (SQLITE_FULL: the disk,
+/// or the file size limit when SQLite could write part of a page) is
+/// [`Error::DiskFull`]; [`SqliteStorage`](super::SqliteStorage) names the
+/// database in it.
 pub(super) fn db(error: rusqlite::Error) -> Error {
-    Error::Storage(format!("sqlite: {error}"))
+    match error.sqlite_error_code() {
+        Some(rusqlite::ErrorCode::DiskFull) => Error::disk_full(format!("sqlite: {error}")),
+        _ => Error::Storage(format!("sqlite: {error}")),
+    }
 }
 
 pub(super) fn is_unique_violation(error: &rusqlite::Error) -> bool {
