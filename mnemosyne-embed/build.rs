@@ -7,7 +7,12 @@
 mod pinned;
 
 fn main() {
-    let dir = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("model");
+    // Read when the script runs, not when it was compiled: a build script
+    // compiled in another checkout sharing the target dir would otherwise
+    // check that checkout's files.
+    let manifest_dir =
+        std::env::var_os("CARGO_MANIFEST_DIR").expect("cargo sets CARGO_MANIFEST_DIR");
+    let dir = std::path::Path::new(&manifest_dir).join("model");
     for (name, size, sha256) in pinned::PINNED_FILES {
         let path = dir.join(name);
         println!("cargo::rerun-if-changed={}", path.display());

@@ -219,6 +219,17 @@ pub struct ServeHttpArgs {
     /// (MNEMOSYNE_TOKEN or `token` in [server]).
     #[arg(long, value_name = "ADDR:PORT")]
     pub bind: Option<std::net::SocketAddr>,
+    /// Also answer requests naming this host (a reverse proxy's name;
+    /// NAME for any port, NAME:PORT for one); repeatable, added to
+    /// `http_allowed_hosts` of [server]. Loopback names and the bound
+    /// address are always answered; any other Host gets 421.
+    #[arg(long = "allowed-host", value_name = "NAME[:PORT]")]
+    pub allowed_hosts: Vec<String>,
+    /// Let pages of this origin (https://app.example) call the API, with
+    /// CORS headers; repeatable, added to `http_allowed_origins` of
+    /// [server]. Any other foreign Origin gets 403.
+    #[arg(long = "allowed-origin", value_name = "SCHEME://HOST[:PORT]")]
+    pub allowed_origins: Vec<String>,
 }
 
 /// `remember`.
@@ -412,7 +423,11 @@ pub struct ExportArgs {
 /// `import`.
 #[derive(Debug, Args)]
 pub struct ImportArgs {
-    /// JSON lines file, one memory per line (what export writes).
+    /// JSON lines file, one memory per line: what export writes, or records
+    /// of another tool. Only `content` is required; a record without `id`
+    /// gets a new one (reported); fields: id, namespace, content, summary,
+    /// memory_type, importance, tags, links, created_at, updated_at,
+    /// accessed_at, access_count, archived; any other field refuses the line.
     pub file: PathBuf,
     /// What to do with a memory whose id is already stored.
     #[arg(long, value_enum, default_value_t = ConflictArg::Skip)]

@@ -85,6 +85,14 @@ pub struct ServerSettings {
     pub bind: Option<std::net::SocketAddr>,
     /// Bearer token of the HTTP API (`MNEMOSYNE_TOKEN` wins).
     pub token: Option<Secret>,
+    /// `Host` values answered besides loopback names and the bound address
+    /// (a reverse proxy's name; `name` for any port, `name:port` for one).
+    #[serde(default)]
+    pub http_allowed_hosts: Vec<String>,
+    /// Origins (`https://app.example`) whose pages may call the API
+    /// cross-origin: they get CORS headers; any other origin is refused.
+    #[serde(default)]
+    pub http_allowed_origins: Vec<String>,
 }
 
 /// A secret: never printed, not even in debug logs.
@@ -265,6 +273,20 @@ mod tests {
         assert!(!err.contains('\n'), "{err}");
         let err = parse_config_file("db = 3\n").unwrap_err();
         assert!(err.starts_with("line 1: "), "{err}");
+    }
+
+    #[test]
+    fn the_server_table_holds_allow_lists() {
+        let file = parse_config_file(
+            "[server]\nhttp_allowed_hosts = [\"memory.example\"]\n\
+             http_allowed_origins = [\"https://app.example\"]\n",
+        )
+        .unwrap();
+        let server = file.server.unwrap();
+        assert_eq!(server.http_allowed_hosts, ["memory.example"]);
+        assert_eq!(server.http_allowed_origins, ["https://app.example"]);
+        let err = parse_config_file("[server]\nhttp_allowed_hosts = \"one\"\n").unwrap_err();
+        assert!(err.starts_with("line 2: "), "{err}");
     }
 
     #[test]

@@ -49,13 +49,14 @@ compile_error!(
      for libsql"
 );
 
-#[cfg(feature = "jemalloc")]
+#[cfg(all(feature = "jemalloc", target_os = "linux"))]
 #[global_allocator]
 static GLOBAL: tikv_jemallocator::Jemalloc = tikv_jemallocator::Jemalloc;
 
 mod cli;
 mod commands;
 mod config;
+mod fd_limit;
 mod output;
 mod work_cli;
 

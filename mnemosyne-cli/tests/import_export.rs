@@ -32,8 +32,17 @@ fn import_with_a_bad_line_reports_it_and_imports_nothing() {
             "line 4: ",
         ),
         (
-            r#"{"content": "no id"}"#.to_owned(),
-            "line 4: missing field `id`",
+            r#"{"id": null}"#.to_owned(),
+            "line 4: missing field `content`",
+        ),
+        (
+            r#"{"content": "from another tool", "text": "a field import does not know"}"#
+                .to_owned(),
+            "line 4: unknown field `text`, expected one of `id`, `namespace`, `content`",
+        ),
+        (
+            r#"{"content": "unsorted tags", "tags": ["b", "a"]}"#.to_owned(),
+            "line 4: invalid input: tags must be lower-case, sorted and unique",
         ),
     ];
     for (bad, expected) in cases {
@@ -118,6 +127,8 @@ fn export_then_import_round_trips_ids_links_and_tags() {
             "links_added": 2,
             "links_missing": 0,
             "links_over_limit": 0,
+            "ids_created": 0,
+            "created_ids": [],
             "embedded": 3,
             "complete": true,
         })
@@ -304,4 +315,108 @@ fn an_import_whose_embedder_is_down_keeps_the_memories_and_says_how_to_embed_the
     assert_eq!(missing(&sandbox), 0);
     let recall = sandbox.json(&["recall", "embedder down", "--mode", "vector"]);
     assert_eq!(recall["hits"].as_array().unwrap().len(), 2, "{recall}");
+}
+
+/// Records from other tools: no id (a new one is made, listed in the
+/// report), no namespace (global), no times (the import's), links from and
+/// to them; only `content` is required.
+#[test]
+fn records_without_an_id_get_a_new_one_that_the_report_lists() {
+    let sandbox = Sandbox::new();
+    let file = sandbox.path("foreign.jsonl");
+    let mut linked: serde_json::Value = parse_json(r#"{"content": "links to a stored one"}"#);
+    linked["links"] = serde_json::json!([{"target": id(1), "link_type": "fixes"}]);
+    write_lines(
+        &file,
+        &[
+            memory_line(1, "exported with an id"),
+            r#"{"content": "only content, from another tool"}"#.to_owned(),
+            String::new(),
+            linked.to_string(),
+            r#"{"content": "with a time and tags", "namespace": "project:other", "tags": ["a", "b"], "created_at": "2023-05-06T07:08:09Z", "importance": 8}"#.to_owned(),
+        ],
+    );
+    let started = chrono_now_ms();
+    let report = sandbox.json(&["import", file.to_str().unwrap()]);
+    assert_eq!(report["memories"], 4, "{report}");
+    assert_eq!(report["inserted"], 4, "{report}");
+    assert_eq!(report["ids_created"], 3, "{report}");
+    assert_eq!(report["links_added"], 1, "{report}");
+    let created = report["created_ids"].as_array().unwrap();
+    let lines: Vec<u64> = created
+        .iter()
+        .map(|c| c["line"].as_u64().unwrap())
+        .collect();
+    assert_eq!(lines, [2, 4, 5]);
+    let new_id = |line: usize| created[line]["id"].as_str().unwrap().to_owned();
+
+    // Exported before any read: a read by id stamps accessed_at.
+    let exported = sandbox.dump();
+    let only = exported
+        .lines()
+        .map(parse_json)
+        .find(|memory| memory["id"] == new_id(0).as_str())
+        .expect("exported");
+    assert_eq!(only["accessed_at"], only["created_at"], "{only}");
+    assert_eq!(only["content"], "only content, from another tool");
+    assert_eq!(only["namespace"], "global");
+    assert_eq!(only["importance"], 5);
+    assert_eq!(only["created_at"], only["updated_at"]);
+    let linked = sandbox.json(&["get", &new_id(1)]);
+    assert_eq!(
+        linked["links"],
+        serde_json::json!([{"target": id(1), "link_type": "fixes"}])
+    );
+    let dated = sandbox.json(&["get", &new_id(2)]);
+    assert_eq!(dated["created_at"], "2023-05-06T07:08:09Z");
+    assert_eq!(dated["updated_at"], "2023-05-06T07:08:09Z");
+    assert_eq!(dated["namespace"], "project:other");
+    // A new id is a UUIDv7 of its memory's creation time.
+    assert_eq!(&new_id(2)[..13], "0187efe3-afa8", "{}", new_id(2));
+    let undated_ms = u64::from_str_radix(&new_id(0).replace('-', "")[..12], 16).unwrap();
+    assert!(undated_ms + 1 >= started, "{undated_ms} before {started}");
+
+    // The text report counts and lists them too; a second run makes new ids.
+    let text = sandbox.ok(&["import", file.to_str().unwrap()]);
+    assert!(
+        text.contains("ids created    3 (lines without an id)"),
+        "{text}"
+    );
+    assert!(text.contains("inserted       3"), "{text}");
+    assert!(
+        text.contains("skipped        1 (id already stored)"),
+        "{text}"
+    );
+    assert!(text.contains("  line 2  "), "{text}");
+    assert_eq!(sandbox.count(), 7);
+}
+
+/// The report lists at most 100 new ids and counts every one.
+#[test]
+fn the_list_of_new_ids_is_bounded() {
+    let sandbox = Sandbox::new();
+    let file = sandbox.path("many.jsonl");
+    let lines: Vec<String> = (0..150)
+        .map(|n| serde_json::json!({"content": format!("foreign record {n}")}).to_string())
+        .collect();
+    write_lines(&file, &lines);
+    let output = sandbox.run_with(
+        &["import", file.to_str().unwrap(), "--json"],
+        &[("MNEMOSYNE_IMPORT_BATCH_ROWS", "40")],
+    );
+    let report = parse_json(&common::ok(output, &["import"]));
+    assert_eq!(report["ids_created"], 150);
+    let created = report["created_ids"].as_array().unwrap();
+    assert_eq!(created.len(), 100);
+    assert_eq!(created[99]["line"], 100);
+    assert_eq!(sandbox.count(), 150);
+    let text = sandbox.ok(&["import", file.to_str().unwrap()]);
+    assert!(text.contains("  and 50 more"), "{text}");
+}
+
+fn chrono_now_ms() -> u64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .unwrap()
+        .as_millis() as u64
 }

@@ -291,35 +291,44 @@ async fn bad_calls_are_answered_with_errors_and_the_server_carries_on() {
 }
 
 async fn send(stdin: &mut tokio::process::ChildStdin, text: String) {
-    stdin.write_all(text.as_bytes()).await.expect("write");
+    send_bytes(stdin, text.as_bytes()).await;
+}
+
+async fn send_bytes(stdin: &mut tokio::process::ChildStdin, line: &[u8]) {
+    stdin.write_all(line).await.expect("write");
     stdin.write_all(b"\n").await.expect("write");
     stdin.flush().await.expect("flush");
 }
 
+type Lines = tokio::io::Lines<BufReader<tokio::process::ChildStdout>>;
+
+/// The next line the server writes, as JSON.
+async fn next_message(lines: &mut Lines) -> Value {
+    let line = tokio::time::timeout(Duration::from_secs(EXIT_WAIT_S), lines.next_line())
+        .await
+        .expect("the server answers")
+        .expect("read stdout")
+        .expect("the server is still up");
+    serde_json::from_str(&line).unwrap_or_else(|e| panic!("stdout carries only JSON ({e}): {line}"))
+}
+
 /// Reads lines from the server until one is a JSON-RPC message with `id`.
-async fn answer_to(
-    lines: &mut tokio::io::Lines<BufReader<tokio::process::ChildStdout>>,
-    id: i64,
-) -> Value {
+async fn answer_to(lines: &mut Lines, id: i64) -> Value {
     loop {
-        let line = lines
-            .next_line()
-            .await
-            .expect("read stdout")
-            .expect("the server is still up");
-        let message: Value = serde_json::from_str(&line).expect("stdout carries only JSON-RPC");
+        let message = next_message(lines).await;
         if message["id"] == json!(id) {
             return message;
         }
-        // Anything else must be the Invalid Request answer (id null).
-        assert_eq!(message["error"]["code"], -32600, "unexpected {message}");
+        assert!(message.get("method").is_some(), "unexpected {message}");
     }
 }
 
-#[tokio::test]
-async fn malformed_json_rpc_is_refused_and_the_next_request_answered() {
-    let sandbox = Sandbox::new();
-    let mut child = serve_mcp(&sandbox, &[("MNEMOSYNE_REQUEST_BODY_BYTES_MAX", "65536")]);
+/// A raw session, initialized: the child, its stdin and its stdout lines.
+async fn raw_session(
+    sandbox: &Sandbox,
+    env: &[(&str, &str)],
+) -> (Child, tokio::process::ChildStdin, Lines) {
+    let mut child = serve_mcp(sandbox, env);
     let mut stdin = child.stdin.take().expect("stdin");
     let mut lines = BufReader::new(child.stdout.take().expect("stdout")).lines();
     send(
@@ -336,11 +345,42 @@ async fn malformed_json_rpc_is_refused_and_the_next_request_answered() {
         json!({"jsonrpc": "2.0", "method": "notifications/initialized"}).to_string(),
     )
     .await;
+    (child, stdin, lines)
+}
+
+/// A `tools/call` of `remember` as one line.
+fn remember_line(id: i64, content: &str) -> String {
+    json!({"jsonrpc": "2.0", "id": id, "method": "tools/call", "params": {
+    "name": "remember", "arguments": {"content": content}}})
+    .to_string()
+}
+
+async fn remembered(lines: &mut Lines, id: i64, content: &str) {
+    let answer = answer_to(lines, id).await;
+    assert_eq!(answer["result"]["isError"], false, "{answer}");
+    assert_eq!(answer["result"]["structuredContent"]["content"], content);
+}
+
+/// `{"jsonrpc":"2.0","id":ID,"method":"ping"` and spaces up to `bytes`.
+fn ping_of(id: &str, bytes: usize) -> String {
+    let head = format!("{{\"jsonrpc\":\"2.0\",\"id\":{id},\"method\":\"ping\"");
+    let pad = bytes - head.len() - 1;
+    format!("{head}{}}}", " ".repeat(pad))
+}
+
+fn over_the_limit(id: Value, bytes: usize, limit: u64) -> Value {
+    json!({"jsonrpc": "2.0", "id": id, "error": {"code": -32600, "message":
+        format!("message of {bytes} bytes exceeds mcp_message_bytes_max ({limit} bytes)")}})
+}
+
+#[tokio::test]
+async fn malformed_json_rpc_is_refused_and_the_next_request_answered() {
+    let sandbox = Sandbox::new();
+    let (mut child, mut stdin, mut lines) = raw_session(&sandbox, &[]).await;
 
     // Well-formed JSON that is no JSON-RPC message: Invalid Request.
     send(&mut stdin, json!({"hello": "world"}).to_string()).await;
-    let line = lines.next_line().await.expect("read").expect("answer");
-    let refused: Value = serde_json::from_str(&line).expect("json");
+    let refused = next_message(&mut lines).await;
     assert_eq!(refused["error"]["code"], -32600, "{refused}");
     // A request whose params have the wrong shape: Invalid Request too (the
     // message does not parse, so its id is not known).
@@ -349,8 +389,7 @@ async fn malformed_json_rpc_is_refused_and_the_next_request_answered() {
         json!({"jsonrpc": "2.0", "id": 2, "method": "tools/call", "params": 7}).to_string(),
     )
     .await;
-    let line = lines.next_line().await.expect("read").expect("answer");
-    let refused: Value = serde_json::from_str(&line).expect("json");
+    let refused = next_message(&mut lines).await;
     assert_eq!(refused["error"]["code"], -32600, "{refused}");
     // Unknown method.
     send(
@@ -359,31 +398,28 @@ async fn malformed_json_rpc_is_refused_and_the_next_request_answered() {
     )
     .await;
     assert_eq!(answer_to(&mut lines, 3).await["error"]["code"], -32601);
-    // Text that is not JSON at all is ignored (no id to answer; every official
-    // SDK does so, to avoid error storms), and a line over
-    // request_body_bytes_max is discarded unread: neither stops the server.
+    // Text that is not JSON, and bytes that are not UTF-8: Parse error, id null.
     send(&mut stdin, "this is {not json".into()).await;
-    send(
+    let refused = next_message(&mut lines).await;
+    assert_eq!(refused["id"], Value::Null, "{refused}");
+    assert_eq!(refused["error"]["code"], -32700, "{refused}");
+    let message = refused["error"]["message"].as_str().unwrap();
+    assert!(message.starts_with("parse error: expected"), "{message}");
+    send_bytes(
         &mut stdin,
-        format!(
-            "{{\"jsonrpc\":\"2.0\",\"id\":4,\"method\":\"ping\",\"params\":{{\"pad\":\"{}\"}}}}",
-            "z".repeat(100 * 1024)
-        ),
+        b"{\"jsonrpc\":\"2.0\",\"id\":4,\"method\":\"\xFF\xFE\"}",
     )
     .await;
-    send(
-        &mut stdin,
-        json!({"jsonrpc": "2.0", "id": 5, "method": "tools/call", "params": {
-        "name": "remember", "arguments": {"content": "answered after garbage"}}})
-        .to_string(),
-    )
-    .await;
-    let answer = answer_to(&mut lines, 5).await;
-    assert_eq!(answer["result"]["isError"], false, "{answer}");
+    let refused = next_message(&mut lines).await;
     assert_eq!(
-        answer["result"]["structuredContent"]["content"],
-        "answered after garbage"
+        refused,
+        json!({"jsonrpc": "2.0", "id": null, "error": {"code": -32700,
+            "message": "parse error: the message is not UTF-8 (invalid byte at offset 34)"}})
     );
+    // Blank lines are no message: nothing to answer.
+    send(&mut stdin, "   ".into()).await;
+    send(&mut stdin, remember_line(5, "answered after garbage")).await;
+    remembered(&mut lines, 5, "answered after garbage").await;
 
     drop(stdin);
     assert_eq!(
@@ -391,6 +427,152 @@ async fn malformed_json_rpc_is_refused_and_the_next_request_answered() {
         Some(0),
         "exit 0 when stdin closes"
     );
+}
+
+/// The default limit (1 MiB): a 2 MiB line gets Invalid Request with its
+/// id, or null when the id is not in its first bytes, and the session goes on.
+#[tokio::test]
+async fn a_line_over_mcp_message_bytes_max_is_answered_with_its_id() {
+    let sandbox = Sandbox::new();
+    let (mut child, mut stdin, mut lines) = raw_session(&sandbox, &[]).await;
+    let limit = 1024 * 1024;
+    let two_mib = 2 * 1024 * 1024;
+
+    let big = ping_of("10", two_mib);
+    send(&mut stdin, big).await;
+    assert_eq!(
+        next_message(&mut lines).await,
+        over_the_limit(json!(10), two_mib, limit)
+    );
+    let content = "w".repeat(two_mib);
+    let big = remember_line(11, &content).replace("\"id\":11,", "\"id\":\"call-11\",");
+    let bytes = big.len();
+    send(&mut stdin, big).await;
+    assert_eq!(
+        next_message(&mut lines).await,
+        over_the_limit(json!("call-11"), bytes, limit)
+    );
+    // The id after 2 MiB of params cannot be read: null.
+    let late_id = format!(
+        "{{\"jsonrpc\":\"2.0\",\"method\":\"ping\",\"params\":{{\"pad\":\"{}\"}},\"id\":12}}",
+        "p".repeat(two_mib)
+    );
+    let bytes = late_id.len();
+    send(&mut stdin, late_id).await;
+    assert_eq!(
+        next_message(&mut lines).await,
+        over_the_limit(Value::Null, bytes, limit)
+    );
+    send(&mut stdin, remember_line(13, "served after 2 MiB lines")).await;
+    remembered(&mut lines, 13, "served after 2 MiB lines").await;
+    drop(stdin);
+    assert_eq!(exit_code(&mut child).await, Some(0));
+    assert_eq!(sandbox.count(), 1, "the oversized remember stored nothing");
+}
+
+/// Exactly `mcp_message_bytes_max` bytes (the newline not counted) pass;
+/// one byte more is refused.
+#[tokio::test]
+async fn a_message_of_exactly_the_limit_passes_and_one_byte_more_is_refused() {
+    let sandbox = Sandbox::new();
+    let limit = 65_536;
+    let (mut child, mut stdin, mut lines) =
+        raw_session(&sandbox, &[("MNEMOSYNE_MCP_MESSAGE_BYTES_MAX", "65536")]).await;
+    let exact = ping_of("20", limit);
+    assert_eq!(exact.len(), limit);
+    send(&mut stdin, exact).await;
+    assert_eq!(
+        next_message(&mut lines).await,
+        json!({"jsonrpc": "2.0", "id": 20, "result": {}})
+    );
+    send(&mut stdin, ping_of("21", limit + 1)).await;
+    assert_eq!(
+        next_message(&mut lines).await,
+        over_the_limit(json!(21), limit + 1, limit as u64)
+    );
+    // A CR before the newline counts as a byte of the message.
+    send(&mut stdin, format!("{}\r", ping_of("22", limit))).await;
+    assert_eq!(
+        next_message(&mut lines).await,
+        over_the_limit(json!(22), limit + 1, limit as u64)
+    );
+    send(&mut stdin, format!("{}\r", ping_of("23", limit - 1))).await;
+    assert_eq!(
+        next_message(&mut lines).await,
+        json!({"jsonrpc": "2.0", "id": 23, "result": {}})
+    );
+    drop(stdin);
+    assert_eq!(exit_code(&mut child).await, Some(0));
+
+    let output = sandbox.run_with(
+        &["serve", "mcp"],
+        &[("MNEMOSYNE_MCP_MESSAGE_BYTES_MAX", "4095")],
+    );
+    let line = common::fail(output, &["serve", "mcp"]);
+    assert!(
+        line.contains("mcp_message_bytes_max = 4095: must be at least 4096"),
+        "{line}"
+    );
+}
+
+/// A field of `/proc/PID/status`, in bytes.
+fn proc_status_bytes(pid: u32, field: &str) -> u64 {
+    let status = std::fs::read_to_string(format!("/proc/{pid}/status")).expect("status");
+    let line = status
+        .lines()
+        .find(|line| line.starts_with(field))
+        .unwrap_or_else(|| panic!("{field} in {status}"));
+    let kib: u64 = line
+        .split_whitespace()
+        .nth(1)
+        .and_then(|v| v.parse().ok())
+        .expect("kB value");
+    kib * 1024
+}
+
+/// A 64 MiB line is skipped as it arrives: the server's resident memory,
+/// and its peak since just before the line, stay within 32 MiB of before.
+#[tokio::test]
+async fn a_64_mib_line_is_skipped_without_being_held() {
+    let sandbox = Sandbox::new();
+    let (mut child, mut stdin, mut lines) = raw_session(&sandbox, &[]).await;
+    let pid = child.id().expect("pid");
+    send(&mut stdin, remember_line(30, "warm up")).await;
+    remembered(&mut lines, 30, "warm up").await;
+    let rss_before = proc_status_bytes(pid, "VmRSS:");
+    // Resets the peak (VmHWM) to the current RSS, so that the peak after
+    // the line is the peak while reading it.
+    std::fs::write(format!("/proc/{pid}/clear_refs"), "5").expect("reset VmHWM");
+    let peak_before = proc_status_bytes(pid, "VmHWM:");
+
+    let head = b"{\"jsonrpc\":\"2.0\",\"id\":31,\"method\":\"ping\",\"params\":{\"pad\":\"";
+    stdin.write_all(head).await.expect("write");
+    let chunk = vec![b'q'; 1024 * 1024];
+    for _ in 0..64 {
+        stdin.write_all(&chunk).await.expect("write");
+    }
+    stdin.write_all(b"\"}}\n").await.expect("write");
+    stdin.flush().await.expect("flush");
+    let bytes = head.len() + 64 * chunk.len() + 3;
+    assert_eq!(
+        next_message(&mut lines).await,
+        over_the_limit(json!(31), bytes, 1024 * 1024)
+    );
+    let rss_after = proc_status_bytes(pid, "VmRSS:");
+    let peak_after = proc_status_bytes(pid, "VmHWM:");
+    let bound = 32 << 20;
+    assert!(
+        rss_after < rss_before + bound,
+        "RSS {rss_before} -> {rss_after} bytes"
+    );
+    assert!(
+        peak_after < peak_before + bound,
+        "peak RSS {peak_before} -> {peak_after} bytes while skipping the line"
+    );
+    send(&mut stdin, remember_line(32, "served after 64 MiB")).await;
+    remembered(&mut lines, 32, "served after 64 MiB").await;
+    drop(stdin);
+    assert_eq!(exit_code(&mut child).await, Some(0));
 }
 
 #[tokio::test]

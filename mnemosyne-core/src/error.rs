@@ -1,3 +1,5 @@
+use std::path::{Path, PathBuf};
+
 use crate::{MemoryId, WorkItemId};
 
 /// Result with the core [`Error`].
@@ -111,6 +113,17 @@ pub enum Error {
         /// Why.
         reason: String,
     },
+    /// The disk holding the database is full (or the file reached the
+    /// process's file size limit): the write was rolled back, everything
+    /// committed before stands, and reads still work.
+    #[error("disk full: cannot write {} ({detail}); free some space and retry", database.display())]
+    DiskFull {
+        /// The database file; empty until the backend that knows it names it
+        /// ([`Error::on_database`]).
+        database: PathBuf,
+        /// What the database engine or the OS said.
+        detail: String,
+    },
     /// The backend failed (I/O, corruption, a remote server); the message says which.
     #[error("storage error: {0}")]
     Storage(String),
@@ -120,5 +133,63 @@ impl Error {
     /// Shorthand for [`Error::InvalidInput`].
     pub fn invalid(message: impl Into<String>) -> Self {
         Self::InvalidInput(message.into())
+    }
+
+    /// A [`Error::DiskFull`] that does not name its database yet (the
+    /// error conversion of a backend cannot know the path).
+    pub fn disk_full(detail: impl Into<String>) -> Self {
+        Self::DiskFull {
+            database: PathBuf::new(),
+            detail: detail.into(),
+        }
+    }
+
+    /// Names `database` in a [`Error::DiskFull`] that names none yet; any
+    /// other error is returned as it is.
+    #[must_use]
+    pub fn on_database(self, database: &Path) -> Self {
+        match self {
+            Self::DiskFull {
+                database: named,
+                detail,
+            } if named.as_os_str().is_empty() => Self::DiskFull {
+                database: database.to_owned(),
+                detail,
+            },
+            other => other,
+        }
+    }
+
+    /// A copy of a [`Error::DiskFull`] (errors are not `Clone`), for code
+    /// that answers several callers with one failure.
+    pub fn as_disk_full(&self) -> Option<Self> {
+        match self {
+            Self::DiskFull { database, detail } => Some(Self::DiskFull {
+                database: database.clone(),
+                detail: detail.clone(),
+            }),
+            _ => None,
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn disk_full_names_the_database_once_it_is_known() {
+        let error = Error::disk_full("database or disk is full").on_database(Path::new("/m/a.db"));
+        assert_eq!(
+            error.to_string(),
+            "disk full: cannot write /m/a.db (database or disk is full); free some space and retry"
+        );
+        // A path already named is kept; other errors pass unchanged.
+        let again = error.on_database(Path::new("/other.db"));
+        assert!(again.to_string().contains("/m/a.db"), "{again}");
+        assert!(again.as_disk_full().is_some());
+        let other = Error::Storage("x".into()).on_database(Path::new("/m/a.db"));
+        assert_eq!(other.to_string(), "storage error: x");
+        assert!(other.as_disk_full().is_none());
     }
 }

@@ -7,6 +7,10 @@ pub const RECALL_RESULTS_HARD_CAP: u32 = 1_000;
 /// model (all-MiniLM-L6-v2) has 512 positions.
 pub const EMBEDDING_TOKENS_HARD_CAP: u32 = 512;
 
+/// `mcp_message_bytes_max` can never be configured below this: an MCP
+/// `initialize` request must fit.
+pub const MCP_MESSAGE_BYTES_MIN: u64 = 4_096;
+
 /// Prefix of the environment variables that override a limit:
 /// `MNEMOSYNE_POOL_READERS_MAX=8` sets `pool_readers_max`.
 pub const ENV_PREFIX: &str = "MNEMOSYNE_";
@@ -181,18 +185,34 @@ pub struct Limits {
     pub list_page_rows_max: u32,
     /// Memories written per import transaction.
     pub import_batch_rows: u32,
-    /// Largest HTTP request body, in bytes (413 above it); also the longest
-    /// MCP message line read from stdin.
+    /// Largest HTTP request body, in bytes (413 above it).
     pub request_body_bytes_max: u64,
+    /// Longest MCP message over stdio: one JSON-RPC line, in bytes, its
+    /// newline not counted. A longer line is skipped without being held
+    /// whole and answered with an Invalid Request error (-32600). At least
+    /// 4096, so that an `initialize` request fits.
+    pub mcp_message_bytes_max: u64,
     /// HTTP requests served at once, over every route; more wait (bounded by
     /// `http_request_timeout_ms`).
     pub http_concurrency_max: u32,
     /// Time one HTTP request may take from its first header byte to its
     /// response head (waiting for a concurrency slot included), in milliseconds.
     pub http_request_timeout_ms: u64,
-    /// Open HTTP connections (SSE streams included); further clients wait in
-    /// the listen backlog until one closes.
+    /// Open HTTP connections (SSE streams included); a client past it is
+    /// answered 503 `busy` and closed at once. `serve http` checks that it
+    /// fits under the process's open-file limit with the database's files.
     pub http_connections_max: u32,
+    /// Time a client has to send a whole request head (request line and
+    /// headers), counted from the connection's start or the end of its
+    /// previous request, in milliseconds: past it the connection is closed,
+    /// so a slow or idle client (slowloris) cannot hold a connection slot.
+    pub http_header_read_timeout_ms: u64,
+    /// Largest HTTP request head (request line and headers), in bytes:
+    /// past it the answer is 431 and the connection closes. At least 8192
+    /// (hyper's smallest read buffer).
+    pub http_header_bytes_max: u32,
+    /// Most headers in one HTTP request (431 past it).
+    pub http_headers_max: u32,
     /// Seconds between two keep-alive comments on an idle SSE stream.
     pub sse_keep_alive_s: u64,
     /// Time given to background tasks to stop before they are aborted.
@@ -286,9 +306,14 @@ impl Default for Limits {
             list_page_rows_max: 1_000,
             import_batch_rows: 1_000,
             request_body_bytes_max: 1024 * 1024,
+            mcp_message_bytes_max: 1024 * 1024,
             http_concurrency_max: 256,
             http_request_timeout_ms: 30_000,
             http_connections_max: 1_024,
+            http_header_read_timeout_ms: 10_000,
+            // Browsers send every cookie of `localhost` (all local apps) here.
+            http_header_bytes_max: 32 * 1024,
+            http_headers_max: 100,
             sse_keep_alive_s: 15,
             shutdown_timeout_s: 30,
             monitor_interval_s: 30,
@@ -447,11 +472,19 @@ impl Limits {
                 });
             }
         }
+        self.validate_http_heads()?;
         if self.blocking_threads_max < 2 {
             return Err(LimitsError::OutOfRange {
                 name: "blocking_threads_max",
                 value: self.blocking_threads_max.into(),
                 rule: "must be at least 2 (a stdin reader holds one)",
+            });
+        }
+        if self.mcp_message_bytes_max < MCP_MESSAGE_BYTES_MIN {
+            return Err(LimitsError::OutOfRange {
+                name: "mcp_message_bytes_max",
+                value: self.mcp_message_bytes_max,
+                rule: "must be at least 4096 (an MCP initialize request must fit)",
             });
         }
         if self.work_finished_stored_max < self.work_completed_retained_max.into() {
@@ -473,6 +506,37 @@ impl Limits {
                 name: "recall_results_max",
                 value: self.recall_results_max.into(),
                 rule: "must be at most 1000",
+            });
+        }
+        Ok(())
+    }
+}
+
+/// Smallest `http_header_bytes_max`: hyper's initial read buffer.
+pub const HTTP_HEADER_BYTES_MIN: u32 = 8_192;
+
+impl Limits {
+    fn validate_http_heads(&self) -> Result<(), LimitsError> {
+        for (name, value) in [
+            (
+                "http_header_read_timeout_ms",
+                self.http_header_read_timeout_ms,
+            ),
+            ("http_headers_max", self.http_headers_max.into()),
+        ] {
+            if value == 0 {
+                return Err(LimitsError::OutOfRange {
+                    name,
+                    value,
+                    rule: "must be at least 1",
+                });
+            }
+        }
+        if self.http_header_bytes_max < HTTP_HEADER_BYTES_MIN {
+            return Err(LimitsError::OutOfRange {
+                name: "http_header_bytes_max",
+                value: self.http_header_bytes_max.into(),
+                rule: "must be at least 8192",
             });
         }
         Ok(())
@@ -565,6 +629,40 @@ mod tests {
                 .work_finished_stored_max,
             10
         );
+    }
+
+    #[test]
+    fn http_head_limits_are_checked() {
+        let limits = Limits::default();
+        assert_eq!(limits.http_header_read_timeout_ms, 10_000);
+        assert_eq!(limits.http_header_bytes_max, 32 * 1024);
+        assert_eq!(limits.http_headers_max, 100);
+        let err = Limits::from_toml_str("http_header_bytes_max = 8191").unwrap_err();
+        assert_eq!(
+            err.to_string(),
+            "invalid limit http_header_bytes_max = 8191: must be at least 8192"
+        );
+        Limits::from_toml_str("http_header_bytes_max = 8192").unwrap();
+        let err = Limits::from_toml_str("http_header_read_timeout_ms = 0").unwrap_err();
+        assert!(err.to_string().contains("at least 1"), "{err}");
+        let err = Limits::from_toml_str("http_headers_max = 0").unwrap_err();
+        assert!(err.to_string().contains("http_headers_max"), "{err}");
+    }
+
+    #[test]
+    fn mcp_messages_have_a_named_bounded_limit() {
+        assert_eq!(Limits::default().mcp_message_bytes_max, 1 << 20);
+        let limits = Limits::from_toml_str("mcp_message_bytes_max = 4096").unwrap();
+        assert_eq!(limits.mcp_message_bytes_max, 4096);
+        let err = Limits::from_toml_str("mcp_message_bytes_max = 4095").unwrap_err();
+        assert_eq!(
+            err.to_string(),
+            "invalid limit mcp_message_bytes_max = 4095: must be at least 4096 (an MCP initialize request must fit)"
+        );
+        let limits = Limits::default()
+            .with_env_overrides(env(&[("MNEMOSYNE_MCP_MESSAGE_BYTES_MAX", "65536")]))
+            .unwrap();
+        assert_eq!(limits.mcp_message_bytes_max, 65_536);
     }
 
     #[test]

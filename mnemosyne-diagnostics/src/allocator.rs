@@ -159,20 +159,21 @@ mod tests {
 
     #[test]
     fn sees_a_large_allocation() {
+        // Process-wide figures and tests run in parallel: another test may
+        // free a few MiB between two samples, so the block is large and the
+        // bounds leave room for that.
         let before = AllocatorStats::sample().unwrap();
-        let block = vec![7u8; 16 << 20];
+        let block = vec![7u8; 64 << 20];
         let during = AllocatorStats::sample().unwrap();
         assert!(
-            during.allocated_bytes >= before.allocated_bytes + (15 << 20),
+            during.allocated_bytes >= before.allocated_bytes + (56 << 20),
             "{before:?} -> {during:?}"
         );
         assert!(during.resident_bytes >= during.allocated_bytes / 2);
         drop(block);
-        // Process-wide figures and tests run in parallel: judge the drop
-        // with room for what other tests allocate meanwhile.
         let after = AllocatorStats::sample().unwrap();
         assert!(
-            after.allocated_bytes + (8 << 20) < during.allocated_bytes,
+            after.allocated_bytes + (56 << 20) < during.allocated_bytes,
             "{during:?} -> {after:?}"
         );
     }

@@ -90,6 +90,12 @@ impl From<Error> for ApiError {
             }
             Error::WorkQueueFull { .. } => Self::new(503, "queue_full", error.to_string()),
             Error::Embedding(_) => Self::new(503, "embedder_unavailable", error.to_string()),
+            // The client may free space (or ask the user to); the path tells
+            // it which disk. MCP answers it as a tool error with this code.
+            Error::DiskFull { .. } => {
+                tracing::error!(%error, "request failed");
+                Self::new(507, "disk_full", error.to_string())
+            }
             Error::SchemaTooNew { .. } | Error::Storage(_) => {
                 tracing::error!(%error, "request failed");
                 Self::new(500, "internal", "internal error; see the server log")
@@ -133,6 +139,18 @@ mod tests {
         assert_eq!((error.status, error.code), (503, "busy"));
         assert!(
             error.message.contains("embedding_backlog_max") && error.message.contains("retry"),
+            "{}",
+            error.message
+        );
+        let error = ApiError::from(
+            Error::disk_full("sqlite: database or disk is full")
+                .on_database(std::path::Path::new("/data/m.db")),
+        );
+        assert_eq!((error.status, error.code), (507, "disk_full"));
+        assert!(
+            error
+                .message
+                .starts_with("disk full: cannot write /data/m.db ("),
             "{}",
             error.message
         );

@@ -4,9 +4,15 @@
 //! supervised task.
 //!
 //! Layers, outermost first: count and give every error the JSON shape →
+//! Host (400, 421), Origin (403) and body media type (415), see [`access`] →
 //! `http_request_timeout_ms` (503 `timeout`) → `request_body_bytes_max`
 //! (413) → bearer token (401; not on `/health`) → `http_concurrency_max`.
+//! Below the router, hyper bounds each connection's request head
+//! (`http_header_bytes_max`, `http_headers_max`: 431) and the time to send
+//! it (`http_header_read_timeout_ms`), and the accept loop answers 503 to a
+//! connection past `http_connections_max`.
 
+pub(crate) mod access;
 mod routes;
 
 use std::sync::Arc;
@@ -21,7 +27,7 @@ use hyper_util::rt::{TokioIo, TokioTimer};
 use hyper_util::service::TowerToHyperService;
 use mnemosyne_orchestration::CancellationToken;
 use subtle::ConstantTimeEq;
-use tokio::net::TcpListener;
+use tokio::net::{TcpListener, TcpStream};
 use tokio::sync::Semaphore;
 use tower::limit::ConcurrencyLimitLayer;
 use tower_http::limit::RequestBodyLimitLayer;
@@ -92,6 +98,7 @@ impl IntoResponse for ApiError {
 pub(crate) fn router(
     core: Arc<Core>,
     token: Option<BearerToken>,
+    policy: access::AccessPolicy,
     shutdown: CancellationToken,
 ) -> Router {
     let limits = &core.limits;
@@ -112,6 +119,10 @@ pub(crate) fn router(
         .layer(TimeoutLayer::with_status_code(
             StatusCode::SERVICE_UNAVAILABLE,
             timeout,
+        ))
+        .layer(middleware::from_fn_with_state(
+            Arc::new(policy),
+            access::guard,
         ))
         .layer(middleware::from_fn_with_state(state, count_and_shape))
 }
@@ -206,8 +217,9 @@ impl Drop for OpenConnection {
 }
 
 /// Accepts connections until `token` is cancelled; each one runs as a
-/// supervised `http-connection` task, at most `http_connections_max` at once
-/// (the next client waits in the listen backlog).
+/// supervised `http-connection` task, at most `http_connections_max` at once.
+/// A connection past it is answered 503 `busy` and closed at once: a flood
+/// of idle clients costs one accept each, and no memory that stays.
 pub(crate) async fn accept_loop(
     core: Arc<Core>,
     listener: TcpListener,
@@ -216,15 +228,15 @@ pub(crate) async fn accept_loop(
 ) {
     let limits = &core.limits;
     let slots = Arc::new(Semaphore::new(limits.http_connections_max as usize));
-    let header_timeout = Duration::from_millis(limits.http_request_timeout_ms);
+    let mut http1 = hyper::server::conn::http1::Builder::new();
+    http1
+        .timer(TokioTimer::new())
+        .header_read_timeout(Duration::from_millis(limits.http_header_read_timeout_ms))
+        .max_buf_size(limits.http_header_bytes_max as usize)
+        .max_header_size(limits.http_header_bytes_max as usize)
+        .max_headers(limits.http_headers_max as usize);
+    let refusal = refusal_response(limits.http_connections_max);
     loop {
-        let permit = tokio::select! {
-            () = token.cancelled() => break,
-            permit = Arc::clone(&slots).acquire_owned() => match permit {
-                Ok(permit) => permit,
-                Err(_) => break,
-            },
-        };
         let stream = tokio::select! {
             () = token.cancelled() => break,
             accepted = listener.accept() => match accepted {
@@ -236,6 +248,11 @@ pub(crate) async fn accept_loop(
                 }
             },
         };
+        let Ok(permit) = Arc::clone(&slots).try_acquire_owned() else {
+            refuse(&stream, &refusal);
+            core.metrics.connection_refused();
+            continue;
+        };
         if let Err(error) = stream.set_nodelay(true) {
             tracing::debug!(%error, "cannot set TCP_NODELAY");
         }
@@ -245,13 +262,11 @@ pub(crate) async fn accept_loop(
         core.metrics.connection_opened();
         let open = OpenConnection(Arc::clone(&core));
         let service = TowerToHyperService::new(router.clone());
+        let http1 = http1.clone();
         let spawned = supervisor.spawn("http-connection", move |token| async move {
             let _permit = permit;
             let _open = open;
-            let connection = hyper::server::conn::http1::Builder::new()
-                .timer(TokioTimer::new())
-                .header_read_timeout(header_timeout)
-                .serve_connection(TokioIo::new(stream), service);
+            let connection = http1.serve_connection(TokioIo::new(stream), service);
             tokio::pin!(connection);
             let result = tokio::select! {
                 result = connection.as_mut() => result,
@@ -270,6 +285,35 @@ pub(crate) async fn accept_loop(
         }
     }
     tracing::debug!("http accept loop stopped");
+}
+
+/// The whole answer to a connection past `http_connections_max`.
+fn refusal_response(connections_max: u32) -> Vec<u8> {
+    let body = serde_json::to_string(
+        &ApiError::new(
+            503,
+            "busy",
+            format!(
+                "too many open connections (http_connections_max = {connections_max}); retry later"
+            ),
+        )
+        .body(),
+    )
+    .unwrap_or_default();
+    format!(
+        "HTTP/1.1 503 Service Unavailable\r\ncontent-type: application/json\r\n\
+         content-length: {}\r\nconnection: close\r\nretry-after: 1\r\n\r\n{body}",
+        body.len()
+    )
+    .into_bytes()
+}
+
+/// Writes what fits of the refusal without waiting (a fresh socket's send
+/// buffer holds it whole), then drops the connection.
+fn refuse(stream: &TcpStream, refusal: &[u8]) {
+    if let Err(error) = stream.try_write(refusal) {
+        tracing::debug!(%error, "cannot answer a refused connection");
+    }
 }
 
 #[cfg(test)]

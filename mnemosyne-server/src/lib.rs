@@ -11,12 +11,16 @@
 //!   orchestration `Supervisor` and ends within `shutdown_timeout_s` of a stop;
 //! - every answer is bounded: recall by `recall_results_max`, list by
 //!   `list_page_rows_max`, contents in both by `result_content_bytes_max`
-//!   (marked `content_truncated`), requests by `request_body_bytes_max`,
+//!   (marked `content_truncated`), requests by `request_body_bytes_max` (MCP
+//!   lines by `mcp_message_bytes_max`),
 //!   `http_concurrency_max`, `http_request_timeout_ms` and
 //!   `http_connections_max`, the event bus by `events_capacity`;
 //! - errors reach clients as a stable code and one line
 //!   (`{"error": {"code", "message"}}`), never SQL or a backtrace;
 //! - a non-loopback HTTP bind needs a bearer token, compared in constant time;
+//! - HTTP answers only requests naming this server in `Host` (loopback names,
+//!   the bound address, an allow-list), refuses foreign `Origin`s and bodies
+//!   that are not `application/json`, before any handler (`http::access`);
 //! - nothing here prints: stdout is the MCP channel; logs go through `tracing`.
 #![deny(missing_docs)]
 
@@ -25,6 +29,7 @@ pub mod error;
 pub mod events;
 mod http;
 pub mod mcp;
+mod mcp_lines;
 pub mod metrics;
 pub mod ops;
 pub mod params;
@@ -34,6 +39,7 @@ pub mod work;
 pub use error::ApiError;
 pub use events::{Event, EventBus, Received, Subscriber};
 pub use http::BearerToken;
+pub use http::access::AllowLists;
 pub use mcp::McpServer;
 /// The report of a shutdown, re-exported from orchestration.
 pub use mnemosyne_orchestration::ShutdownReport;

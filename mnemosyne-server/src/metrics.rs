@@ -16,6 +16,7 @@ pub struct Metrics {
     http_in_flight: AtomicU64,
     http_connections_open: AtomicU64,
     http_connections_total: AtomicU64,
+    http_connections_refused: AtomicU64,
     mcp_tool_calls: AtomicU64,
     mcp_tool_errors: AtomicU64,
 }
@@ -48,6 +49,17 @@ impl Metrics {
         self.http_connections_total.fetch_add(1, Ordering::Relaxed);
     }
 
+    /// A connection was refused: `http_connections_max` were open.
+    pub fn connection_refused(&self) {
+        self.http_connections_refused
+            .fetch_add(1, Ordering::Relaxed);
+    }
+
+    /// Connections refused so far.
+    pub fn connections_refused(&self) -> u64 {
+        self.http_connections_refused.load(Ordering::Relaxed)
+    }
+
     /// A connection ended.
     pub fn connection_closed(&self) {
         self.http_connections_open.fetch_sub(1, Ordering::Relaxed);
@@ -70,7 +82,7 @@ pub(crate) fn render(core: &Core, supervisor: Option<&Supervisor>) -> String {
     let metrics = &core.metrics;
     let tasks = |f: fn(&Supervisor) -> u64| supervisor.map_or(0, f);
     let load = |a: &AtomicU64| a.load(Ordering::Relaxed);
-    let rest: [(&str, &str, &str, u64); 11] = [
+    let rest: [(&str, &str, &str, u64); 12] = [
         (
             "mnemosyne_events_capacity",
             "gauge",
@@ -124,6 +136,12 @@ pub(crate) fn render(core: &Core, supervisor: Option<&Supervisor>) -> String {
             "counter",
             "HTTP connections accepted.",
             load(&metrics.http_connections_total),
+        ),
+        (
+            "mnemosyne_http_connections_refused_total",
+            "counter",
+            "HTTP connections refused (503) because http_connections_max were open.",
+            load(&metrics.http_connections_refused),
         ),
         (
             "mnemosyne_mcp_tool_calls_total",

@@ -21,11 +21,17 @@ use mnemosyne_orchestration::WorkQueue;
 
 use crate::docs::Docs;
 use crate::events::{Event, EventBus};
+use crate::http::access::{AccessPolicy, AllowLists};
 use crate::http::{self, BearerToken};
 use crate::mcp::McpServer;
+use crate::mcp_lines;
 use crate::metrics::Metrics;
 use crate::ops::Memories;
 use crate::work::Work;
+
+/// Bytes each in-process pipe between the MCP line gate, rmcp and the
+/// writer buffers; a full pipe makes its writer wait.
+const MCP_PIPE_BYTES: usize = 64 * 1024;
 
 /// Why a server did not start or stopped badly.
 #[derive(Debug, thiserror::Error)]
@@ -42,6 +48,16 @@ pub enum ServerError {
     /// The token is unusable (empty, or not printable ASCII).
     #[error("invalid token: {0}")]
     InvalidToken(&'static str),
+    /// An entry of the allowed hosts or origins is not one.
+    #[error("invalid {what} {value:?}: expected {rule}")]
+    InvalidAllowList {
+        /// Which list.
+        what: &'static str,
+        /// The entry.
+        value: String,
+        /// What an entry looks like.
+        rule: &'static str,
+    },
     /// The listening socket could not be opened.
     #[error("cannot listen on {addr}: {source}")]
     Bind {
@@ -353,10 +369,12 @@ impl Server {
     /// Serves MCP on `read`/`write` (stdin/stdout for `serve mcp`) until
     /// the client closes its side or `stop` completes, then shuts down.
     ///
-    /// A line longer than `request_body_bytes_max` is discarded (the session
-    /// goes on); unparsable JSON is ignored, well-formed JSON that is not a
-    /// JSON-RPC message is answered with an Invalid Request error, as every
-    /// official MCP SDK does.
+    /// Every line gets an answer (see `mcp_lines`): a line longer than
+    /// `mcp_message_bytes_max` is skipped unbuffered and answered with
+    /// Invalid Request (-32600, with its id when its first bytes name one);
+    /// text that is not UTF-8 JSON with Parse error (-32700, id null);
+    /// well-formed JSON that is not a JSON-RPC message with Invalid Request
+    /// (rmcp's answer, id null). The session goes on after each.
     pub async fn serve_mcp<R, W>(
         &self,
         read: R,
@@ -371,20 +389,49 @@ impl Server {
         self.start_heartbeat()?;
         self.start_monitor()?;
         let line_max =
-            usize::try_from(self.core.limits.request_body_bytes_max).unwrap_or(usize::MAX);
-        let transport = AsyncRwTransport::new_server(read, write).with_max_line_length(line_max);
+            usize::try_from(self.core.limits.mcp_message_bytes_max).unwrap_or(usize::MAX);
+        // The gate feeds rmcp through one pipe, rmcp answers through another
+        // to the single writer of `write`.
+        let (to_rmcp, rmcp_reads) = tokio::io::duplex(MCP_PIPE_BYTES);
+        let (rmcp_writes, from_rmcp) = tokio::io::duplex(MCP_PIPE_BYTES);
+        let (answers, queued_answers) = tokio::sync::mpsc::channel(mcp_lines::ANSWERS_QUEUED_MAX);
+        // The gate passes lines of at most `line_max` bytes plus their newline.
+        let transport = AsyncRwTransport::new_server(rmcp_reads, rmcp_writes)
+            .with_max_line_length(line_max.saturating_add(1));
         let handler = McpServer::new(Arc::clone(&self.core));
         let ended = CancellationToken::new();
         let session_ended = ended.clone();
         self.supervisor
             .spawn("mcp-session", move |token| async move {
-                match handler.serve_with_ct(transport, token).await {
-                    Ok(running) => match running.waiting().await {
-                        Ok(reason) => tracing::info!(?reason, "mcp session ended"),
-                        Err(error) => tracing::error!(%error, "mcp session failed"),
-                    },
-                    Err(error) => tracing::warn!(%error, "mcp session did not start"),
-                }
+                let session_done = token.child_token();
+                let session = async {
+                    match handler.serve_with_ct(transport, token.clone()).await {
+                        Ok(running) => match running.waiting().await {
+                            Ok(reason) => tracing::info!(?reason, "mcp session ended"),
+                            Err(error) => tracing::error!(%error, "mcp session failed"),
+                        },
+                        Err(error) => tracing::warn!(%error, "mcp session did not start"),
+                    }
+                    session_done.cancel();
+                };
+                let gate = async {
+                    tokio::select! {
+                        () = session_done.cancelled() => {}
+                        read = mcp_lines::gate_lines(read, to_rmcp, answers, line_max) => {
+                            if let Err(error) = read {
+                                tracing::warn!(%error, "cannot read the mcp client");
+                            }
+                        }
+                    }
+                };
+                let writer = async {
+                    if let Err(error) =
+                        mcp_lines::write_lines(from_rmcp, queued_answers, write).await
+                    {
+                        tracing::warn!(%error, "cannot write to the mcp client");
+                    }
+                };
+                tokio::join!(session, gate, writer);
                 session_ended.cancel();
             })?;
         tokio::select! {
@@ -414,9 +461,11 @@ impl Server {
         self.start_embedding_worker()?;
         self.start_heartbeat()?;
         self.start_monitor()?;
+        let policy = AccessPolicy::new(listener.addr, listener.allow);
         let router = http::router(
             Arc::clone(&self.core),
             listener.token,
+            policy,
             self.supervisor.cancellation_token(),
         );
         let core = Arc::clone(&self.core);
@@ -466,6 +515,7 @@ pub struct HttpListener {
     listener: TcpListener,
     addr: SocketAddr,
     token: Option<BearerToken>,
+    allow: AllowLists,
 }
 
 impl HttpListener {
@@ -487,7 +537,16 @@ impl HttpListener {
             listener,
             addr,
             token,
+            allow: AllowLists::default(),
         })
+    }
+
+    /// Answers these `Host` values and origins besides its own (see
+    /// [`AllowLists::new`]); by default only its own: loopback names and
+    /// the bound address, with or without its port.
+    pub fn with_allow_lists(mut self, allow: AllowLists) -> Self {
+        self.allow = allow;
+        self
     }
 
     /// The address bound (with the real port when port 0 was asked).

@@ -23,7 +23,7 @@ use common::{SETTLE_POLL_MS, SETTLE_POLLS_MAX, alive_tasks, open_store, request,
 async fn subscribe(addr: std::net::SocketAddr) -> BufReader<TcpStream> {
     let mut stream = TcpStream::connect(addr).await.expect("connect");
     stream
-        .write_all(b"GET /v1/events HTTP/1.1\r\nHost: test\r\n\r\n")
+        .write_all(b"GET /v1/events HTTP/1.1\r\nHost: localhost\r\n\r\n")
         .await
         .expect("write");
     let mut reader = BufReader::new(stream);

@@ -55,6 +55,25 @@ pub const BACKEND: &str = if cfg!(feature = "sqlite") {
     "none"
 };
 
+/// Creates the database file at `path` with its first `version` migrations
+/// only (what an older mnemosyne left), with the backend compiled in. For
+/// tests of migrations; a version this build does not know is refused.
+#[allow(unused_variables)]
+pub async fn create_at_schema_version(path: &std::path::Path, version: u32) -> Result<()> {
+    #[cfg(feature = "sqlite")]
+    {
+        return SqliteStorage::create_at_schema_version(path, version).await;
+    }
+    #[cfg(all(feature = "libsql", not(feature = "sqlite")))]
+    {
+        return LibsqlStorage::create_at_schema_version(path, version).await;
+    }
+    #[allow(unreachable_code)]
+    Err(mnemosyne_core::Error::Storage(
+        "no storage backend compiled in: enable the `sqlite` or `libsql` feature".into(),
+    ))
+}
+
 /// Opens the database at `location` with the backend compiled in.
 #[allow(unused_variables)]
 pub async fn open_storage(location: &Location, limits: &Limits) -> Result<Arc<dyn Storage>> {

@@ -251,10 +251,17 @@ impl MemoryStore {
         Ok(memory)
     }
 
-    /// The memory with this id (archived ones too); counts as an access.
+    /// The memory with this id (archived ones too); counts as an access,
+    /// except on a full disk, where the read is still answered.
     pub async fn get(&self, id: MemoryId) -> Result<Memory> {
         let now = timestamp_now();
-        self.storage.record_access(id, now).await?;
+        match self.storage.record_access(id, now).await {
+            // The access time only nudges ranking: not worth failing a read for.
+            Err(error @ Error::DiskFull { .. }) => {
+                tracing::warn!(%error, %id, "access time not recorded");
+            }
+            other => other?,
+        }
         self.storage
             .get_memory(id)
             .await?

@@ -3,8 +3,10 @@
 //! - `ci`: format check, clippy with warnings denied, every test and the
 //!   stress harness, once per storage backend (`sqlite`, `libsql`: they
 //!   bundle SQLite and cannot be built into one binary, so each gets its own
-//!   build), then the short soak and the diagnostics crate with its
-//!   `jemalloc` feature.
+//!   build), then the short soak. The sqlite pass builds with jemalloc, the
+//!   binary's default allocator (its diagnostics too, by feature
+//!   unification); the libsql pass (`--no-default-features`) with the
+//!   system allocator, so both code paths of the diagnostics are tested.
 //! - `soak`: the soak harness (`mnemosyne-harness`, bin `soak`) against the
 //!   real server binary; without options, the short soak `ci` runs.
 //! - `stress`: the stress harness (`mnemosyne-harness`, bin `stress`): every
@@ -410,23 +412,6 @@ fn ci(args: &[String]) -> Result<()> {
     }
     if only.is_none_or(|o| o == "sqlite") {
         soak(&[])?;
-        // The allocator statistics only exist with jemalloc as the allocator.
-        let jemalloc = [
-            "-p",
-            "mnemosyne-diagnostics",
-            "--features",
-            "jemalloc",
-            "--locked",
-        ];
-        cargo(
-            &[
-                &["clippy", "--all-targets"],
-                &jemalloc[..],
-                &["--", "-D", "warnings"],
-            ]
-            .concat(),
-        )?;
-        cargo(&[&["test"], &jemalloc[..]].concat())?;
     }
     if only.is_none_or(|o| o == "sqlite") {
         fuzz::fuzz(&["--seconds".into(), CI_FUZZ_SECONDS.to_string()])?;

@@ -14,6 +14,11 @@
 //!
 //! Links are added for every line, including memories skipped as already
 //! stored, so running an interrupted import again completes it.
+//!
+//! A line may also be a record from another tool: only `content` is
+//! required, and a record without `id` gets a new one, listed in the report
+//! (see `import_record`). Its id is new in every run: importing such a file
+//! twice stores its memories twice.
 
 use std::fs::File;
 use std::io::{BufRead, BufReader, Read};
@@ -22,9 +27,10 @@ use std::path::{Path, PathBuf};
 use anyhow::{Context, Result, anyhow};
 use mnemosyne_core::{Limits, Link, Memory, MemoryId, OnConflict, PendingKind};
 use mnemosyne_storage::MemoryStore;
+use serde::Serialize;
 use serde::de::DeserializeOwned;
-use serde::{Deserialize, Serialize};
 
+use super::import_record::{ImportRecord, LinksOnly, NewIds};
 use super::with_store;
 use crate::cli::ImportArgs;
 use crate::config::Settings;
@@ -34,6 +40,8 @@ use crate::output::Output;
 const LINE_OVERHEAD_BYTES: u64 = 64 * 1024;
 /// Room for one link on a line (`{"target":"<uuid>","link_type":"derived_from"}`).
 const LINK_BYTES_MAX: u64 = 128;
+/// Ids made for records without one that the report lists (it counts them all).
+const CREATED_IDS_LISTED_MAX: usize = 100;
 
 /// What `import` prints (with `--json`, also when it stops early).
 #[derive(Debug, Default, Serialize)]
@@ -52,6 +60,10 @@ struct ImportReport {
     links_missing: u64,
     /// Links not written because their source already had `memory_links_max` links.
     links_over_limit: u64,
+    /// Memories written with a new id, their line having none.
+    ids_created: u64,
+    /// The first [`CREATED_IDS_LISTED_MAX`] of those: line and new id.
+    created_ids: Vec<CreatedId>,
     /// Vectors made for memories that had none (these and any other memory
     /// of the database without one).
     embedded: u64,
@@ -65,6 +77,13 @@ struct ImportReport {
     error: Option<String>,
 }
 
+/// A memory written with a new id.
+#[derive(Debug, Serialize)]
+struct CreatedId {
+    line: u64,
+    id: MemoryId,
+}
+
 /// What pass 1 learned about the file.
 #[derive(Debug)]
 struct Checked {
@@ -72,17 +91,10 @@ struct Checked {
     links: u64,
 }
 
-/// The fields pass 3 needs; the rest of the line is ignored.
-#[derive(Debug, Deserialize)]
-struct LinksOnly {
-    id: MemoryId,
-    #[serde(default)]
-    links: Vec<Link>,
-}
-
 pub async fn run(args: ImportArgs, settings: &Settings, out: Output) -> Result<()> {
     let limits = &settings.limits;
-    let checked = check(&args.file, limits, out)?;
+    let ids = NewIds::new(chrono::Utc::now());
+    let checked = check(&args.file, limits, &ids, out)?;
     tracing::info!(
         memories = checked.memories,
         links = checked.links,
@@ -95,7 +107,16 @@ pub async fn run(args: ImportArgs, settings: &Settings, out: Output) -> Result<(
     };
     let on_conflict = OnConflict::from(args.on_conflict);
     let outcome = with_store(settings, async |store| {
-        Ok(import(store, &args.file, on_conflict, &checked, &mut report, out).await)
+        let import = import(
+            store,
+            &args.file,
+            on_conflict,
+            &ids,
+            &checked,
+            &mut report,
+            out,
+        );
+        Ok(import.await)
     })
     .await?;
     match outcome {
@@ -121,7 +142,20 @@ pub async fn run(args: ImportArgs, settings: &Settings, out: Output) -> Result<(
                     "links skipped  {} (over memory_links_max)",
                     report.links_over_limit
                 )?;
-                writeln!(w, "embedded       {}", report.embedded)
+                writeln!(w, "embedded       {}", report.embedded)?;
+                writeln!(
+                    w,
+                    "ids created    {} (lines without an id)",
+                    report.ids_created
+                )?;
+                for created in &report.created_ids {
+                    writeln!(w, "  line {}  {}", created.line, created.id)?;
+                }
+                let unlisted = report.ids_created - report.created_ids.len() as u64;
+                if unlisted > 0 {
+                    writeln!(w, "  and {unlisted} more")?;
+                }
+                Ok(())
             })
         }
         Err(stop) => {
@@ -143,7 +177,7 @@ struct Stop {
 }
 
 /// Pass 1: every line parses and passes [`Memory::validate`].
-fn check(path: &Path, limits: &Limits, out: Output) -> Result<Checked> {
+fn check(path: &Path, limits: &Limits, ids: &NewIds, out: Output) -> Result<Checked> {
     let size = std::fs::metadata(path)
         .with_context(|| format!("cannot read {}", path.display()))?
         .len();
@@ -153,7 +187,8 @@ fn check(path: &Path, limits: &Limits, out: Output) -> Result<Checked> {
         memories: 0,
         links: 0,
     };
-    while let Some((line, memory)) = lines.next::<Memory>()? {
+    while let Some((line, record)) = lines.next::<ImportRecord>()? {
+        let (memory, _) = record.into_memory(line, ids);
         memory
             .validate(limits)
             .map_err(|e| anyhow!("line {line}: {e}"))?;
@@ -171,6 +206,7 @@ async fn import(
     store: &MemoryStore,
     path: &Path,
     on_conflict: OnConflict,
+    ids: &NewIds,
     checked: &Checked,
     report: &mut ImportReport,
     out: Output,
@@ -181,17 +217,26 @@ async fn import(
     let bar = out.progress(checked.memories, "imported");
     let mut lines = JsonLines::open(path, store.limits()).map_err(|e| stop_at(0, e))?;
     let mut batch: Vec<Memory> = Vec::with_capacity(batch_rows);
+    // The lines of the batch whose id was made here.
+    let mut batch_created: Vec<CreatedId> = Vec::new();
     let (mut batch_first, mut batch_last, mut done_last) = (0, 0, 0);
     loop {
         let next = lines
-            .next::<Memory>()
+            .next::<ImportRecord>()
             .map_err(|e| stop_at(batch_first, e))?;
         let end = next.is_none();
-        if let Some((line, memory)) = next {
+        if let Some((line, record)) = next {
             if batch.is_empty() {
                 batch_first = line;
             }
             batch_last = line;
+            let (memory, made) = record.into_memory(line, ids);
+            if made {
+                batch_created.push(CreatedId {
+                    line,
+                    id: memory.id,
+                });
+            }
             batch.push(memory);
         }
         if !batch.is_empty() && (end || batch.len() == batch_rows) {
@@ -202,6 +247,11 @@ async fn import(
                 Ok(outcome) => {
                     report.inserted += outcome.inserted;
                     report.skipped += outcome.skipped;
+                    report.ids_created += batch_created.len() as u64;
+                    let room = CREATED_IDS_LISTED_MAX - report.created_ids.len();
+                    let listed = batch_created.len().min(room);
+                    report.created_ids.extend(batch_created.drain(..listed));
+                    batch_created.clear();
                     done_last = batch_last;
                     bar.inc(batch.len() as u64);
                     batch.clear();
@@ -234,12 +284,13 @@ async fn import(
             .next::<LinksOnly>()
             .map_err(|e| stop_at(links_first, e))?;
         let end = next.is_none();
-        if let Some((line, memory)) = next {
-            for link in memory.links {
+        if let Some((line, record)) = next {
+            let id = record.id(line, ids);
+            for link in record.links {
                 if links.is_empty() {
                     links_first = line;
                 }
-                links.push((memory.id, link));
+                links.push((id, link));
                 if links.len() == batch_rows {
                     add_links(store, &mut links, links_first, report).await?;
                     bar.inc(batch_rows as u64);

@@ -8,6 +8,7 @@ mod doc;
 mod doctor;
 mod export;
 mod import;
+mod import_record;
 mod memory;
 mod reindex;
 mod serve;

@@ -11,7 +11,7 @@ use std::time::Duration;
 use anyhow::{Context, Result};
 use mnemosyne_diagnostics::Gauge;
 use mnemosyne_orchestration::OwnerLock;
-use mnemosyne_server::{HttpListener, Server, ShutdownReport};
+use mnemosyne_server::{AllowLists, HttpListener, Server, ShutdownReport};
 use mnemosyne_storage::Location;
 
 use crate::cli::ServeCommand;
@@ -27,7 +27,21 @@ pub async fn run(command: ServeCommand, settings: &Settings) -> Result<()> {
                 None => SERVER_BIND_DEFAULT.parse::<SocketAddr>()?,
             };
             let token = settings.server.token.as_ref().map(|t| t.0.clone());
-            Some(HttpListener::bind(bind, token).await?)
+            let server = &settings.server;
+            let hosts = [server.http_allowed_hosts.as_slice(), &args.allowed_hosts].concat();
+            let origins = [
+                server.http_allowed_origins.as_slice(),
+                &args.allowed_origins,
+            ]
+            .concat();
+            let allow = AllowLists::new(&hosts, &origins)?;
+            let fds = crate::fd_limit::raise_and_check(&settings.limits)?;
+            tracing::debug!(fds, "open-file limit");
+            Some(
+                HttpListener::bind(bind, token)
+                    .await?
+                    .with_allow_lists(allow),
+            )
         }
     };
     let embedder = super::embedder_parts(settings)?;

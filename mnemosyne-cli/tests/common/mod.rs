@@ -10,6 +10,8 @@ use std::process::{Command, Output, Stdio};
 use serde_json::Value;
 use tempfile::TempDir;
 
+pub mod http;
+
 /// A temp dir holding a database, a fake home and whatever files a test writes.
 pub struct Sandbox {
     pub dir: TempDir,

@@ -74,6 +74,9 @@ struct Config {
     /// Remembers a second, at most (within `rate_per_s`).
     remembers_per_s: f64,
     memories: u32,
+    /// The preload stores its memories without vectors (`--preload-without-vectors`):
+    /// the server's embedding worker embeds them during the run.
+    preload_without_vectors: bool,
     sample_interval_s: f64,
     seed: u64,
     binary: PathBuf,
@@ -144,6 +147,7 @@ fn run() -> Result<bool> {
     let mut rate_per_s = 200;
     let mut remembers_per_s = REMEMBERS_PER_S_MAX;
     let mut memories = 10_000;
+    let mut preload_without_vectors = false;
     let mut binary: Option<PathBuf> = None;
     let mut memory_limit_mib = 512;
     let mut limit_run = true;
@@ -164,6 +168,7 @@ fn run() -> Result<bool> {
                 }
             }
             "--memories" => memories = value()?.parse().context("--memories")?,
+            "--preload-without-vectors" => preload_without_vectors = true,
             "--bin" => binary = Some(PathBuf::from(value()?)),
             "--memory-limit-mib" => {
                 memory_limit_mib = value()?.parse().context("--memory-limit-mib")?
@@ -174,7 +179,7 @@ fn run() -> Result<bool> {
             "--grow-store" => store_window = None,
             other => bail!(
                 "unknown argument {other:?}; usage: soak [--duration 60s|30m|24h] [--out DIR] [--rate OPS_PER_S] \
-                 [--remember-rate PER_S] [--memories N] [--bin PATH] [--memory-limit-mib N] [--no-memory-limit-run] [--warm-up 60s] \
+                 [--remember-rate PER_S] [--memories N] [--preload-without-vectors] [--bin PATH] [--memory-limit-mib N] [--no-memory-limit-run] [--warm-up 60s] \
                  [--limit NAME=VALUE]... [--grow-store]"
             ),
         }
@@ -204,6 +209,7 @@ fn run() -> Result<bool> {
         rate_per_s,
         remembers_per_s,
         memories,
+        preload_without_vectors,
         // At least 1 s: a one-minute run gets ~5 samples in each of the
         // 10 spans its RSS floor is taken from.
         sample_interval_s: (duration_s / 150.0).clamp(1.0, 30.0),
@@ -271,7 +277,7 @@ async fn soak(config: &Config, out: &Path) -> Result<Vec<Phase>> {
     for suffix in ["", "-wal", "-shm"] {
         let _ = std::fs::remove_file(format!("{}{suffix}", db.display()));
     }
-    preload(&db, config.memories).await?;
+    preload(&db, config.memories, !config.preload_without_vectors).await?;
     let mut phases = vec![phase("steady", config, out, &db, config.duration_s, None).await?];
     if config.memory_limit_run_s > 0.0 {
         let limit = memory_limiter(config.memory_limit_mib);
@@ -290,13 +296,17 @@ async fn soak(config: &Config, out: &Path) -> Result<Vec<Phase>> {
     Ok(phases)
 }
 
-/// Writes `count` memories of the standard workload, with their vectors.
-async fn preload(db: &Path, count: u32) -> Result<()> {
+/// Writes `count` memories of the standard workload, with their vectors
+/// when `with_vectors`. Without, the server's embedding worker takes them
+/// up at its start, alternating them with what the workload remembers: the
+/// local model embeds a workload memory in 100 to 300 ms a core, so 100k
+/// of them take hours, longer than a soak can wait before it starts.
+async fn preload(db: &Path, count: u32, with_vectors: bool) -> Result<()> {
     let limits = Limits::default();
-    let embedder = build_embedder(&EmbedderConfig::default(), &limits)?;
-    let store = MemoryStore::open(&Location::File(db.to_owned()), limits.clone())
-        .await?
-        .with_embedder(embedder);
+    let mut store = MemoryStore::open(&Location::File(db.to_owned()), limits.clone()).await?;
+    if with_vectors {
+        store = store.with_embedder(build_embedder(&EmbedderConfig::default(), &limits)?);
+    }
     let mut workload = Workload::new(SEED);
     let now = Utc::now();
     let started = Instant::now();
@@ -316,7 +326,12 @@ async fn preload(db: &Path, count: u32) -> Result<()> {
     }
     store.close().await;
     println!(
-        "soak: preloaded {count} memories in {:.1} s",
+        "soak: preloaded {count} memories {} in {:.1} s",
+        if with_vectors {
+            "with their vectors"
+        } else {
+            "without vectors"
+        },
         started.elapsed().as_secs_f64()
     );
     Ok(())

@@ -75,19 +75,20 @@ async fn commit(shared: &Shared, batch: &mut Vec<WriteRequest>, prune_floor: &mu
         let finished = items.iter().filter(|item| item.state.is_finished()).count();
         prune_if_due(shared, finished as u64, prune_floor).await;
     }
-    let message = result.err().map(|error| error.to_string());
+    let error = result.err();
     for request in batch.drain(..) {
-        let answer = match &message {
+        let answer = match &error {
             None => Ok(()),
-            Some(message) => Err(Error::Storage(format!(
-                "work queue change not written: {message}"
-            ))),
+            // A full disk is said as it is: the caller can tell the user what to free.
+            Some(error) => Err(error.as_disk_full().unwrap_or_else(|| {
+                Error::Storage(format!("work queue change not written: {error}"))
+            })),
         };
         // The caller may have given up waiting; the change stands either way.
         let _ = request.done.send(answer);
     }
-    if let Some(message) = message {
-        tracing::error!(error = %message, "work queue commit failed; reloading from storage");
+    if let Some(error) = error {
+        tracing::error!(%error, "work queue commit failed; reloading from storage");
     }
     ok
 }

@@ -84,10 +84,47 @@ impl<T: DeserializeOwned, S: Send + Sync> FromRequest<S> for JsonBody<T> {
                     ApiError::invalid(format!("invalid input: {}", rejection.body_text()))
                 }
             })?;
-        serde_json::from_slice(&bytes)
-            .map(JsonBody)
-            .map_err(|e| ApiError::invalid(format!("invalid input: {e}")))
+        parse_json(&bytes).map(JsonBody)
     }
+}
+
+/// A JSON body as `T`; each error is one line saying what is wrong where.
+/// Nothing is stored on any of them: handlers run only on a parsed body.
+pub(crate) fn parse_json<T: DeserializeOwned>(bytes: &[u8]) -> Result<T, ApiError> {
+    if let Err(error) = std::str::from_utf8(bytes) {
+        return Err(ApiError::invalid(format!(
+            "invalid input: the body is not valid UTF-8 (at byte {})",
+            error.valid_up_to()
+        )));
+    }
+    serde_json::from_slice(bytes).map_err(|error| {
+        let at = byte_offset(bytes, error.line(), error.column());
+        let rest = bytes.get(at..).unwrap_or_default();
+        if error.is_syntax() && (rest.starts_with(b"NaN") || rest.starts_with(b"Infinity")) {
+            ApiError::invalid(format!(
+                "invalid input: NaN and Infinity are not JSON numbers (line {} column {})",
+                error.line(),
+                error.column()
+            ))
+        } else {
+            ApiError::invalid(format!("invalid input: {error}"))
+        }
+    })
+}
+
+/// The byte offset of serde_json's 1-based `line` and `column`.
+fn byte_offset(bytes: &[u8], line: usize, column: usize) -> usize {
+    let line_start = if line <= 1 {
+        0
+    } else {
+        bytes
+            .iter()
+            .enumerate()
+            .filter(|(_, b)| **b == b'\n')
+            .nth(line - 2)
+            .map_or(bytes.len(), |(i, _)| i + 1)
+    };
+    line_start + column.saturating_sub(1)
 }
 
 type Answer<T> = Result<axum::Json<T>, ApiError>;
@@ -246,7 +283,7 @@ async fn optional_body<T: DeserializeOwned + Default>(bytes: Bytes) -> Result<T,
     if bytes.iter().all(u8::is_ascii_whitespace) {
         return Ok(T::default());
     }
-    serde_json::from_slice(&bytes).map_err(|e| ApiError::invalid(format!("invalid input: {e}")))
+    parse_json(&bytes)
 }
 
 async fn work_submit(
@@ -399,4 +436,38 @@ async fn doc_undo(
 
 async fn diagnostics(State(state): State<AppState>) -> Answer<crate::server::DiagnosticsView> {
     Ok(axum::Json(crate::server::diagnostics(&state.core)))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn message(bytes: &[u8]) -> String {
+        parse_json::<serde_json::Value>(bytes).unwrap_err().message
+    }
+
+    #[test]
+    fn bad_json_bodies_get_one_clear_line() {
+        assert_eq!(
+            message(b"{\"content\": \"caf\xe9\"}"),
+            "invalid input: the body is not valid UTF-8 (at byte 16)"
+        );
+        for (body, at) in [
+            (&b"{\"importance\": NaN}"[..], "line 1 column 16"),
+            (b"{\"importance\": Infinity}", "line 1 column 16"),
+            (b"{\"importance\": -Infinity}", "line 1 column 17"),
+            (b"{\n  \"importance\":\n NaN}", "line 3 column 2"),
+        ] {
+            assert_eq!(
+                message(body),
+                format!("invalid input: NaN and Infinity are not JSON numbers ({at})")
+            );
+        }
+        assert!(message(b"{\"x\": 1e999}").contains("number out of range"));
+        assert!(message(b"{\"x\": nan}").starts_with("invalid input: expected"));
+        assert_eq!(
+            parse_json::<serde_json::Value>(b"{\"x\": 1.5}").unwrap(),
+            serde_json::json!({"x": 1.5})
+        );
+    }
 }

@@ -49,7 +49,7 @@ pub async fn settle_to(baseline: usize) -> usize {
 pub async fn request(addr: std::net::SocketAddr, method: &str, path: &str, body: &str) -> u16 {
     let mut stream = TcpStream::connect(addr).await.expect("connect");
     let text = format!(
-        "{method} {path} HTTP/1.1\r\nHost: test\r\nConnection: close\r\n\
+        "{method} {path} HTTP/1.1\r\nHost: localhost\r\nConnection: close\r\n\
          Content-Type: application/json\r\nContent-Length: {}\r\n\r\n{body}",
         body.len()
     );

@@ -15,7 +15,7 @@ mod vectors;
 mod work;
 
 use std::future::Future;
-use std::path::Path;
+use std::path::{Path, PathBuf};
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -126,6 +126,9 @@ impl managed::Manager for Manager {
 /// libsql storage (local file or remote server) pooled by deadpool.
 #[derive(Debug)]
 pub struct LibsqlStorage {
+    /// The local database file, named in [`Error::DiskFull`] (empty for a
+    /// remote server).
+    path: PathBuf,
     writer: Pool,
     readers: Pool,
     kind: Kind,
@@ -196,6 +199,15 @@ async fn open_remote(url: &str, auth_token: Option<&str>) -> Result<libsql::Data
 }
 
 impl LibsqlStorage {
+    /// Creates the local file at `path` with the first `version` migrations
+    /// only: what an older mnemosyne left. For tests of migrations.
+    pub async fn create_at_schema_version(path: &Path, version: u32) -> Result<()> {
+        schema::pending_migrations(version)?;
+        let database = open_local(path).await?;
+        let conn = database.connect().map_err(ops::db)?;
+        ops::migrate_to(&conn, version).await
+    }
+
     /// Opens (creating and migrating as needed) the database at `location`:
     /// a local file or a remote libsql server.
     pub async fn open(location: &Location, limits: &Limits) -> Result<Self> {
@@ -215,6 +227,10 @@ impl LibsqlStorage {
             true,
         )?;
         let storage = Self {
+            path: match location {
+                Location::File(path) => path.clone(),
+                Location::Remote { .. } => PathBuf::new(),
+            },
             writer,
             readers,
             kind,
@@ -299,7 +315,10 @@ impl LibsqlStorage {
         F: FnOnce(Connection) -> Fut + Send + 'static,
         Fut: Future<Output = Result<T>> + Send + 'static,
     {
-        let object = pool.get().await.map_err(|e| self.pool_error(e, role))?;
+        let object = pool
+            .get()
+            .await
+            .map_err(|e| self.pool_error(e, role).on_database(&self.path))?;
         let conn = Connection::clone(&object);
         let task = match self.kind {
             Kind::Local => {
@@ -318,6 +337,7 @@ impl LibsqlStorage {
         };
         task.await
             .map_err(|e| Error::Storage(format!("{role} connection task failed: {e}")))?
+            .map_err(|e| e.on_database(&self.path))
     }
 
     async fn write<T, F, Fut>(&self, work: F) -> Result<T>

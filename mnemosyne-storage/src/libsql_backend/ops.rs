@@ -33,8 +33,20 @@ const BEGIN: &str = "PRAGMA foreign_keys = ON; BEGIN IMMEDIATE";
 const CONSTRAINT_UNIQUE: i32 = 2067;
 const CONSTRAINT_PRIMARYKEY: i32 = 1555;
 
+/// `SQLITE_FULL` (primary result code): the disk is full, or the file
+/// reached the file size limit.
+const SQLITE_FULL: i32 = 13;
+
+/// The core error of a libsql error. A full disk under a local file is
+/// [`Error::DiskFull`]; [`LibsqlStorage`](super::LibsqlStorage) names the
+/// database in it.
 pub(super) fn db(error: libsql::Error) -> Error {
-    Error::Storage(format!("libsql: {error}"))
+    match error {
+        libsql::Error::SqliteFailure(code, _) if code & 0xff == SQLITE_FULL => {
+            Error::disk_full(format!("libsql: {error}"))
+        }
+        _ => Error::Storage(format!("libsql: {error}")),
+    }
 }
 
 pub(super) fn is_unique_violation(error: &libsql::Error) -> bool {
@@ -108,7 +120,10 @@ pub(super) async fn finish<T>(conn: &Connection, outcome: Result<T>) -> Result<T
             Ok(_) => Ok(value),
             Err(e) => {
                 rollback(conn).await;
-                Err(Error::Storage(format!("libsql: commit failed: {e}")))
+                Err(match db(e) {
+                    Error::Storage(message) => Error::Storage(format!("commit failed: {message}")),
+                    other => other,
+                })
             }
         },
         Err(e) => {
@@ -242,17 +257,18 @@ pub(super) async fn user_version(conn: &Connection) -> Result<u32> {
         .map_err(|_| Error::Storage(format!("libsql: unexpected user_version {version}")))
 }
 
+/// Brings the schema to [`schema::SCHEMA_VERSION`], safe with any number
+/// of processes opening the file at once: the version is read again inside
+/// one write transaction (BEGIN IMMEDIATE waits `busy_timeout` for the
+/// others) that runs every pending migration, so one opener migrates and
+/// the others find the schema current.
 pub(super) async fn migrate(conn: &Connection) -> Result<()> {
-    let found = user_version(conn).await?;
-    let pending = schema::pending_migrations(found)?;
-    for offset in 0..pending.len() {
-        let index = found as usize + offset;
+    if !schema::pending_migrations(user_version(conn).await?)?.is_empty() {
         begin(conn).await?;
         let applied = async {
-            // Another process may have migrated between the check and the write lock.
-            let now = user_version(conn).await?;
-            schema::pending_migrations(now)?;
-            if now as usize == index {
+            let found = user_version(conn).await?;
+            let pending = schema::pending_migrations(found)?;
+            for index in found as usize..found as usize + pending.len() {
                 conn.execute_batch(&schema::migration_script(index))
                     .await
                     .map_err(|e| {
@@ -272,6 +288,21 @@ pub(super) async fn migrate(conn: &Connection) -> Result<()> {
         )));
     }
     Ok(())
+}
+
+/// Writes the first `version` migrations in one transaction.
+pub(super) async fn migrate_to(conn: &Connection, version: u32) -> Result<()> {
+    begin(conn).await?;
+    let applied = async {
+        for index in 0..version as usize {
+            conn.execute_batch(&schema::migration_script(index))
+                .await
+                .map_err(db)?;
+        }
+        Ok(())
+    }
+    .await;
+    finish(conn, applied).await
 }
 
 fn read_memory_row(row: &Row) -> Result<MemoryRow> {

@@ -73,12 +73,14 @@ impl managed::Manager for Manager {
             // saves nothing on keyword search.
             conn.set_db_config(DbConfig::SQLITE_DBCONFIG_ENABLE_QPSG, true)
                 .map_err(ops::db)?;
+            // The busy timeout first: switching a new file to WAL takes a
+            // lock that another process opening it at the same time may hold.
+            conn.execute_batch(&setup).map_err(ops::db)?;
             if !read_only {
                 let _mode: String = conn
                     .query_row(schema::JOURNAL_MODE_WAL, [], |row| row.get(0))
                     .map_err(ops::db)?;
             }
-            conn.execute_batch(&setup).map_err(ops::db)?;
             Ok(conn)
         })
         .await
@@ -100,6 +102,8 @@ impl managed::Manager for Manager {
 /// SQLite storage pooled by deadpool.
 #[derive(Debug)]
 pub struct SqliteStorage {
+    /// The database file, named in [`Error::DiskFull`].
+    path: PathBuf,
     writer: Pool,
     readers: Pool,
     pool_wait_timeout_ms: u64,
@@ -185,6 +189,19 @@ fn build_pool(path: &Path, size: usize, limits: &Limits, read_only: bool) -> Res
 }
 
 impl SqliteStorage {
+    /// Creates the file at `path` with the first `version` migrations only:
+    /// what an older mnemosyne left. For tests of migrations.
+    pub async fn create_at_schema_version(path: &Path, version: u32) -> Result<()> {
+        schema::pending_migrations(version)?;
+        let path = path.to_owned();
+        tokio::task::spawn_blocking(move || {
+            let mut conn = Connection::open(&path).map_err(ops::db)?;
+            ops::migrate_to(&mut conn, version)
+        })
+        .await
+        .map_err(|e| Error::Storage(format!("migration task failed: {e}")))?
+    }
+
     /// Opens (creating and migrating as needed) the SQLite file at `location`.
     pub async fn open(location: &Location, limits: &Limits) -> Result<Self> {
         let path = match location {
@@ -205,6 +222,7 @@ impl SqliteStorage {
         let writer = build_pool(&path, 1, limits, false)?;
         let readers = build_pool(&path, limits.pool_readers_max as usize, limits, true)?;
         let storage = Self {
+            path: path.clone(),
             writer,
             readers,
             pool_wait_timeout_ms: limits.pool_wait_timeout_ms,
@@ -259,13 +277,17 @@ impl SqliteStorage {
         role: &'static str,
         work: impl FnOnce(&mut Connection) -> Result<T> + Send + 'static,
     ) -> Result<T> {
-        let mut conn = pool.get().await.map_err(|e| self.pool_error(e, role))?;
+        let mut conn = pool
+            .get()
+            .await
+            .map_err(|e| self.pool_error(e, role).on_database(&self.path))?;
         // The blocking task owns the connection: the work runs to its end
         // (commit or rollback) even if the caller stops waiting, then the
         // connection returns to the pool.
         tokio::task::spawn_blocking(move || work(&mut conn))
             .await
             .map_err(|e| Error::Storage(format!("{role} connection task failed: {e}")))?
+            .map_err(|e| e.on_database(&self.path))
     }
 
     async fn write<T: Send + 'static>(

@@ -29,8 +29,15 @@ impl ToSql for SqlValue {
     }
 }
 
+/// The core error of a rusqlite error. A full disk (SQLITE_FULL: the disk,
+/// or the file size limit when SQLite could write part of a page) is
+/// [`Error::DiskFull`]; [`SqliteStorage`](super::SqliteStorage) names the
+/// database in it.
 pub(super) fn db(error: rusqlite::Error) -> Error {
-    Error::Storage(format!("sqlite: {error}"))
+    match error.sqlite_error_code() {
+        Some(rusqlite::ErrorCode::DiskFull) => Error::disk_full(format!("sqlite: {error}")),
+        _ => Error::Storage(format!("sqlite: {error}")),
+    }
 }
 
 pub(super) fn is_unique_violation(error: &rusqlite::Error) -> bool {
@@ -49,19 +56,38 @@ pub(super) fn user_version(conn: &mut Connection) -> Result<u32> {
         .map_err(db)
 }
 
+/// Brings the schema to [`schema::SCHEMA_VERSION`], safe with any number
+/// of processes opening the file at once: the version is read again inside
+/// one write transaction (BEGIN IMMEDIATE waits `busy_timeout` for the
+/// others) that runs every pending migration, so one opener migrates and
+/// the others find the schema current.
 pub(super) fn migrate(conn: &mut Connection) -> Result<()> {
-    let found = user_version(conn)?;
+    if schema::pending_migrations(user_version(conn)?)?.is_empty() {
+        return Ok(());
+    }
+    let tx = begin(conn)?;
+    let found: u32 = tx
+        .query_row("PRAGMA user_version", [], |row| row.get(0))
+        .map_err(db)?;
     let pending = schema::pending_migrations(found)?;
     for offset in 0..pending.len() {
         let index = found as usize + offset;
-        let tx = begin(conn)?;
         tx.execute_batch(&schema::migration_script(index))
             .map_err(|e| {
                 Error::Storage(format!("migration to version {} failed: {e}", index + 1))
             })?;
-        tx.commit().map_err(db)?;
     }
-    Ok(())
+    tx.commit().map_err(db)
+}
+
+/// Writes the first `version` migrations to a new connection on `path`.
+pub(super) fn migrate_to(conn: &mut Connection, version: u32) -> Result<()> {
+    let tx = begin(conn)?;
+    for index in 0..version as usize {
+        tx.execute_batch(&schema::migration_script(index))
+            .map_err(db)?;
+    }
+    tx.commit().map_err(db)
 }
 
 /// Reads [`rows::MEMORY_COLUMNS`] starting at column `at`.

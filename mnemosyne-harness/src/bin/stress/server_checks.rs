@@ -55,7 +55,7 @@ async fn request(
 ) -> Result<(u16, String), String> {
     let mut stream = TcpStream::connect(addr).await.map_err(fail)?;
     let text = format!(
-        "{method} {path} HTTP/1.1\r\nHost: stress\r\nConnection: close\r\n\
+        "{method} {path} HTTP/1.1\r\nHost: localhost\r\nConnection: close\r\n\
          Content-Type: application/json\r\nContent-Length: {}\r\n\r\n{body}",
         body.len()
     );
@@ -78,7 +78,7 @@ async fn request(
 async fn stalled_subscriber(addr: SocketAddr) -> Result<TcpStream, String> {
     let mut stream = TcpStream::connect(addr).await.map_err(fail)?;
     stream
-        .write_all(b"GET /v1/events HTTP/1.1\r\nHost: stress\r\n\r\n")
+        .write_all(b"GET /v1/events HTTP/1.1\r\nHost: localhost\r\n\r\n")
         .await
         .map_err(fail)?;
     let mut reader = BufReader::new(stream);
