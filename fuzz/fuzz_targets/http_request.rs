@@ -31,7 +31,11 @@ fn router() -> &'static Router {
             mnemosyne_fuzz::runtime()
                 .block_on(server.open_work_queue())
                 .expect("open the work queue");
-            let router = server.http_router();
+            let router = server.http_router(
+                mnemosyne_fuzz::http::BOUND
+                    .parse()
+                    .expect("an address"),
+            );
             (server, router)
         })
         .1
@@ -47,11 +51,18 @@ fn request(data: &[u8]) -> Option<Request<Body>> {
     let first = std::str::from_utf8(lines.next()?).ok()?;
     let (method, path) = first.split_once(' ')?;
     let mut builder = Request::builder().method(method).uri(path);
+    let mut named_host = false;
     for line in lines {
         let at = line.iter().position(|&b| b == b':')?;
         let name = HeaderName::from_bytes(&line[..at]).ok()?;
+        named_host |= name == axum::http::header::HOST;
         let value = HeaderValue::from_bytes(line[at + 1..].trim_ascii()).ok()?;
         builder = builder.header(name, value);
+    }
+    // Inputs without a Host reach the routes as a local client would; those
+    // with one exercise the Host check.
+    if !named_host {
+        builder = builder.header(axum::http::header::HOST, mnemosyne_fuzz::http::HOST);
     }
     builder.body(Body::from(body.to_vec())).ok()
 }

@@ -166,7 +166,7 @@ pub fn fixtures() -> &'static Fixtures {
         runtime().block_on(async {
             let server = mnemosyne_server::Server::new(store().clone());
             server.open_work_queue().await.expect("open the work queue");
-            let router = server.http_router();
+            let router = server.http_router(http::BOUND.parse().expect("an address"));
             let post = |path: &'static str, body: serde_json::Value| {
                 let router = router.clone();
                 async move {
@@ -213,10 +213,17 @@ pub mod http {
     use tower::ServiceExt;
 
     /// Sends `method path` with a JSON `body`; the status and the whole body.
+    /// The address the router is told it is bound to, and the `Host` a
+    /// request gets when its input names none.
+    pub const BOUND: &str = "127.0.0.1:7077";
+    /// `Host` of the fixtures' requests.
+    pub const HOST: &str = BOUND;
+
     pub async fn send(router: Router, method: &str, path: &str, body: String) -> (u16, Vec<u8>) {
         let request = Request::builder()
             .method(method)
             .uri(path)
+            .header("host", HOST)
             .header("content-type", "application/json")
             .body(Body::from(body))
             .expect("a valid request");

@@ -480,12 +480,15 @@ impl Server {
     }
 
     /// The HTTP API with every layer, as [`Server::serve_http`] serves it on
-    /// a loopback address without a token, to drive in-process (the fuzz
+    /// `bound` without a token and with no allow-lists (requests must name
+    /// `bound` or a loopback name as `Host`), to drive in-process (the fuzz
     /// targets call it with `tower::ServiceExt::oneshot`). Starts no task.
-    pub fn http_router(&self) -> axum::Router {
+    pub fn http_router(&self, bound: std::net::SocketAddr) -> axum::Router {
+        let lists = AllowLists::new(&[], &[]).expect("empty allow-lists are valid");
         http::router(
             Arc::clone(&self.core),
             None,
+            AccessPolicy::new(bound, lists),
             self.supervisor.cancellation_token(),
         )
     }

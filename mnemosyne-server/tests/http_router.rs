@@ -19,11 +19,12 @@ async fn send(server: &Server, method: &str, path: &str, body: &str) -> (u16, Va
     let request = Request::builder()
         .method(method)
         .uri(path)
+        .header("host", "127.0.0.1:7077")
         .header("content-type", "application/json")
         .body(Body::from(body.to_owned()))
         .expect("a request");
     let response = server
-        .http_router()
+        .http_router("127.0.0.1:7077".parse().expect("an address"))
         .oneshot(request)
         .await
         .expect("infallible");
