@@ -103,9 +103,7 @@ pub fn store() -> &'static MemoryStore {
             let store = runtime()
                 .block_on(MemoryStore::open(&location, Limits::default()))
                 .expect("open the store")
-                .with_embedder(Arc::new(
-                    HashEmbedder::new(HASH_DIMS).expect("hash embedder"),
-                ));
+                .with_embedder(Arc::new(WordHashEmbedder));
             (dir, store)
         })
         .1
@@ -171,7 +169,7 @@ pub fn fixtures() -> &'static Fixtures {
                 let router = router.clone();
                 async move {
                     let (status, body) = http::send(router, "POST", path, body.to_string()).await;
-                    assert!(status < 300, "fixture {path}: {status} {body}");
+                    assert!(status < 300, "fixture {path}: {status} {}", String::from_utf8_lossy(&body));
                     serde_json::from_slice::<serde_json::Value>(&body).expect("a JSON answer")
                 }
             };
@@ -212,13 +210,13 @@ pub mod http {
     use http_body_util::BodyExt;
     use tower::ServiceExt;
 
-    /// Sends `method path` with a JSON `body`; the status and the whole body.
     /// The address the router is told it is bound to, and the `Host` a
     /// request gets when its input names none.
     pub const BOUND: &str = "127.0.0.1:7077";
     /// `Host` of the fixtures' requests.
     pub const HOST: &str = BOUND;
 
+    /// Sends `method path` with a JSON `body`; the status and the whole body.
     pub async fn send(router: Router, method: &str, path: &str, body: String) -> (u16, Vec<u8>) {
         let request = Request::builder()
             .method(method)
