@@ -3,9 +3,12 @@
 use chrono::{DateTime, Utc};
 use mnemosyne_core::{Error, Importance, Link, ListQuery, ListSort, Memory, MemoryId, Namespace};
 
-/// Columns of a memory row, in the order [`MemoryRow`] reads them.
+/// Columns of a memory row, in the order [`MemoryRow`] reads them. The
+/// access count is cast: an older build could leave a REAL there (see
+/// [`RECORD_ACCESS`]), which would make the memory unreadable.
 pub const MEMORY_COLUMNS: &str = "m.id, m.namespace, m.content, m.summary, m.memory_type, \
-     m.importance, m.tags, m.created_at_ms, m.updated_at_ms, m.accessed_at_ms, m.access_count, m.archived";
+     m.importance, m.tags, m.created_at_ms, m.updated_at_ms, m.accessed_at_ms, \
+     CAST(m.access_count AS INTEGER), m.archived";
 
 /// Number of columns in [`MEMORY_COLUMNS`].
 pub const MEMORY_COLUMN_COUNT: usize = 12;
@@ -47,9 +50,11 @@ pub fn select_memory_by_id() -> String {
 /// Outgoing links of the memory with id `?1`.
 pub const SELECT_LINKS: &str = "SELECT target_id, link_type FROM memory_links WHERE source_id = ?1 ORDER BY target_id, link_type";
 
-/// Bumps the access counter of `?1` and sets its access time to `?2`.
-pub const RECORD_ACCESS: &str =
-    "UPDATE memories SET access_count = access_count + 1, accessed_at_ms = ?2 WHERE id = ?1";
+/// Bumps the access counter of `?1` (up to the largest integer SQLite
+/// stores: one more would turn the column into a REAL) and sets its access
+/// time to `?2`.
+pub const RECORD_ACCESS: &str = "UPDATE memories SET access_count = access_count + \
+     (access_count < 9223372036854775807), accessed_at_ms = ?2 WHERE id = ?1";
 
 /// Rewrites every mutable column of `?1`; parameters in the order of [`memory_params`].
 pub const UPDATE_MEMORY: &str = "UPDATE memories SET namespace = ?2, content = ?3, summary = ?4, memory_type = ?5, \

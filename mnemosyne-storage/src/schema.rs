@@ -40,6 +40,13 @@ pub fn wal_size_limit_pragma(wal_bytes_max: u64) -> String {
     format!("PRAGMA journal_size_limit = {wal_bytes_max};")
 }
 
+/// Pause between tries of [`JOURNAL_MODE_WAL`]. Switching a rollback-journal
+/// file to WAL upgrades a shared lock to an exclusive one; when another
+/// process opening the file at the same moment holds a pending lock, SQLite
+/// answers SQLITE_BUSY at once, without waiting `busy_timeout` (it would be
+/// a deadlock), so the writer retries until its busy timeout has passed.
+pub const WAL_SWITCH_RETRY_MS: u64 = 10;
+
 /// Pragma that puts a database file in WAL mode (persistent; set once by the writer).
 pub const JOURNAL_MODE_WAL: &str = "PRAGMA journal_mode = WAL";
 

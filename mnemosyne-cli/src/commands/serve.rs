@@ -120,15 +120,16 @@ pub async fn run(command: ServeCommand, settings: &Settings) -> Result<()> {
             .await
             .context("cannot open the work queue")?;
     }
+    let stop = stop_signal();
     let result = match listener {
-        None => server.serve_mcp_stdio(stop_signal()).await,
+        None => server.serve_mcp_stdio(stop).await,
         Some(listener) => {
             // The one line a script (or a test) waits for; on stderr, like every log.
             eprintln!(
                 "mnemosyne: http api listening on http://{}",
                 listener.local_addr()
             );
-            server.serve_http(listener, stop_signal()).await
+            server.serve_http(listener, stop).await
         }
     };
     store.close().await;
@@ -142,16 +143,22 @@ pub async fn run(command: ServeCommand, settings: &Settings) -> Result<()> {
     Ok(())
 }
 
-/// Completes on SIGINT (Ctrl-C) or SIGTERM.
-async fn stop_signal() {
-    #[cfg(unix)]
-    {
-        use tokio::signal::unix::{SignalKind, signal};
-        match signal(SignalKind::terminate()) {
-            Ok(mut term) => {
+/// Watches SIGINT (Ctrl-C) and SIGTERM from this call on, and completes on
+/// either. The handlers are installed here, before the server answers
+/// anyone: installed when the future is first polled, a SIGTERM sent right
+/// after a client's first answer could still find the default action and
+/// kill the process (seen under load).
+#[cfg(unix)]
+fn stop_signal() -> impl std::future::Future<Output = ()> {
+    use tokio::signal::unix::{SignalKind, signal};
+    let watched = signal(SignalKind::terminate())
+        .and_then(|term| signal(SignalKind::interrupt()).map(|interrupt| (term, interrupt)));
+    async move {
+        match watched {
+            Ok((mut term, mut interrupt)) => {
                 tokio::select! {
-                    _ = tokio::signal::ctrl_c() => {}
                     _ = term.recv() => {}
+                    _ = interrupt.recv() => {}
                 }
             }
             Err(error) => {
@@ -160,8 +167,12 @@ async fn stop_signal() {
             }
         }
     }
-    #[cfg(not(unix))]
-    {
+}
+
+/// Completes on Ctrl-C.
+#[cfg(not(unix))]
+fn stop_signal() -> impl std::future::Future<Output = ()> {
+    async {
         let _ = tokio::signal::ctrl_c().await;
     }
 }

@@ -19,6 +19,7 @@ use std::time::{Duration, Instant};
 
 use anyhow::{Context, Result, bail};
 use chrono::Utc;
+use mnemosyne_core::Embedder;
 use mnemosyne_core::Limits;
 use mnemosyne_core::workload::Workload;
 use mnemosyne_embed::{EmbedderConfig, build_embedder};
@@ -74,9 +75,8 @@ struct Config {
     /// Remembers a second, at most (within `rate_per_s`).
     remembers_per_s: f64,
     memories: u32,
-    /// The preload stores its memories without vectors (`--preload-without-vectors`):
-    /// the server's embedding worker embeds them during the run.
-    preload_without_vectors: bool,
+    /// How the preloaded memories get their vectors.
+    preload_vectors: PreloadVectors,
     sample_interval_s: f64,
     seed: u64,
     binary: PathBuf,
@@ -147,7 +147,7 @@ fn run() -> Result<bool> {
     let mut rate_per_s = 200;
     let mut remembers_per_s = REMEMBERS_PER_S_MAX;
     let mut memories = 10_000;
-    let mut preload_without_vectors = false;
+    let mut preload_vectors = PreloadVectors::Each;
     let mut binary: Option<PathBuf> = None;
     let mut memory_limit_mib = 512;
     let mut limit_run = true;
@@ -168,7 +168,14 @@ fn run() -> Result<bool> {
                 }
             }
             "--memories" => memories = value()?.parse().context("--memories")?,
-            "--preload-without-vectors" => preload_without_vectors = true,
+            "--preload-without-vectors" => preload_vectors = PreloadVectors::None,
+            "--preload-distinct-vectors" => {
+                let distinct: usize = value()?.parse().context("--preload-distinct-vectors")?;
+                if distinct == 0 {
+                    bail!("--preload-distinct-vectors needs at least 1 text to embed");
+                }
+                preload_vectors = PreloadVectors::Recycled { distinct };
+            }
             "--bin" => binary = Some(PathBuf::from(value()?)),
             "--memory-limit-mib" => {
                 memory_limit_mib = value()?.parse().context("--memory-limit-mib")?
@@ -179,7 +186,7 @@ fn run() -> Result<bool> {
             "--grow-store" => store_window = None,
             other => bail!(
                 "unknown argument {other:?}; usage: soak [--duration 60s|30m|24h] [--out DIR] [--rate OPS_PER_S] \
-                 [--remember-rate PER_S] [--memories N] [--preload-without-vectors] [--bin PATH] [--memory-limit-mib N] [--no-memory-limit-run] [--warm-up 60s] \
+                 [--remember-rate PER_S] [--memories N] [--preload-without-vectors | --preload-distinct-vectors N] [--bin PATH] [--memory-limit-mib N] [--no-memory-limit-run] [--warm-up 60s] \
                  [--limit NAME=VALUE]... [--grow-store]"
             ),
         }
@@ -209,7 +216,7 @@ fn run() -> Result<bool> {
         rate_per_s,
         remembers_per_s,
         memories,
-        preload_without_vectors,
+        preload_vectors,
         // At least 1 s: a one-minute run gets ~5 samples in each of the
         // 10 spans its RSS floor is taken from.
         sample_interval_s: (duration_s / 150.0).clamp(1.0, 30.0),
@@ -277,7 +284,7 @@ async fn soak(config: &Config, out: &Path) -> Result<Vec<Phase>> {
     for suffix in ["", "-wal", "-shm"] {
         let _ = std::fs::remove_file(format!("{}{suffix}", db.display()));
     }
-    preload(&db, config.memories, !config.preload_without_vectors).await?;
+    preload(&db, config.memories, config.preload_vectors).await?;
     let mut phases = vec![phase("steady", config, out, &db, config.duration_s, None).await?];
     if config.memory_limit_run_s > 0.0 {
         let limit = memory_limiter(config.memory_limit_mib);
@@ -296,16 +303,39 @@ async fn soak(config: &Config, out: &Path) -> Result<Vec<Phase>> {
     Ok(phases)
 }
 
-/// Writes `count` memories of the standard workload, with their vectors
-/// when `with_vectors`. Without, the server's embedding worker takes them
-/// up at its start, alternating them with what the workload remembers: the
-/// local model embeds a workload memory in 100 to 300 ms a core, so 100k
-/// of them take hours, longer than a soak can wait before it starts.
-async fn preload(db: &Path, count: u32, with_vectors: bool) -> Result<()> {
+/// How the preload gives its memories their vectors.
+#[derive(Clone, Copy, Debug, Serialize)]
+#[serde(rename_all = "snake_case")]
+enum PreloadVectors {
+    /// Each memory's own vector, from the model: 100k memories take about
+    /// 35 minutes on both cores of this machine.
+    Each,
+    /// Real vectors of the model, made for the first `distinct` memories and
+    /// given in turn to the others (`--preload-distinct-vectors N`). Each
+    /// memory holds a vector of the right model and size, so the store, its
+    /// vector index and a recall cost what they cost with their own; only the
+    /// ranking is meaningless, which the soak does not judge.
+    Recycled { distinct: usize },
+    /// None (`--preload-without-vectors`): the server's embedding worker
+    /// embeds them during the run, alternating them with what the workload
+    /// remembers, and is busy for the whole run.
+    None,
+}
+
+/// Writes `count` memories of the standard workload, with vectors as
+/// `vectors` says.
+async fn preload(db: &Path, count: u32, vectors: PreloadVectors) -> Result<()> {
     let limits = Limits::default();
     let mut store = MemoryStore::open(&Location::File(db.to_owned()), limits.clone()).await?;
-    if with_vectors {
-        store = store.with_embedder(build_embedder(&EmbedderConfig::default(), &limits)?);
+    match vectors {
+        PreloadVectors::Each => {
+            store = store.with_embedder(build_embedder(&EmbedderConfig::default(), &limits)?);
+        }
+        PreloadVectors::Recycled { distinct } => {
+            let model = build_embedder(&EmbedderConfig::default(), &limits)?;
+            store = store.with_embedder(Arc::new(RecycledVectors::new(model, distinct)));
+        }
+        PreloadVectors::None => {}
     }
     let mut workload = Workload::new(SEED);
     let now = Utc::now();
@@ -327,14 +357,67 @@ async fn preload(db: &Path, count: u32, with_vectors: bool) -> Result<()> {
     store.close().await;
     println!(
         "soak: preloaded {count} memories {} in {:.1} s",
-        if with_vectors {
-            "with their vectors"
-        } else {
-            "without vectors"
+        match vectors {
+            PreloadVectors::Each => "with their vectors".to_owned(),
+            PreloadVectors::Recycled { distinct } =>
+                format!("with {distinct} distinct vectors of the model, given in turn"),
+            PreloadVectors::None => "without vectors".to_owned(),
         },
         started.elapsed().as_secs_f64()
     );
     Ok(())
+}
+
+/// An embedder for the preload that asks `model` for the vectors of the
+/// first `distinct` texts it is given, and answers every later text with a
+/// copy of one of those, in turn.
+#[derive(Debug)]
+struct RecycledVectors {
+    model: Arc<dyn Embedder>,
+    distinct: usize,
+    made: Mutex<Vec<Vec<f32>>>,
+    next: AtomicU64,
+}
+
+impl RecycledVectors {
+    fn new(model: Arc<dyn Embedder>, distinct: usize) -> Self {
+        Self {
+            model,
+            distinct,
+            made: Mutex::new(Vec::with_capacity(distinct)),
+            next: AtomicU64::new(0),
+        }
+    }
+}
+
+#[async_trait::async_trait]
+impl Embedder for RecycledVectors {
+    fn model_id(&self) -> &str {
+        self.model.model_id()
+    }
+
+    fn dims(&self) -> usize {
+        self.model.dims()
+    }
+
+    async fn embed(&self, texts: &[&str]) -> mnemosyne_core::Result<Vec<Vec<f32>>> {
+        let made_count = self.made.lock().expect("made vectors").len();
+        if made_count < self.distinct {
+            let vectors = self.model.embed_for_storage(texts).await?;
+            let mut made = self.made.lock().expect("made vectors");
+            let room = self.distinct.saturating_sub(made.len());
+            made.extend(vectors.iter().take(room).cloned());
+            return Ok(vectors);
+        }
+        let made = self.made.lock().expect("made vectors");
+        Ok(texts
+            .iter()
+            .map(|_| {
+                let turn = self.next.fetch_add(1, Ordering::Relaxed) as usize % made.len();
+                made[turn].clone()
+            })
+            .collect())
+    }
 }
 
 /// How to wrap the server in a memory limit: a systemd scope when systemd

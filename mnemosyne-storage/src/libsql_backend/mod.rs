@@ -87,13 +87,14 @@ impl managed::Manager for Manager {
         let database = self.database.clone();
         let setup = self.setup_sql();
         let writer = !self.read_only;
+        let busy_timeout_ms = self.busy_timeout_ms;
         let runtime = tokio::runtime::Handle::current();
         tokio::task::spawn_blocking(move || {
             runtime.block_on(async move {
                 let conn = database.connect().map_err(ops::db)?;
                 conn.execute_batch(&setup).await.map_err(ops::db)?;
                 if writer {
-                    let mode = ops::journal_mode_wal(&conn).await?;
+                    let mode = ops::journal_mode_wal(&conn, busy_timeout_ms).await?;
                     if !mode.eq_ignore_ascii_case("wal") {
                         tracing::warn!(mode, "the database did not switch to WAL journal mode");
                     }

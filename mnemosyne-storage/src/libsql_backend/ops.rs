@@ -49,6 +49,11 @@ pub(super) fn db(error: libsql::Error) -> Error {
     }
 }
 
+/// SQLITE_BUSY or SQLITE_LOCKED (primary codes): another connection holds the lock.
+fn is_busy(error: &libsql::Error) -> bool {
+    matches!(error, libsql::Error::SqliteFailure(code, _) if matches!(code & 0xff, 5 | 6))
+}
+
 pub(super) fn is_unique_violation(error: &libsql::Error) -> bool {
     match error {
         libsql::Error::SqliteFailure(code, _) => {
@@ -240,12 +245,34 @@ pub(super) async fn query_value<T>(
         .ok_or_else(|| Error::Storage(format!("libsql: no row returned by {sql}")))
 }
 
-/// Switches the file to WAL mode and returns the journal mode now in effect.
-pub(super) async fn journal_mode_wal(conn: &Connection) -> Result<String> {
-    query_value(conn, schema::JOURNAL_MODE_WAL, Vec::new(), |row| {
-        col_text(row, 0)
-    })
-    .await
+/// Switches the file to WAL mode and returns the journal mode now in
+/// effect, retrying for `busy_timeout_ms` while another opener holds the
+/// lock (see [`schema::WAL_SWITCH_RETRY_MS`]). Runs on a blocking thread.
+pub(super) async fn journal_mode_wal(conn: &Connection, busy_timeout_ms: u64) -> Result<String> {
+    let deadline = std::time::Instant::now() + std::time::Duration::from_millis(busy_timeout_ms);
+    loop {
+        let mode = async {
+            let mut rows = conn.query(schema::JOURNAL_MODE_WAL, ()).await?;
+            let row = rows.next().await?;
+            row.map(|row| row.get::<String>(0)).transpose()
+        }
+        .await;
+        match mode {
+            Ok(Some(mode)) => return Ok(mode),
+            Ok(None) => {
+                return Err(Error::Storage(format!(
+                    "libsql: no row returned by {}",
+                    schema::JOURNAL_MODE_WAL
+                )));
+            }
+            Err(e) if is_busy(&e) && std::time::Instant::now() < deadline => {
+                std::thread::sleep(std::time::Duration::from_millis(
+                    schema::WAL_SWITCH_RETRY_MS,
+                ));
+            }
+            Err(e) => return Err(db(e)),
+        }
+    }
 }
 
 pub(super) async fn user_version(conn: &Connection) -> Result<u32> {

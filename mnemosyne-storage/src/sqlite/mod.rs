@@ -55,6 +55,7 @@ struct Manager {
     /// Pragmas run on each new connection.
     setup: String,
     read_only: bool,
+    busy_timeout_ms: u64,
 }
 
 impl managed::Manager for Manager {
@@ -63,6 +64,7 @@ impl managed::Manager for Manager {
 
     async fn create(&self) -> Result<Connection> {
         let (path, setup, read_only) = (self.path.clone(), self.setup.clone(), self.read_only);
+        let busy_timeout_ms = self.busy_timeout_ms;
         tokio::task::spawn_blocking(move || {
             let conn = Connection::open(&path).map_err(ops::db)?;
             conn.set_prepared_statement_cache_capacity(STATEMENT_CACHE_CAPACITY);
@@ -77,9 +79,7 @@ impl managed::Manager for Manager {
             // lock that another process opening it at the same time may hold.
             conn.execute_batch(&setup).map_err(ops::db)?;
             if !read_only {
-                let _mode: String = conn
-                    .query_row(schema::JOURNAL_MODE_WAL, [], |row| row.get(0))
-                    .map_err(ops::db)?;
+                switch_to_wal(&conn, busy_timeout_ms)?;
             }
             Ok(conn)
         })
@@ -155,6 +155,21 @@ fn register_sqlite_vec() -> Result<()> {
     }
 }
 
+/// Puts the file in WAL mode (persistent), retrying for `busy_timeout_ms`
+/// while another opener holds the lock: see [`schema::WAL_SWITCH_RETRY_MS`].
+fn switch_to_wal(conn: &Connection, busy_timeout_ms: u64) -> Result<()> {
+    let deadline = std::time::Instant::now() + Duration::from_millis(busy_timeout_ms);
+    loop {
+        match conn.query_row(schema::JOURNAL_MODE_WAL, [], |row| row.get::<_, String>(0)) {
+            Ok(_) => return Ok(()),
+            Err(e) if ops::is_busy(&e) && std::time::Instant::now() < deadline => {
+                std::thread::sleep(Duration::from_millis(schema::WAL_SWITCH_RETRY_MS));
+            }
+            Err(e) => return Err(ops::db(e)),
+        }
+    }
+}
+
 fn build_pool(path: &Path, size: usize, limits: &Limits, read_only: bool) -> Result<Pool> {
     let mut setup = schema::connection_pragmas(
         limits.sqlite_busy_timeout_ms,
@@ -175,6 +190,7 @@ fn build_pool(path: &Path, size: usize, limits: &Limits, read_only: bool) -> Res
         path: path.to_owned(),
         setup,
         read_only,
+        busy_timeout_ms: limits.sqlite_busy_timeout_ms,
     };
     Pool::builder(manager)
         .max_size(size)

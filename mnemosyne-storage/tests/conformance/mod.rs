@@ -76,6 +76,34 @@ async fn recall_ids(store: &MemoryStore, query: RecallQuery) -> Vec<MemoryId> {
         .collect()
 }
 
+/// An imported access count past what SQLite's integers hold is stored as
+/// the largest, and a read (which counts itself) keeps it there: `+ 1`
+/// would overflow into a REAL that no read decodes (found by fuzzing
+/// `import`: the memory could no longer be read).
+pub async fn an_access_count_at_its_maximum_stays_readable<B: Backend>() {
+    let f = fixture();
+    let store = open::<B>(&f.path, Limits::default()).await;
+    let mut foreign = store
+        .remember(new_memory("counted too often", "global"))
+        .await
+        .unwrap();
+    foreign.id = MemoryId::new();
+    foreign.access_count = u64::MAX;
+    store
+        .import_batch(&[foreign.clone()], mnemosyne_core::OnConflict::Fail)
+        .await
+        .unwrap();
+    let largest = i64::MAX as u64;
+    assert_eq!(store.get(foreign.id).await.unwrap().access_count, largest);
+    assert_eq!(store.get(foreign.id).await.unwrap().access_count, largest);
+    let listed = store.list(ListQuery::default()).await.unwrap();
+    assert!(
+        listed
+            .iter()
+            .any(|m| m.id == foreign.id && m.access_count == largest)
+    );
+}
+
 pub async fn crud<B: Backend>() {
     let f = fixture();
     let store = open::<B>(&f.path, Limits::default()).await;
@@ -2452,6 +2480,7 @@ macro_rules! conformance_tests {
     ($backend:ty) => {
         $crate::conformance_tests!(@tests $backend;
             crud,
+            an_access_count_at_its_maximum_stays_readable,
             rejects_invalid_input_and_stores_nothing,
             namespaces_filter_and_respect_the_hierarchy,
             tags_filter_list_and_recall,
