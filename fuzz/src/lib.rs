@@ -161,8 +161,10 @@ impl Fixtures {
 pub fn fixtures() -> &'static Fixtures {
     static FIXTURES: OnceLock<Fixtures> = OnceLock::new();
     FIXTURES.get_or_init(|| {
+        // Opened first: `store` blocks on the runtime itself.
+        let store = store().clone();
         runtime().block_on(async {
-            let server = mnemosyne_server::Server::new(store().clone());
+            let server = mnemosyne_server::Server::new(store);
             server.open_work_queue().await.expect("open the work queue");
             let router = server.http_router(http::BOUND.parse().expect("an address"));
             let post = |path: &'static str, body: serde_json::Value| {
