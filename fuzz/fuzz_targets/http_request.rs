@@ -31,11 +31,8 @@ fn router() -> &'static Router {
             mnemosyne_fuzz::runtime()
                 .block_on(server.open_work_queue())
                 .expect("open the work queue");
-            let router = server.http_router(
-                mnemosyne_fuzz::http::BOUND
-                    .parse()
-                    .expect("an address"),
-            );
+            let router =
+                server.http_router(mnemosyne_fuzz::http::BOUND.parse().expect("an address"));
             (server, router)
         })
         .1
