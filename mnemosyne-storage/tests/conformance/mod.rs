@@ -1839,8 +1839,13 @@ pub async fn open_files_child<B: Backend>() {
         });
     }
     let mut peak = 0;
+    let mut peak_files = Vec::new();
     while !tasks.is_empty() {
-        peak = peak.max(open_fds());
+        let now = open_fds();
+        if now > peak {
+            peak = now;
+            peak_files = open_fd_targets();
+        }
         if let Ok(Some(joined)) =
             tokio::time::timeout(Duration::from_millis(5), tasks.join_next()).await
         {
@@ -1853,7 +1858,7 @@ pub async fn open_files_child<B: Backend>() {
     let allowed = 2 * connections + 1;
     assert!(
         peak.saturating_sub(baseline) <= allowed,
-        "fds grew by {} (baseline {baseline}, peak {peak}), allowed {allowed}",
+        "fds grew by {} (baseline {baseline}, peak {peak}), allowed {allowed}; open at the peak: {peak_files:?}",
         peak - baseline
     );
     println!("FDS baseline {baseline} peak {peak} connections {connections}");
@@ -1865,6 +1870,20 @@ pub async fn open_files_child<B: Backend>() {
         "fds leaked after close: {} > {baseline}",
         open_fds()
     );
+}
+
+/// What each open fd of this process points at.
+fn open_fd_targets() -> Vec<String> {
+    std::fs::read_dir("/proc/self/fd")
+        .map(|d| {
+            d.flatten()
+                .map(|e| {
+                    std::fs::read_link(e.path())
+                        .map_or_else(|e| e.to_string(), |p| p.display().to_string())
+                })
+                .collect()
+        })
+        .unwrap_or_default()
 }
 
 pub fn open_fds() -> usize {
