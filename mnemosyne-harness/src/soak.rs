@@ -27,6 +27,13 @@ pub const PROJECTION_WINDOW_MIN_S: f64 = 600.0;
 /// slower than the workload's remembers grows the backlog by the
 /// difference every second, until `embedding_backlog_max` stops `remember`.
 pub const EMBEDDING_BACKLOG_GROWTH_MAX: u64 = 64;
+/// The allocator's free pages (resident, not allocated: freed pages not yet
+/// returned, and fragmentation) stay under this share of what it has
+/// allocated. They are judged against this bound rather than as growth:
+/// they swing by several MiB from one sample to the next as requests free
+/// their buffers, which is the noise the RSS floor's fit cannot see through,
+/// while fragmentation that grows without bound crosses it.
+pub const ALLOCATOR_FREE_SHARE_MAX: f64 = 0.5;
 /// Open fds of the server never reach this.
 pub const FDS_MAX: u64 = 100;
 /// Open fds allowed beyond the pool's connections (listener, logs, epoll,
@@ -127,10 +134,17 @@ pub struct Verdict {
     pub rss_judged_start_bytes: f64,
     /// Fitted slope of the net RSS floor over the judged window, bytes per second.
     pub rss_slope_bytes_per_s: f64,
+    /// Standard error of that slope (from the floors' scatter about the
+    /// line), bytes per second: how finely the run resolves growth.
+    #[serde(default)]
+    pub rss_slope_standard_error_bytes_per_s: f64,
     /// Floor growth over the judged window, percent of its fitted start.
     pub rss_growth_percent: f64,
     /// The floor slope projected over 24 h, percent of the fitted start.
     pub rss_projected_24h_percent: f64,
+    /// One standard error of that projection, percent.
+    #[serde(default)]
+    pub rss_projected_24h_standard_error_percent: f64,
     /// Slope fitted through every judged sample (reported, not judged).
     #[serde(default)]
     pub rss_all_samples_slope_bytes_per_s: f64,
@@ -171,6 +185,27 @@ pub fn fit_line(points: &[(f64, f64)]) -> (f64, f64) {
     (mean_y - slope * mean_x, slope)
 }
 
+/// Standard error of the slope of the least-squares line `(intercept,
+/// slope)` through `points`: the residuals' scatter over the spread of `x`.
+/// 0 with fewer than 3 points.
+pub fn slope_standard_error(points: &[(f64, f64)], (intercept, slope): (f64, f64)) -> f64 {
+    if points.len() < 3 {
+        return 0.0;
+    }
+    let n = points.len() as f64;
+    let mean_x = points.iter().map(|p| p.0).sum::<f64>() / n;
+    let variance: f64 = points.iter().map(|(x, _)| (x - mean_x).powi(2)).sum();
+    let residuals: f64 = points
+        .iter()
+        .map(|(x, y)| (y - intercept - slope * x).powi(2))
+        .sum();
+    if variance > 0.0 {
+        (residuals / (n - 2.0) / variance).sqrt()
+    } else {
+        0.0
+    }
+}
+
 /// The lowest point of each of `spans` equal spans of time over `points`
 /// (sorted by time); every point when there are too few to cut.
 pub fn floor_points(points: &[(f64, f64)], spans: usize) -> Vec<(f64, f64)> {
@@ -198,8 +233,13 @@ fn trend(points: &[(f64, f64)], start_t: f64, end_t: f64) -> (f64, f64, f64, f64
     let (intercept, slope) = fit_line(points);
     let start = (intercept + slope * start_t).max(1.0);
     let growth = slope * (end_t - start_t) / start * 100.0;
-    let projected = slope * 86_400.0 / start * 100.0;
+    let projected = projected_24h_percent(slope, start);
     (start, slope, growth, projected)
+}
+
+/// `slope_bytes_per_s` over 24 h, in percent of `start_bytes`.
+fn projected_24h_percent(slope_bytes_per_s: f64, start_bytes: f64) -> f64 {
+    slope_bytes_per_s * 86_400.0 / start_bytes * 100.0
 }
 
 /// Bytes the server's bounded caches say they hold: the embedding cache's
@@ -212,9 +252,24 @@ pub fn bounded_cache_bytes(sample: &Sample) -> u64 {
     sample.cache_bytes + sample.sqlite_heap_bytes
 }
 
-/// RSS less [`bounded_cache_bytes`]: what the growth criteria judge.
+/// Bytes the allocator holds resident without having them allocated:
+/// pages freed and not yet returned to the OS (bounded in time by its
+/// decay) and fragmentation (judged by [`ALLOCATOR_FREE_SHARE_MAX`]).
+/// jemalloc builds only (SQLite allocates through it too), else 0.
+pub fn allocator_free_bytes(sample: &Sample) -> u64 {
+    sample
+        .allocator_resident_bytes
+        .saturating_sub(sample.allocated_bytes)
+}
+
+/// RSS less [`bounded_cache_bytes`] and [`allocator_free_bytes`]: the bytes
+/// the program holds live plus what is not heap (code, stacks, the model),
+/// which is what the growth criteria judge.
 pub fn net_rss_bytes(sample: &Sample) -> u64 {
-    sample.rss_bytes.saturating_sub(bounded_cache_bytes(sample))
+    sample
+        .rss_bytes
+        .saturating_sub(bounded_cache_bytes(sample))
+        .saturating_sub(allocator_free_bytes(sample))
 }
 
 /// Judges `samples` of a run that lasted `duration_s`; `exit_ok` says the
@@ -234,6 +289,8 @@ pub fn judge(samples: &[Sample], duration_s: f64, exit_ok: Result<(), String>) -
     );
     let floor = floor_points(&points, FLOOR_SPANS);
     let (start, slope, growth, projected) = trend(&floor, start_t, end_t);
+    let slope_error = slope_standard_error(&floor, fit_line(&floor));
+    let projected_error = projected_24h_percent(slope_error, start);
     let (_, all_slope, all_growth, all_projected) = trend(&points, start_t, end_t);
     let gross_points: Vec<(f64, f64)> =
         judged.iter().map(|s| (s.t_s, s.rss_bytes as f64)).collect();
@@ -267,7 +324,7 @@ pub fn judge(samples: &[Sample], duration_s: f64, exit_ok: Result<(), String>) -
         "rss_growth",
         growth < RSS_GROWTH_PERCENT_MAX,
         format!(
-            "{growth:.2}% over the judged window, net of the bounded caches (RSS less cache and SQLite heap: \
+            "{growth:.2}% over the judged window, net (RSS less the embedding cache, SQLite's heap and the allocator's free pages: \
              floor of {} spans fitted from {:.1} MiB, slope {:.2} KiB/s; every sample: {all_growth:.2}%, {:.2} KiB/s; \
              the caches grew {caches_growth_mib:.1} MiB; gross RSS floor {gross_growth:.2}%, {:.2} KiB/s); \
              bound {RSS_GROWTH_PERCENT_MAX}%",
@@ -281,8 +338,8 @@ pub fn judge(samples: &[Sample], duration_s: f64, exit_ok: Result<(), String>) -
     let window_s = end_t - start_t;
     let projected_judged = window_s >= PROJECTION_WINDOW_MIN_S;
     let projection = format!(
-        "{projected:.2}% per 24 h at the net floor's slope (every sample: {all_projected:.2}%; gross RSS floor: \
-         {gross_projected:.2}%); bound {RSS_PROJECTED_24H_PERCENT_MAX}%"
+        "{projected:.2}% per 24 h at the net floor's slope, standard error {projected_error:.2}% \
+         (every sample: {all_projected:.2}%; gross RSS floor: {gross_projected:.2}%); bound {RSS_PROJECTED_24H_PERCENT_MAX}%"
     );
     if projected_judged {
         criterion(
@@ -299,6 +356,32 @@ pub fn judge(samples: &[Sample], duration_s: f64, exit_ok: Result<(), String>) -
             ),
         );
     }
+    let (free_share_max, free_at_max) = samples
+        .iter()
+        .filter(|s| s.allocated_bytes > 0)
+        .map(|s| (allocator_free_bytes(s) as f64 / s.allocated_bytes as f64, s))
+        .fold((0.0, None), |(max, at), (share, s)| {
+            if share > max {
+                (share, Some(s))
+            } else {
+                (max, at)
+            }
+        });
+    criterion(
+        "allocator_free",
+        free_share_max <= ALLOCATOR_FREE_SHARE_MAX,
+        match free_at_max {
+            Some(s) => format!(
+                "the allocator's free pages at most {:.0}% of its allocated bytes ({:.1} of {:.1} MiB at {:.0} s); bound {:.0}%",
+                free_share_max * 100.0,
+                allocator_free_bytes(s) as f64 / 1_048_576.0,
+                s.allocated_bytes as f64 / 1_048_576.0,
+                s.t_s,
+                ALLOCATOR_FREE_SHARE_MAX * 100.0
+            ),
+            None => "no allocator figures (not a jemalloc build)".into(),
+        },
+    );
     let fds_max = max_of(|s| s.fds);
     let fds_bound = FDS_MAX.min(pool_max + 1 + FDS_MARGIN);
     criterion(
@@ -395,8 +478,10 @@ pub fn judge(samples: &[Sample], duration_s: f64, exit_ok: Result<(), String>) -
         criteria,
         rss_judged_start_bytes: start,
         rss_slope_bytes_per_s: slope,
+        rss_slope_standard_error_bytes_per_s: slope_error,
         rss_growth_percent: growth,
         rss_projected_24h_percent: projected,
+        rss_projected_24h_standard_error_percent: projected_error,
         rss_all_samples_slope_bytes_per_s: all_slope,
         rss_all_samples_projected_24h_percent: all_projected,
         rss_gross_slope_bytes_per_s: gross_slope,
@@ -657,6 +742,73 @@ mod tests {
         samples[40].cache_bytes = (16 << 20) + 1;
         let verdict = judge(&samples, 60.0, Ok(()));
         assert!(failed_criteria(&verdict).contains(&"cache"));
+    }
+
+    #[test]
+    fn the_allocators_free_pages_are_bounded_not_fitted() {
+        // 120 MiB allocated under 60 MiB of code and model; the allocator's
+        // free pages swing between 10 and 30 MiB, higher late in the run:
+        // the gross floor climbs, what the program holds does not.
+        let free = |t: f64| {
+            let sample = (t / 20.0) as u64;
+            (10 << 20)
+                + if sample > 30 {
+                    20 << 20
+                } else {
+                    (sample % 3) * (5 << 20)
+                }
+        };
+        let with_allocator = |rss: &dyn Fn(f64) -> u64, free: &dyn Fn(f64) -> u64| {
+            let mut samples = run(|t| rss(t) + free(t));
+            for sample in &mut samples {
+                sample.allocated_bytes = 120 << 20;
+                sample.allocator_resident_bytes = (120 << 20) + free(sample.t_s);
+            }
+            samples
+        };
+        let swinging = judge(&with_allocator(&|_| 180 << 20, &free), RUN_S, Ok(()));
+        assert!(swinging.passed, "{swinging:?}");
+        assert!(swinging.rss_slope_bytes_per_s.abs() < 1.0);
+        assert!(swinging.rss_gross_projected_24h_percent > RSS_PROJECTED_24H_PERCENT_MAX);
+
+        // Live bytes growing 256 B/s beside the same swings fail.
+        let mut leak = with_allocator(&|_| 180 << 20, &free);
+        for sample in &mut leak {
+            let leaked = (sample.t_s * 256.0) as u64;
+            sample.rss_bytes += leaked;
+            sample.allocated_bytes += leaked;
+            sample.allocator_resident_bytes += leaked;
+        }
+        let verdict = judge(&leak, RUN_S, Ok(()));
+        assert_eq!(failed_criteria(&verdict), ["rss_projected_24h"]);
+
+        // Free pages past half the allocated bytes: fragmentation.
+        let fragmented = with_allocator(&|_| 180 << 20, &|t| (10 << 20) + (t * 50_000.0) as u64);
+        let verdict = judge(&fragmented, RUN_S, Ok(()));
+        assert_eq!(failed_criteria(&verdict), ["allocator_free"]);
+    }
+
+    #[test]
+    fn the_projection_reports_how_finely_the_run_resolves_it() {
+        // Floors alternating 2 MiB apart over a flat line: no slope to
+        // speak of, but a standard error of the projection well above 0.
+        let wobble = |t: f64| {
+            (200 << 20)
+                + if ((t / 120.0) as u64) % 2 == 0 {
+                    0
+                } else {
+                    2 << 20
+                }
+        };
+        let verdict = judge(&run(wobble), RUN_S, Ok(()));
+        assert!(
+            verdict.rss_projected_24h_standard_error_percent > 1.0,
+            "{verdict:?}"
+        );
+        let flat = judge(&run(|_| 200 << 20), RUN_S, Ok(()));
+        assert!(flat.rss_projected_24h_standard_error_percent.abs() < 1e-9);
+        let projection = flat.criteria.iter().find(|c| c.name == "rss_projected_24h");
+        assert!(projection.is_some_and(|c| c.detail.contains("standard error")));
     }
 
     #[test]

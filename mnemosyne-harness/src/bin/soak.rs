@@ -140,6 +140,27 @@ fn parse_duration(text: &str) -> Result<f64> {
     Ok(seconds)
 }
 
+/// A sampling interval: a duration of 0.1 s to 10 minutes.
+fn parse_interval(text: &str) -> Result<f64> {
+    let text = text.trim();
+    let (number, unit) = text.split_at(
+        text.find(|c: char| c.is_ascii_alphabetic())
+            .unwrap_or(text.len()),
+    );
+    let value: f64 = number
+        .parse()
+        .with_context(|| format!("bad --sample-interval {text:?}"))?;
+    let seconds = match unit {
+        "" | "s" => value,
+        "m" | "min" => value * 60.0,
+        other => bail!("bad --sample-interval unit {other:?} in {text:?}; use s or m"),
+    };
+    if !(0.1..=600.0).contains(&seconds) {
+        bail!("--sample-interval must be 0.1 s to 10 minutes, got {text:?}");
+    }
+    Ok(seconds)
+}
+
 fn run() -> Result<bool> {
     let args: Vec<String> = std::env::args().skip(1).collect();
     let mut duration_s = 60.0;
@@ -154,6 +175,7 @@ fn run() -> Result<bool> {
     let mut warm_up_s: Option<f64> = None;
     let mut server_limits = Vec::new();
     let mut store_window = Some(STORE_WINDOW);
+    let mut sample_interval_s: Option<f64> = None;
     let mut rest = args.iter();
     while let Some(flag) = rest.next() {
         let mut value = || rest.next().with_context(|| format!("{flag} needs a value"));
@@ -184,10 +206,14 @@ fn run() -> Result<bool> {
             "--warm-up" => warm_up_s = Some(parse_duration(value()?)?),
             "--limit" => server_limits.push(parse_limit(value()?)?),
             "--grow-store" => store_window = None,
+            "--sample-interval" => {
+                let seconds = parse_interval(value()?)?;
+                sample_interval_s = Some(seconds);
+            }
             other => bail!(
                 "unknown argument {other:?}; usage: soak [--duration 60s|30m|24h] [--out DIR] [--rate OPS_PER_S] \
                  [--remember-rate PER_S] [--memories N] [--preload-without-vectors | --preload-distinct-vectors N] [--bin PATH] [--memory-limit-mib N] [--no-memory-limit-run] [--warm-up 60s] \
-                 [--limit NAME=VALUE]... [--grow-store]"
+                 [--limit NAME=VALUE]... [--grow-store] [--sample-interval 5s]"
             ),
         }
     }
@@ -218,8 +244,9 @@ fn run() -> Result<bool> {
         memories,
         preload_vectors,
         // At least 1 s: a one-minute run gets ~5 samples in each of the
-        // 10 spans its RSS floor is taken from.
-        sample_interval_s: (duration_s / 150.0).clamp(1.0, 30.0),
+        // 10 spans its RSS floor is taken from; a 2-hour one (5 s) ~115,
+        // so each span's floor is near its true lowest point.
+        sample_interval_s: sample_interval_s.unwrap_or((duration_s / 1_440.0).clamp(1.0, 30.0)),
         seed: SEED,
         binary,
         memory_limit_run_s: if limit_run {
