@@ -794,7 +794,7 @@ mod tests {
         // speak of, but a standard error of the projection well above 0.
         let wobble = |t: f64| {
             (200 << 20)
-                + if ((t / 120.0) as u64) % 2 == 0 {
+                + if ((t / 120.0) as u64).is_multiple_of(2) {
                     0
                 } else {
                     2 << 20
