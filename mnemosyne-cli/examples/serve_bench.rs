@@ -108,7 +108,9 @@ fn recall_params(query: &WorkloadQuery) -> CallToolRequestParams {
 }
 
 async fn bench_mcp(binary: &Path, db: &Path, queries: Arc<Vec<WorkloadQuery>>) -> Value {
+    // Outside any repository: `serve mcp` would file memories under the project.
     let mut child = command(binary, db)
+        .current_dir(db.parent().expect("the database's directory"))
         .args(["serve", "mcp"])
         .stdin(Stdio::piped())
         .stdout(Stdio::piped())

@@ -205,10 +205,22 @@ pub struct DocActorArgs {
 pub enum ServeCommand {
     /// MCP over stdin/stdout (for Claude Code and other MCP clients); stops
     /// when stdin closes or on SIGINT/SIGTERM.
-    Mcp,
+    Mcp(ServeMcpArgs),
     /// The HTTP API (/v1/memories, /v1/recall, /v1/events, /health,
     /// /metrics); stops on SIGINT/SIGTERM.
     Http(ServeHttpArgs),
+}
+
+/// `serve mcp`.
+#[derive(Debug, Args)]
+pub struct ServeMcpArgs {
+    /// Where `remember` goes and what `recall` searches (with the namespaces
+    /// it sees) when a call names no namespace [default: the project of the
+    /// working directory: the `namespace` of a .mnemosyne.toml here or
+    /// above, else project:NAME of the git repository's root directory,
+    /// else global; `mnemosyne config` shows it].
+    #[arg(long, value_name = "NAMESPACE")]
+    pub namespace: Option<Namespace>,
 }
 
 /// `serve http`.

@@ -58,6 +58,7 @@ mod commands;
 mod config;
 mod fd_limit;
 mod output;
+mod project;
 mod work_cli;
 
 use std::io::{self, IsTerminal};

@@ -247,3 +247,43 @@ fn default_db_is_created_in_the_platform_data_dir() {
         .unwrap();
     assert_eq!(common::ok(output, &["count"]).trim(), "1");
 }
+
+#[test]
+fn config_shows_the_project_detected_in_the_working_directory_and_why() {
+    let sandbox = Sandbox::new();
+    let json_in = |dir: &std::path::Path| {
+        let output = sandbox
+            .command()
+            .current_dir(dir)
+            .args(["config", "--json"])
+            .output()
+            .expect("run mnemosyne config");
+        assert!(output.status.success(), "{output:?}");
+        parse_json(&String::from_utf8_lossy(&output.stdout))
+    };
+    let outside = json_in(&sandbox.path(""));
+    assert_eq!(outside["project"]["namespace"], "global");
+    assert_eq!(outside["project"]["source"], "default");
+
+    let repo = sandbox.path("atlas");
+    std::fs::create_dir_all(repo.join(".git")).unwrap();
+    std::fs::create_dir_all(repo.join("docs")).unwrap();
+    let detected = json_in(&repo.join("docs"));
+    assert_eq!(detected["project"]["namespace"], "project:atlas");
+    assert_eq!(detected["project"]["source"], "git_root");
+    assert_eq!(detected["project"]["path"], repo.to_str().unwrap());
+
+    // A broken project file does not stop `config`: it says what is wrong.
+    std::fs::write(repo.join(".mnemosyne.toml"), "namespace = 7\n").unwrap();
+    let broken = json_in(&repo);
+    let error = broken["project"]["error"].as_str().expect("an error");
+    assert!(error.contains(".mnemosyne.toml"), "{error}");
+    let text = sandbox
+        .command()
+        .current_dir(&repo)
+        .arg("config")
+        .output()
+        .expect("run mnemosyne config");
+    let text = String::from_utf8_lossy(&text.stdout);
+    assert!(text.contains("# project: none: "), "{text}");
+}

@@ -214,6 +214,93 @@ async fn an_rmcp_client_remembers_and_recalls_through_the_tools() {
     );
 }
 
+/// Ids of a recall's hits.
+fn hit_ids(recall: &Value) -> Vec<String> {
+    recall["hits"]
+        .as_array()
+        .expect("hits")
+        .iter()
+        .map(|hit| hit["memory"]["id"].as_str().expect("id").to_owned())
+        .collect()
+}
+
+#[tokio::test]
+async fn calls_without_a_namespace_go_to_the_project_the_server_runs_in() {
+    let sandbox = Sandbox::new();
+    let repo = sandbox.path("atlas");
+    let below = repo.join("src/storage");
+    std::fs::create_dir_all(&below).expect("a source tree");
+    std::fs::create_dir(repo.join(".git")).expect("a repository");
+    let spawn_in = |dir: &std::path::Path, extra: &[&str]| {
+        let mut command = Command::from(sandbox.command());
+        command
+            .current_dir(dir)
+            .args(["serve", "mcp"])
+            .args(extra)
+            .stdin(Stdio::piped())
+            .stdout(Stdio::piped())
+            .stderr(Stdio::piped())
+            .kill_on_drop(true);
+        command.spawn().expect("spawn mnemosyne serve mcp")
+    };
+
+    let mut child = spawn_in(&below, &[]);
+    let client = connect(&mut child).await;
+    let own = ok(&client, "remember", json!({"content": "atlas keeps its lease reaper apart"})).await;
+    assert_eq!(own["namespace"], "project:atlas");
+    let shared = ok(
+        &client,
+        "remember",
+        json!({"content": "every lease reaper runs once a second", "namespace": "global"}),
+    )
+    .await;
+    let other = ok(
+        &client,
+        "remember",
+        json!({"content": "the zephyr lease reaper is a cron job", "namespace": "project:zephyr"}),
+    )
+    .await;
+    let mut seen = hit_ids(&ok(&client, "recall", json!({"query": "lease reaper"})).await);
+    seen.sort();
+    let mut expected = vec![
+        own["id"].as_str().unwrap().to_owned(),
+        shared["id"].as_str().unwrap().to_owned(),
+    ];
+    expected.sort();
+    assert_eq!(seen, expected, "the project and global, not project:zephyr");
+    let named = ok(
+        &client,
+        "recall",
+        json!({"query": "lease reaper", "namespace": "project:zephyr"}),
+    )
+    .await;
+    assert!(hit_ids(&named).contains(&other["id"].as_str().unwrap().to_owned()));
+    client.cancel().await.expect("close the client");
+    assert_eq!(exit_code(&mut child).await, Some(0));
+
+    // --namespace wins over what the directory says.
+    let mut child = spawn_in(&below, &["--namespace", "project:zephyr"]);
+    let client = connect(&mut child).await;
+    let moved = ok(&client, "remember", json!({"content": "zephyr from atlas's tree"})).await;
+    assert_eq!(moved["namespace"], "project:zephyr");
+    client.cancel().await.expect("close the client");
+    assert_eq!(exit_code(&mut child).await, Some(0));
+
+    // A malformed project file stops the server before it opens the
+    // database, with one line naming the file.
+    std::fs::write(repo.join(".mnemosyne.toml"), "namespace = \"project:a b\"\n").unwrap();
+    let output = Command::from(sandbox.command())
+        .current_dir(&below)
+        .args(["serve", "mcp"])
+        .output()
+        .await
+        .expect("run serve mcp");
+    let stderr = String::from_utf8_lossy(&output.stderr);
+    assert_eq!(output.status.code(), Some(1), "{stderr}");
+    assert!(stderr.contains(".mnemosyne.toml") && stderr.contains("malformed namespace"), "{stderr}");
+    assert_eq!(stderr.trim().lines().count(), 1, "{stderr}");
+}
+
 #[tokio::test]
 async fn bad_calls_are_answered_with_errors_and_the_server_carries_on() {
     let sandbox = Sandbox::new();
@@ -617,6 +704,7 @@ fn the_python_mcp_sdk_drives_the_server() {
         .arg(script)
         .arg(env!("CARGO_BIN_EXE_mnemosyne"))
         .arg(&sandbox.db)
+        .current_dir(sandbox.path(""))
         .env("HOME", sandbox.path("home"))
         .env("XDG_CONFIG_HOME", sandbox.path("home/config"))
         .env("XDG_DATA_HOME", sandbox.path("home/data"))

@@ -166,6 +166,9 @@ pub struct ServerCommand {
     pub env: Vec<(String, String)>,
     /// Where the server's stderr goes.
     pub stderr_log: PathBuf,
+    /// Its working directory: one of the run's own, outside any repository
+    /// (`mnemosyne serve mcp` files memories under the project it runs in).
+    pub working_dir: PathBuf,
 }
 
 /// Every limit of one run.
@@ -269,6 +272,7 @@ pub async fn run(
         source,
     })?;
     let mut child = Command::new(&command.program)
+        .current_dir(&command.working_dir)
         .args(&command.args)
         .envs(command.env.iter().map(|(k, v)| (k, v)))
         .stdin(Stdio::piped())

@@ -105,6 +105,7 @@ impl Installed {
             args: self.args.clone(),
             env,
             stderr_log: data_dir.join("server-stderr.log"),
+            working_dir: data_dir.to_owned(),
         }
     }
 }

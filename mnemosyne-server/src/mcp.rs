@@ -22,6 +22,7 @@ use rmcp::model::{
 };
 use rmcp::service::RequestContext;
 use rmcp::{ErrorData, RoleServer, ServerHandler, tool, tool_router};
+use mnemosyne_core::Namespace;
 use serde::Serialize;
 
 use crate::docs::{DocActorParams, DocEditParams, DocListParams, DocNameParams, DocWriteParams};
@@ -48,6 +49,8 @@ project:NAME, session:PROJECT/ID. Results are bounded: recall and list cut long 
 pub struct McpServer {
     core: Arc<Core>,
     tool_router: Arc<ToolRouter<Self>>,
+    /// Where `remember` and `recall` go when the call names no namespace.
+    namespace: Option<Namespace>,
 }
 
 impl std::fmt::Debug for McpServer {
@@ -68,11 +71,17 @@ fn answer<T: Serialize>(result: Result<T, ApiError>) -> CallToolResult {
 }
 
 impl McpServer {
-    pub(crate) fn new(core: Arc<Core>) -> Self {
+    pub(crate) fn new(core: Arc<Core>, namespace: Option<Namespace>) -> Self {
         Self {
             core,
             tool_router: Arc::new(Self::tools()),
+            namespace,
         }
+    }
+
+    /// `given`, else this session's namespace.
+    fn namespace_or_default(&self, given: Option<String>) -> Option<String> {
+        given.or_else(|| self.namespace.as_ref().map(ToString::to_string))
     }
 
     /// Every tool this server offers: the sum of the tool groups.
@@ -87,9 +96,12 @@ impl McpServer {
     #[tool(
         name = "remember",
         description = "Store a memory: a decision, a bug and its fix, a pattern, a fact worth keeping. \
-Returns the stored memory with its id. Keep one idea per memory; add tags and an importance (1-10)."
+Returns the stored memory with its id. Keep one idea per memory; add tags and an importance (1-10). \
+Without a namespace it goes to the project the server runs in (its .mnemosyne.toml or git \
+repository; global outside one)."
     )]
-    async fn remember(&self, Parameters(params): Parameters<RememberParams>) -> CallToolResult {
+    async fn remember(&self, Parameters(mut params): Parameters<RememberParams>) -> CallToolResult {
+        params.namespace = self.namespace_or_default(params.namespace);
         answer(self.core.memories.remember(params).await)
     }
 
@@ -98,9 +110,11 @@ Returns the stored memory with its id. Keep one idea per memory; add tags and an
         name = "recall",
         description = "Search memories by meaning and keywords (hybrid: BM25 + vectors + links), best first. \
 At most recall_results_max hits (truncated: true says more matched); long contents are cut \
-(content_truncated: true; use get for the whole memory)."
+(content_truncated: true; use get for the whole memory). Without a namespace it searches this \
+project's memories and global ones."
     )]
-    async fn recall(&self, Parameters(params): Parameters<RecallParams>) -> CallToolResult {
+    async fn recall(&self, Parameters(mut params): Parameters<RecallParams>) -> CallToolResult {
+        params.namespace = self.namespace_or_default(params.namespace);
         answer(self.core.memories.recall(params).await)
     }
 

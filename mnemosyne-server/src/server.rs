@@ -7,7 +7,7 @@ use std::net::SocketAddr;
 use std::sync::{Arc, Weak};
 use std::time::Duration;
 
-use mnemosyne_core::Limits;
+use mnemosyne_core::{Limits, Namespace};
 use mnemosyne_orchestration::{CancellationToken, ShutdownReport, Supervisor, SupervisorError};
 use mnemosyne_storage::MemoryStore;
 use rmcp::ServiceExt;
@@ -142,6 +142,8 @@ fn watch_documents_and_events(core: &Arc<Core>) {
 pub struct Server {
     core: Arc<Core>,
     supervisor: Arc<Supervisor>,
+    /// The namespace of MCP calls that name none (see [`Server::with_mcp_namespace`]).
+    mcp_namespace: Option<Namespace>,
 }
 
 impl Server {
@@ -168,7 +170,22 @@ impl Server {
             embedding_worker: std::sync::OnceLock::new(),
         });
         watch_documents_and_events(&core);
-        Self { core, supervisor }
+        Self {
+            core,
+            supervisor,
+            mcp_namespace: None,
+        }
+    }
+
+    /// MCP sessions of this server remember into `namespace` when a call
+    /// names none, and recall from it and the namespaces it sees (a project
+    /// sees `global`). What `serve mcp` sets to the project it detects in
+    /// its working directory; without it, memories go to `global` and
+    /// recall searches every namespace, as over HTTP.
+    #[must_use]
+    pub fn with_mcp_namespace(mut self, namespace: Namespace) -> Self {
+        self.mcp_namespace = Some(namespace);
+        self
     }
 
     /// The memory operations (what the tools and routes call).
@@ -398,7 +415,7 @@ impl Server {
         // The gate passes lines of at most `line_max` bytes plus their newline.
         let transport = AsyncRwTransport::new_server(rmcp_reads, rmcp_writes)
             .with_max_line_length(line_max.saturating_add(1));
-        let handler = McpServer::new(Arc::clone(&self.core));
+        let handler = McpServer::new(Arc::clone(&self.core), self.mcp_namespace.clone());
         let ended = CancellationToken::new();
         let session_ended = ended.clone();
         self.supervisor

@@ -11,6 +11,7 @@ use serde::Serialize;
 
 use crate::config::{SERVER_BIND_DEFAULT, Settings};
 use crate::output::Output;
+use crate::project::{self, PROJECT_FILE, Project, Source};
 
 /// What `config` prints with `--json`.
 #[derive(Debug, Serialize)]
@@ -22,6 +23,44 @@ struct Effective<'a> {
     limits: &'a Limits,
     embedder: &'a EmbedderConfig,
     server: ServerView,
+    project: ProjectView,
+}
+
+/// The project detected from the working directory, or why none could be.
+#[derive(Debug, Serialize)]
+#[serde(untagged)]
+enum ProjectView {
+    Detected(Project),
+    Failed { error: String },
+}
+
+impl ProjectView {
+    fn of_current_dir() -> Self {
+        let detected = std::env::current_dir()
+            .map_err(anyhow::Error::from)
+            .and_then(|cwd| project::detect(&cwd));
+        match detected {
+            Ok(found) => Self::Detected(found),
+            Err(e) => Self::Failed {
+                error: format!("{e:#}"),
+            },
+        }
+    }
+
+    fn describe(&self) -> String {
+        match self {
+            Self::Detected(Project { namespace, source }) => match source {
+                Source::File { path } => format!("{namespace} (from {})", path.display()),
+                Source::GitRoot { path } => {
+                    format!("{namespace} (the git repository at {})", path.display())
+                }
+                Source::Default => format!(
+                    "{namespace} (no {PROJECT_FILE} and no git repository here or above)"
+                ),
+            },
+            Self::Failed { error } => format!("none: {error}"),
+        }
+    }
 }
 
 /// The `[server]` table as `serve http` uses it.
@@ -63,6 +102,7 @@ pub fn run(settings: &Settings, out: Output) -> Result<()> {
                 .map_or_else(|| SERVER_BIND_DEFAULT.to_owned(), |bind| bind.to_string()),
             token_set: settings.server.token.is_some(),
         },
+        project: ProjectView::of_current_dir(),
     };
     let toml = toml::to_string(&AsToml {
         db: effective.db.clone(),
@@ -79,6 +119,7 @@ pub fn run(settings: &Settings, out: Output) -> Result<()> {
             None => writeln!(w, "# config file: none")?,
         }
         writeln!(w, "# db from: {}", effective.db_source)?;
+        writeln!(w, "# project: {}", effective.project.describe())?;
         writeln!(
             w,
             "# HTTP token: {} (never printed)",

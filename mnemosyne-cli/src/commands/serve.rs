@@ -18,9 +18,28 @@ use crate::cli::ServeCommand;
 use crate::config::{SERVER_BIND_DEFAULT, Settings};
 
 pub async fn run(command: ServeCommand, settings: &Settings) -> Result<()> {
-    // Checked before the database is opened: a refused bind changes nothing.
+    // Checked before the database is opened: a refused bind or a malformed
+    // project file changes nothing.
+    let mut mcp_namespace = None;
     let listener = match &command {
-        ServeCommand::Mcp => None,
+        ServeCommand::Mcp(args) => {
+            mcp_namespace = match &args.namespace {
+                Some(namespace) => Some(namespace.clone()),
+                None => {
+                    let cwd = std::env::current_dir().context("cannot read the working directory")?;
+                    let project = crate::project::detect(&cwd)?;
+                    tracing::info!(namespace = %project.namespace, source = ?project.source, "project detected");
+                    // Outside a project, calls without a namespace work as
+                    // over HTTP: remember into global, recall everywhere.
+                    if project.source == crate::project::Source::Default {
+                        None
+                    } else {
+                        Some(project.namespace)
+                    }
+                }
+            };
+            None
+        }
         ServeCommand::Http(args) => {
             let bind = match args.bind.or(settings.server.bind) {
                 Some(bind) => bind,
@@ -54,7 +73,10 @@ pub async fn run(command: ServeCommand, settings: &Settings) -> Result<()> {
             .context("cannot load the local embedding model")?;
     }
     let store = super::open_store_with_embedder(settings, &embedder).await?;
-    let server = Server::new(store.clone());
+    let mut server = Server::new(store.clone());
+    if let Some(namespace) = mcp_namespace {
+        server = server.with_mcp_namespace(namespace);
+    }
     let cache = embedder.cache.clone();
     server
         .tracker()

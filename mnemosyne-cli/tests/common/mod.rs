@@ -30,7 +30,9 @@ impl Sandbox {
     }
 
     /// The binary with a clean environment: HOME and XDG dirs inside the
-    /// sandbox, no MNEMOSYNE_* or RUST_LOG from the caller, stdin empty.
+    /// sandbox, no MNEMOSYNE_* or RUST_LOG from the caller, stdin empty, and
+    /// the sandbox as working directory (outside any git repository, so
+    /// `serve mcp` detects no project).
     pub fn bare_command(&self) -> Command {
         let mut command = Command::new(env!("CARGO_BIN_EXE_mnemosyne"));
         for (name, _) in std::env::vars_os() {
@@ -47,6 +49,7 @@ impl Sandbox {
             .env("HOME", self.path("home"))
             .env("XDG_CONFIG_HOME", self.path("home/config"))
             .env("XDG_DATA_HOME", self.path("home/data"))
+            .current_dir(self.dir.path())
             .stdin(Stdio::null());
         command
     }

@@ -200,6 +200,7 @@ async fn run() -> Result<()> {
                 ],
                 env: vec![("HOME".into(), dir.path().display().to_string())],
                 stderr_log: dir.path().join("server-stderr.log"),
+                working_dir: dir.path().to_owned(),
             };
             if let Some(run) = drive(&system, &command, size, plan, &budget).await {
                 measured.push(Measured {
