@@ -41,6 +41,17 @@ pub struct Project {
     pub source: Source,
 }
 
+impl Project {
+    /// Why this namespace, in words: the file or repository it came from.
+    pub fn reason(&self) -> String {
+        match &self.source {
+            Source::File { path } => format!("from {}", path.display()),
+            Source::GitRoot { path } => format!("the git repository at {}", path.display()),
+            Source::Default => format!("no {PROJECT_FILE} and no git repository here or above"),
+        }
+    }
+}
+
 /// What `.mnemosyne.toml` holds.
 #[derive(Debug, Deserialize)]
 #[serde(deny_unknown_fields)]
@@ -77,7 +88,8 @@ pub fn detect(cwd: &Path) -> Result<Project> {
 }
 
 fn read_project_file(path: &Path) -> Result<Namespace> {
-    let file = std::fs::File::open(path).with_context(|| format!("cannot read {}", path.display()))?;
+    let file =
+        std::fs::File::open(path).with_context(|| format!("cannot read {}", path.display()))?;
     let mut text = String::new();
     file.take(PROJECT_FILE_BYTES_MAX + 1)
         .read_to_string(&mut text)
@@ -183,7 +195,11 @@ mod tests {
         let found = detect(&repo).unwrap();
         assert_eq!(found.namespace, project("team-x"));
         assert_eq!(found.source, Source::File { path: file });
-        std::fs::write(t.path().join("work").join(PROJECT_FILE), "namespace = \"global\"").unwrap();
+        std::fs::write(
+            t.path().join("work").join(PROJECT_FILE),
+            "namespace = \"global\"",
+        )
+        .unwrap();
         assert_eq!(detect(&repo).unwrap().namespace, Namespace::Global);
     }
 
@@ -201,7 +217,10 @@ mod tests {
         for (dir, expected) in [
             ("my repo (1)", "my-repo--1-"),
             ("über.rs", "-ber.rs"),
-            (&"x".repeat(200) as &str, &"x".repeat(NAMESPACE_PART_BYTES_MAX) as &str),
+            (
+                &"x".repeat(200) as &str,
+                &"x".repeat(NAMESPACE_PART_BYTES_MAX) as &str,
+            ),
         ] {
             let root = t.path().join(dir);
             std::fs::create_dir_all(root.join(".git")).unwrap();

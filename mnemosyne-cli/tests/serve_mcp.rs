@@ -246,7 +246,12 @@ async fn calls_without_a_namespace_go_to_the_project_the_server_runs_in() {
 
     let mut child = spawn_in(&below, &[]);
     let client = connect(&mut child).await;
-    let own = ok(&client, "remember", json!({"content": "atlas keeps its lease reaper apart"})).await;
+    let own = ok(
+        &client,
+        "remember",
+        json!({"content": "atlas keeps its lease reaper apart"}),
+    )
+    .await;
     assert_eq!(own["namespace"], "project:atlas");
     let shared = ok(
         &client,
@@ -275,20 +280,57 @@ async fn calls_without_a_namespace_go_to_the_project_the_server_runs_in() {
     )
     .await;
     assert!(hit_ids(&named).contains(&other["id"].as_str().unwrap().to_owned()));
+    let diagnostics = ok(&client, "diagnostics", json!({})).await;
+    assert_eq!(diagnostics["project"]["namespace"], "project:atlas");
+    let reason = diagnostics["project"]["reason"].as_str().expect("a reason");
+    assert!(
+        reason.starts_with("the git repository at ") && reason.ends_with("atlas"),
+        "{reason}"
+    );
+    client.cancel().await.expect("close the client");
+    assert_eq!(exit_code(&mut child).await, Some(0));
+
+    // Outside any project: global, and recall sees global only.
+    let mut child = spawn_in(&sandbox.path(""), &[]);
+    let client = connect(&mut child).await;
+    let loose = ok(
+        &client,
+        "remember",
+        json!({"content": "a lease reaper note from nowhere"}),
+    )
+    .await;
+    assert_eq!(loose["namespace"], "global");
+    let mut seen = hit_ids(&ok(&client, "recall", json!({"query": "lease reaper"})).await);
+    seen.sort();
+    let mut expected = vec![
+        loose["id"].as_str().unwrap().to_owned(),
+        shared["id"].as_str().unwrap().to_owned(),
+    ];
+    expected.sort();
+    assert_eq!(seen, expected, "global only");
     client.cancel().await.expect("close the client");
     assert_eq!(exit_code(&mut child).await, Some(0));
 
     // --namespace wins over what the directory says.
     let mut child = spawn_in(&below, &["--namespace", "project:zephyr"]);
     let client = connect(&mut child).await;
-    let moved = ok(&client, "remember", json!({"content": "zephyr from atlas's tree"})).await;
+    let moved = ok(
+        &client,
+        "remember",
+        json!({"content": "zephyr from atlas's tree"}),
+    )
+    .await;
     assert_eq!(moved["namespace"], "project:zephyr");
     client.cancel().await.expect("close the client");
     assert_eq!(exit_code(&mut child).await, Some(0));
 
     // A malformed project file stops the server before it opens the
     // database, with one line naming the file.
-    std::fs::write(repo.join(".mnemosyne.toml"), "namespace = \"project:a b\"\n").unwrap();
+    std::fs::write(
+        repo.join(".mnemosyne.toml"),
+        "namespace = \"project:a b\"\n",
+    )
+    .unwrap();
     let output = Command::from(sandbox.command())
         .current_dir(&below)
         .args(["serve", "mcp"])
@@ -297,7 +339,10 @@ async fn calls_without_a_namespace_go_to_the_project_the_server_runs_in() {
         .expect("run serve mcp");
     let stderr = String::from_utf8_lossy(&output.stderr);
     assert_eq!(output.status.code(), Some(1), "{stderr}");
-    assert!(stderr.contains(".mnemosyne.toml") && stderr.contains("malformed namespace"), "{stderr}");
+    assert!(
+        stderr.contains(".mnemosyne.toml") && stderr.contains("malformed namespace"),
+        "{stderr}"
+    );
     assert_eq!(stderr.trim().lines().count(), 1, "{stderr}");
 }
 

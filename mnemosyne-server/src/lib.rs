@@ -43,4 +43,4 @@ pub use http::access::AllowLists;
 pub use mcp::McpServer;
 /// The report of a shutdown, re-exported from orchestration.
 pub use mnemosyne_orchestration::ShutdownReport;
-pub use server::{HttpListener, Server, ServerError};
+pub use server::{HttpListener, McpProject, Server, ServerError};

@@ -22,7 +22,6 @@ use rmcp::model::{
 };
 use rmcp::service::RequestContext;
 use rmcp::{ErrorData, RoleServer, ServerHandler, tool, tool_router};
-use mnemosyne_core::Namespace;
 use serde::Serialize;
 
 use crate::docs::{DocActorParams, DocEditParams, DocListParams, DocNameParams, DocWriteParams};
@@ -31,7 +30,7 @@ use crate::params::{
     ForgetParams, IdParams, LinkMemoriesParams, LinkParams, ListParams, RecallParams,
     RememberParams, UpdateParams,
 };
-use crate::server::Core;
+use crate::server::{Core, McpProject};
 use crate::work::{
     ClaimParams, CompleteParams, FailParams, HeartbeatParams, ReviewParams, SubmitParams,
     WorkListParams,
@@ -50,7 +49,7 @@ pub struct McpServer {
     core: Arc<Core>,
     tool_router: Arc<ToolRouter<Self>>,
     /// Where `remember` and `recall` go when the call names no namespace.
-    namespace: Option<Namespace>,
+    project: Option<McpProject>,
 }
 
 impl std::fmt::Debug for McpServer {
@@ -71,17 +70,17 @@ fn answer<T: Serialize>(result: Result<T, ApiError>) -> CallToolResult {
 }
 
 impl McpServer {
-    pub(crate) fn new(core: Arc<Core>, namespace: Option<Namespace>) -> Self {
+    pub(crate) fn new(core: Arc<Core>, project: Option<McpProject>) -> Self {
         Self {
             core,
             tool_router: Arc::new(Self::tools()),
-            namespace,
+            project,
         }
     }
 
-    /// `given`, else this session's namespace.
+    /// `given`, else this session's project namespace.
     fn namespace_or_default(&self, given: Option<String>) -> Option<String> {
-        given.or_else(|| self.namespace.as_ref().map(ToString::to_string))
+        given.or_else(|| self.project.as_ref().map(|p| p.namespace.to_string()))
     }
 
     /// Every tool this server offers: the sum of the tool groups.
@@ -332,10 +331,13 @@ impl McpServer {
     #[tool(
         name = "diagnostics",
         description = "The server's resource figures (RSS, open fds, threads, memory limit) and every gauge \
-with its limit (pool, work queue, caches), plus the monitor's active alerts."
+with its limit (pool, work queue, caches), plus the monitor's active alerts, and the project this \
+session remembers into when a call names no namespace (and why)."
     )]
     async fn diagnostics(&self, Parameters(_params): Parameters<NoParams>) -> CallToolResult {
-        answer(Ok::<_, ApiError>(crate::server::diagnostics(&self.core)))
+        let mut view = crate::server::diagnostics(&self.core);
+        view.project.clone_from(&self.project);
+        answer(Ok::<_, ApiError>(view))
     }
 }
 

@@ -142,8 +142,8 @@ fn watch_documents_and_events(core: &Arc<Core>) {
 pub struct Server {
     core: Arc<Core>,
     supervisor: Arc<Supervisor>,
-    /// The namespace of MCP calls that name none (see [`Server::with_mcp_namespace`]).
-    mcp_namespace: Option<Namespace>,
+    /// The namespace of MCP calls that name none (see [`Server::with_mcp_project`]).
+    mcp_project: Option<McpProject>,
 }
 
 impl Server {
@@ -173,18 +173,19 @@ impl Server {
         Self {
             core,
             supervisor,
-            mcp_namespace: None,
+            mcp_project: None,
         }
     }
 
-    /// MCP sessions of this server remember into `namespace` when a call
-    /// names none, and recall from it and the namespaces it sees (a project
-    /// sees `global`). What `serve mcp` sets to the project it detects in
-    /// its working directory; without it, memories go to `global` and
-    /// recall searches every namespace, as over HTTP.
+    /// MCP sessions of this server remember into `project.namespace` when a
+    /// call names none, and recall from it and the namespaces it sees (a
+    /// project sees `global`); their `diagnostics` show it and why. What
+    /// `serve mcp` sets to the project it detects in its working directory;
+    /// without it, memories go to `global` and recall searches every
+    /// namespace, as over HTTP.
     #[must_use]
-    pub fn with_mcp_namespace(mut self, namespace: Namespace) -> Self {
-        self.mcp_namespace = Some(namespace);
+    pub fn with_mcp_project(mut self, project: McpProject) -> Self {
+        self.mcp_project = Some(project);
         self
     }
 
@@ -415,7 +416,7 @@ impl Server {
         // The gate passes lines of at most `line_max` bytes plus their newline.
         let transport = AsyncRwTransport::new_server(rmcp_reads, rmcp_writes)
             .with_max_line_length(line_max.saturating_add(1));
-        let handler = McpServer::new(Arc::clone(&self.core), self.mcp_namespace.clone());
+        let handler = McpServer::new(Arc::clone(&self.core), self.mcp_project.clone());
         let ended = CancellationToken::new();
         let session_ended = ended.clone();
         self.supervisor
@@ -511,6 +512,15 @@ impl Server {
     }
 }
 
+/// The namespace MCP calls without one use, and why it is that one.
+#[derive(Clone, Debug, PartialEq, Eq, serde::Serialize)]
+pub struct McpProject {
+    /// Where `remember` goes and what `recall` searches (with its ancestors).
+    pub namespace: Namespace,
+    /// How it was found, e.g. "the git repository at /src/atlas".
+    pub reason: String,
+}
+
 /// What `diagnostics` (MCP) and `GET /v1/diagnostics` answer.
 #[derive(Debug, serde::Serialize)]
 pub struct DiagnosticsView {
@@ -518,6 +528,9 @@ pub struct DiagnosticsView {
     pub snapshot: mnemosyne_diagnostics::Snapshot,
     /// The monitor's alerts in its last sample.
     pub alerts: Vec<mnemosyne_diagnostics::Alert>,
+    /// The MCP session's project (MCP only, when the server was given one).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub project: Option<McpProject>,
 }
 
 pub(crate) fn diagnostics(core: &Core) -> DiagnosticsView {
@@ -526,7 +539,11 @@ pub(crate) fn diagnostics(core: &Core) -> DiagnosticsView {
         Some(monitor) => monitor.active_alerts(),
         None => Thresholds::from_limits(&core.limits).judge(&snapshot),
     };
-    DiagnosticsView { snapshot, alerts }
+    DiagnosticsView {
+        snapshot,
+        alerts,
+        project: None,
+    }
 }
 
 /// A bound HTTP socket with the rules of its address checked.

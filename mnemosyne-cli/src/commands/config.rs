@@ -11,7 +11,7 @@ use serde::Serialize;
 
 use crate::config::{SERVER_BIND_DEFAULT, Settings};
 use crate::output::Output;
-use crate::project::{self, PROJECT_FILE, Project, Source};
+use crate::project::{self, Project};
 
 /// What `config` prints with `--json`.
 #[derive(Debug, Serialize)]
@@ -49,15 +49,7 @@ impl ProjectView {
 
     fn describe(&self) -> String {
         match self {
-            Self::Detected(Project { namespace, source }) => match source {
-                Source::File { path } => format!("{namespace} (from {})", path.display()),
-                Source::GitRoot { path } => {
-                    format!("{namespace} (the git repository at {})", path.display())
-                }
-                Source::Default => format!(
-                    "{namespace} (no {PROJECT_FILE} and no git repository here or above)"
-                ),
-            },
+            Self::Detected(project) => format!("{} ({})", project.namespace, project.reason()),
             Self::Failed { error } => format!("none: {error}"),
         }
     }

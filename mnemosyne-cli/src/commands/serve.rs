@@ -11,7 +11,7 @@ use std::time::Duration;
 use anyhow::{Context, Result};
 use mnemosyne_diagnostics::Gauge;
 use mnemosyne_orchestration::OwnerLock;
-use mnemosyne_server::{AllowLists, HttpListener, Server, ShutdownReport};
+use mnemosyne_server::{AllowLists, HttpListener, McpProject, Server, ShutdownReport};
 use mnemosyne_storage::Location;
 
 use crate::cli::ServeCommand;
@@ -20,24 +20,26 @@ use crate::config::{SERVER_BIND_DEFAULT, Settings};
 pub async fn run(command: ServeCommand, settings: &Settings) -> Result<()> {
     // Checked before the database is opened: a refused bind or a malformed
     // project file changes nothing.
-    let mut mcp_namespace = None;
+    let mut mcp_project = None;
     let listener = match &command {
         ServeCommand::Mcp(args) => {
-            mcp_namespace = match &args.namespace {
-                Some(namespace) => Some(namespace.clone()),
+            let project = match &args.namespace {
+                Some(namespace) => McpProject {
+                    namespace: namespace.clone(),
+                    reason: "given by --namespace".into(),
+                },
                 None => {
-                    let cwd = std::env::current_dir().context("cannot read the working directory")?;
+                    let cwd =
+                        std::env::current_dir().context("cannot read the working directory")?;
                     let project = crate::project::detect(&cwd)?;
-                    tracing::info!(namespace = %project.namespace, source = ?project.source, "project detected");
-                    // Outside a project, calls without a namespace work as
-                    // over HTTP: remember into global, recall everywhere.
-                    if project.source == crate::project::Source::Default {
-                        None
-                    } else {
-                        Some(project.namespace)
+                    McpProject {
+                        reason: project.reason(),
+                        namespace: project.namespace,
                     }
                 }
             };
+            tracing::info!(namespace = %project.namespace, reason = %project.reason, "project");
+            mcp_project = Some(project);
             None
         }
         ServeCommand::Http(args) => {
@@ -74,8 +76,8 @@ pub async fn run(command: ServeCommand, settings: &Settings) -> Result<()> {
     }
     let store = super::open_store_with_embedder(settings, &embedder).await?;
     let mut server = Server::new(store.clone());
-    if let Some(namespace) = mcp_namespace {
-        server = server.with_mcp_namespace(namespace);
+    if let Some(project) = mcp_project {
+        server = server.with_mcp_project(project);
     }
     let cache = embedder.cache.clone();
     server
