@@ -86,6 +86,25 @@ pub enum Command {
     /// Serve agents: MCP over stdio, or the HTTP API with SSE events.
     #[command(subcommand)]
     Serve(ServeCommand),
+    /// A Claude Code hook: read the event's JSON on stdin, print the context
+    /// to add (SessionStart, UserPromptSubmit). Always exits 0; problems go
+    /// to stderr as one line.
+    Hook(HookArgs),
+}
+
+/// `hook`.
+#[derive(Debug, Args)]
+pub struct HookArgs {
+    /// SessionStart or UserPromptSubmit [default: the input's hook_event_name].
+    /// Any other event prints nothing.
+    #[arg(value_name = "EVENT")]
+    pub event: Option<String>,
+    /// The project namespace [default: detected from the input's cwd, as
+    /// `serve mcp` does from its working directory]. Checked by the hook, not
+    /// the command line: a bad one is a line on stderr and exit 0, as every
+    /// hook failure (exit 2 would erase the user's prompt).
+    #[arg(long, value_name = "NAMESPACE")]
+    pub namespace: Option<String>,
 }
 
 /// `diagnostics`.

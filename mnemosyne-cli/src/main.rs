@@ -104,8 +104,15 @@ fn main() -> ExitCode {
         Some(ValueSource::EnvVariable) => DbSource::Env,
         _ => DbSource::Flag,
     };
+    let is_hook = matches!(cli.command, cli::Command::Hook(_));
     match run(cli, db_source) {
         Ok(()) => ExitCode::SUCCESS,
+        // A hook fails open: whatever went wrong (a bad config file, a
+        // runtime that would not start), the session goes on.
+        Err(e) if is_hook => {
+            commands::hook::report(&e);
+            ExitCode::SUCCESS
+        }
         Err(e) if e.downcast_ref::<Interrupted>().is_some() => {
             eprintln!("error: interrupted");
             ExitCode::from(EXIT_INTERRUPTED)

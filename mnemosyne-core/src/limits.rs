@@ -244,6 +244,30 @@ pub struct Limits {
     pub monitor_fds_warn_percent: u8,
     /// A bounded gauge, as a percentage of its limit, at which the monitor warns.
     pub monitor_gauge_warn_percent: u8,
+    /// Bytes of context `mnemosyne hook SessionStart` adds (memories, work
+    /// items, document names); at most [`HOOK_CONTEXT_BYTES_HARD_CAP`].
+    pub hook_session_start_bytes_max: u32,
+    /// Bytes of context `mnemosyne hook UserPromptSubmit` adds beside a
+    /// prompt; at most [`HOOK_CONTEXT_BYTES_HARD_CAP`].
+    pub hook_prompt_bytes_max: u32,
+    /// Memories `mnemosyne hook UserPromptSubmit` adds beside one prompt.
+    pub hook_prompt_hits_max: u32,
+    /// Relevance floor of `mnemosyne hook UserPromptSubmit`: the cosine
+    /// similarity between prompt and memory, in percent, a memory needs to
+    /// be added. Below it (or with no vector to compare) it is left out.
+    pub hook_similarity_min_percent: u8,
+    /// Time one hook has from start to answer, in milliseconds; past it, it
+    /// prints nothing and exits 0.
+    pub hook_time_budget_ms: u64,
+    /// Bytes of hook input (Claude Code's JSON on stdin) read; a larger
+    /// input is refused (nothing printed, exit 0).
+    pub hook_input_bytes_max: u32,
+    /// Sessions whose given memories the hooks remember (one small file
+    /// each); past it the least recently used session's file is deleted.
+    pub hook_sessions_max: u32,
+    /// Memory ids remembered per session as already given (so a prompt
+    /// does not repeat them); past it the oldest are forgotten.
+    pub hook_session_ids_max: u32,
 }
 
 impl Default for Limits {
@@ -328,6 +352,15 @@ impl Default for Limits {
             monitor_rss_critical_percent: 80,
             monitor_fds_warn_percent: 80,
             monitor_gauge_warn_percent: 90,
+            // Claude Code keeps additions under 10 000 characters whole.
+            hook_session_start_bytes_max: 6_144,
+            hook_prompt_bytes_max: 3_072,
+            hook_prompt_hits_max: 3,
+            hook_similarity_min_percent: 45,
+            hook_time_budget_ms: 3_000,
+            hook_input_bytes_max: 1024 * 1024,
+            hook_sessions_max: 64,
+            hook_session_ids_max: 512,
         }
     }
 }
@@ -473,6 +506,7 @@ impl Limits {
             }
         }
         self.validate_http_heads()?;
+        self.validate_hooks()?;
         if self.blocking_threads_max < 2 {
             return Err(LimitsError::OutOfRange {
                 name: "blocking_threads_max",
@@ -506,6 +540,54 @@ impl Limits {
                 name: "recall_results_max",
                 value: self.recall_results_max.into(),
                 rule: "must be at most 1000",
+            });
+        }
+        Ok(())
+    }
+}
+
+/// `hook_session_start_bytes_max` and `hook_prompt_bytes_max` can never be
+/// configured above this: Claude Code replaces a hook's context of over
+/// 10 000 characters by a file path and its first 2 000.
+pub const HOOK_CONTEXT_BYTES_HARD_CAP: u32 = 9_000;
+
+impl Limits {
+    fn validate_hooks(&self) -> Result<(), LimitsError> {
+        for (name, value) in [
+            (
+                "hook_session_start_bytes_max",
+                self.hook_session_start_bytes_max,
+            ),
+            ("hook_prompt_bytes_max", self.hook_prompt_bytes_max),
+        ] {
+            if !(256..=HOOK_CONTEXT_BYTES_HARD_CAP).contains(&value) {
+                return Err(LimitsError::OutOfRange {
+                    name,
+                    value: value.into(),
+                    rule: "must be 256 to 9000 (Claude Code cuts a hook's context over 10 000 characters)",
+                });
+            }
+        }
+        for (name, value) in [
+            ("hook_prompt_hits_max", u64::from(self.hook_prompt_hits_max)),
+            ("hook_time_budget_ms", self.hook_time_budget_ms),
+            ("hook_input_bytes_max", self.hook_input_bytes_max.into()),
+            ("hook_sessions_max", self.hook_sessions_max.into()),
+            ("hook_session_ids_max", self.hook_session_ids_max.into()),
+        ] {
+            if value == 0 {
+                return Err(LimitsError::OutOfRange {
+                    name,
+                    value,
+                    rule: "must be at least 1",
+                });
+            }
+        }
+        if self.hook_similarity_min_percent > 100 {
+            return Err(LimitsError::OutOfRange {
+                name: "hook_similarity_min_percent",
+                value: self.hook_similarity_min_percent.into(),
+                rule: "must be a percentage from 0 to 100",
             });
         }
         Ok(())
@@ -586,6 +668,22 @@ mod tests {
         assert_eq!(limits.pool_readers_max, 2);
         assert_eq!(limits.work_lease_s, 60);
         assert_eq!(limits.events_capacity, 1_000);
+    }
+
+    #[test]
+    fn hook_budgets_stay_under_what_claude_code_keeps_whole() {
+        Limits::from_toml_str("hook_prompt_bytes_max = 9000").unwrap();
+        let err = Limits::from_toml_str("hook_prompt_bytes_max = 9001").unwrap_err();
+        assert!(err.to_string().contains("must be 256 to 9000"), "{err}");
+        let err = Limits::from_toml_str("hook_session_start_bytes_max = 255").unwrap_err();
+        assert!(err.to_string().contains("hook_session_start_bytes_max"), "{err}");
+        let err = Limits::from_toml_str("hook_similarity_min_percent = 101").unwrap_err();
+        assert!(err.to_string().contains("0 to 100"), "{err}");
+        let err = Limits::from_toml_str("hook_sessions_max = 0").unwrap_err();
+        assert!(err.to_string().contains("at least 1"), "{err}");
+        let defaults = Limits::default();
+        assert!(defaults.hook_session_start_bytes_max < 8 * 1024);
+        assert!(defaults.hook_prompt_bytes_max < 8 * 1024);
     }
 
     #[test]

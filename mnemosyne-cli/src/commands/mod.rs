@@ -7,6 +7,7 @@ mod diagnostics;
 mod doc;
 mod doctor;
 mod export;
+pub mod hook;
 mod import;
 mod import_record;
 mod memory;
@@ -57,6 +58,7 @@ pub async fn run(command: Command, settings: &Settings, out: Output) -> Result<(
         Command::Doctor => doctor::run(settings, out).await,
         Command::Doc(command) => doc::run(command, settings, out).await,
         Command::Serve(command) => serve::run(command, settings).await,
+        Command::Hook(args) => hook::run(args, settings).await,
     }
 }
 
