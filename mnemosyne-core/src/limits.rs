@@ -676,7 +676,10 @@ mod tests {
         let err = Limits::from_toml_str("hook_prompt_bytes_max = 9001").unwrap_err();
         assert!(err.to_string().contains("must be 256 to 9000"), "{err}");
         let err = Limits::from_toml_str("hook_session_start_bytes_max = 255").unwrap_err();
-        assert!(err.to_string().contains("hook_session_start_bytes_max"), "{err}");
+        assert!(
+            err.to_string().contains("hook_session_start_bytes_max"),
+            "{err}"
+        );
         let err = Limits::from_toml_str("hook_similarity_min_percent = 101").unwrap_err();
         assert!(err.to_string().contains("0 to 100"), "{err}");
         let err = Limits::from_toml_str("hook_sessions_max = 0").unwrap_err();

@@ -69,7 +69,10 @@ pub async fn session_start(
         let docs = DocumentStore::new(store.storage().clone(), limits.clone());
         let mut documents = docs.list(Some(namespace), SESSION_DOCUMENTS_MAX, 0).await?;
         if *namespace != Namespace::Global {
-            documents.extend(docs.list(Some(&Namespace::Global), SESSION_DOCUMENTS_MAX, 0).await?);
+            documents.extend(
+                docs.list(Some(&Namespace::Global), SESSION_DOCUMENTS_MAX, 0)
+                    .await?,
+            );
         }
         Ok((memories, global, work, documents))
     })
@@ -84,14 +87,20 @@ pub async fn session_start(
     let memory_floor = budget.remaining() * (100 - SESSION_MEMORIES_SHARE_PERCENT) / 100;
     let now = Utc::now();
     let mut given = Vec::new();
-    if memories.is_empty() && global.is_empty() {
+    if memories.is_empty() {
         budget.push_cut(&format!(
             "No memories are stored for {namespace} yet: `remember` keeps decisions, fixed bugs with their cause, and conventions."
         ));
     }
     for (title, list) in [
-        (format!("Memories of {namespace}, most important first, then most recent:"), &memories),
-        ("The user's most important global memories:".to_owned(), &global),
+        (
+            format!("Memories of {namespace}, most important first, then most recent:"),
+            &memories,
+        ),
+        (
+            "The user's most important global memories:".to_owned(),
+            &global,
+        ),
     ] {
         if list.is_empty() || budget.remaining() <= memory_floor {
             continue;
@@ -117,7 +126,10 @@ pub async fn session_start(
             .iter()
             .map(|d| format!("{} ({})", render::one_line(&d.name, 64), d.namespace))
             .collect();
-        budget.push_cut(&format!("Context documents (the doc tools read them): {}", names.join(", ")));
+        budget.push_cut(&format!(
+            "Context documents (the doc tools read them): {}",
+            names.join(", ")
+        ));
     }
     if let Some(mut seen) = seen {
         for id in given {

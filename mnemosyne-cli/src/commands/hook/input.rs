@@ -63,7 +63,8 @@ impl HookInput {
         if text.trim().is_empty() {
             bail!("the hook input is empty (expected Claude Code's JSON on stdin)");
         }
-        serde_json::from_str(text).map_err(|e| anyhow::anyhow!("the hook input is not a hook's JSON object: {e}"))
+        serde_json::from_str(text)
+            .map_err(|e| anyhow::anyhow!("the hook input is not a hook's JSON object: {e}"))
     }
 }
 
@@ -87,11 +88,22 @@ mod tests {
 
     #[test]
     fn event_names_in_any_spelling() {
-        for text in ["SessionStart", "session-start", "session_start", "SESSIONSTART"] {
+        for text in [
+            "SessionStart",
+            "session-start",
+            "session_start",
+            "SESSIONSTART",
+        ] {
             assert_eq!(Event::parse(text), Some(Event::SessionStart), "{text}");
         }
-        assert_eq!(Event::parse("UserPromptSubmit"), Some(Event::UserPromptSubmit));
-        assert_eq!(Event::parse("user-prompt-submit"), Some(Event::UserPromptSubmit));
+        assert_eq!(
+            Event::parse("UserPromptSubmit"),
+            Some(Event::UserPromptSubmit)
+        );
+        assert_eq!(
+            Event::parse("user-prompt-submit"),
+            Some(Event::UserPromptSubmit)
+        );
         assert_eq!(Event::parse("PreCompact"), None);
         assert_eq!(Event::parse(""), None);
     }
@@ -108,6 +120,9 @@ mod tests {
         assert!(HookInput::parse(b"[1,2]").is_err());
         assert!(HookInput::parse(b"\xff\xfe").is_err());
         let err = HookInput::parse(br#"{"session_id": 5}"#).unwrap_err();
-        assert!(err.to_string().contains("not a hook's JSON object"), "{err}");
+        assert!(
+            err.to_string().contains("not a hook's JSON object"),
+            "{err}"
+        );
     }
 }

@@ -119,9 +119,7 @@ async fn answer(args: HookArgs, settings: &Settings) -> Result<Option<(Event, St
         Event::SessionStart => {
             Some(context::session_start(settings, &namespace, &input, &seen).await?)
         }
-        Event::UserPromptSubmit => {
-            context::prompt(settings, &namespace, &input, &seen).await?
-        }
+        Event::UserPromptSubmit => context::prompt(settings, &namespace, &input, &seen).await?,
     };
     Ok(text.map(|text| (event, text)))
 }
@@ -143,8 +141,10 @@ fn namespace(given: Option<&str>, input: &HookInput) -> Result<Namespace> {
 fn state_dir(settings: &Settings) -> Result<std::path::PathBuf> {
     match &settings.location {
         mnemosyne_storage::Location::File(path) => Ok(seen::dir_beside(path)),
-        mnemosyne_storage::Location::Remote { .. } => directories::ProjectDirs::from("", "", "mnemosyne")
-            .map(|dirs| dirs.data_local_dir().join("hook-sessions"))
-            .context("no home directory for the hooks' session state"),
+        mnemosyne_storage::Location::Remote { .. } => {
+            directories::ProjectDirs::from("", "", "mnemosyne")
+                .map(|dirs| dirs.data_local_dir().join("hook-sessions"))
+                .context("no home directory for the hooks' session state")
+        }
     }
 }

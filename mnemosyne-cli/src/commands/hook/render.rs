@@ -122,7 +122,13 @@ pub fn memory_line(memory: &Memory, now: DateTime<Utc>) -> String {
         .summary
         .as_deref()
         .filter(|s| !s.trim().is_empty())
-        .unwrap_or_else(|| memory.content.lines().find(|l| !l.trim().is_empty()).unwrap_or(""));
+        .unwrap_or_else(|| {
+            memory
+                .content
+                .lines()
+                .find(|l| !l.trim().is_empty())
+                .unwrap_or("")
+        });
     format!(
         "- {}: {} (id {}, {}, importance {}, {})",
         memory.memory_type,
@@ -154,14 +160,20 @@ mod tests {
         let mut budget = Budget::new(12);
         assert!(budget.push("hello"));
         assert_eq!(budget.remaining(), 6);
-        assert!(!budget.push("world!"), "6 bytes and a newline do not fit in 6");
+        assert!(
+            !budget.push("world!"),
+            "6 bytes and a newline do not fit in 6"
+        );
         assert!(budget.push_cut("ééééé"), "cut to what fits");
         let text = budget.into_text();
         assert!(text.len() <= 12, "{text:?}");
         assert_eq!(text, "hello\né…\n");
         let mut full = Budget::new(4);
         assert!(full.push("abc"));
-        assert!(!full.push_cut("xyz"), "no room for a character and its mark");
+        assert!(
+            !full.push_cut("xyz"),
+            "no room for a character and its mark"
+        );
     }
 
     #[test]

@@ -80,7 +80,9 @@ impl SeenStore {
         let bytes = serde_json::to_vec(&SessionFile {
             given: seen.given.clone(),
         })?;
-        let temporary = seen.path.with_extension(format!("tmp{}", std::process::id()));
+        let temporary = seen
+            .path
+            .with_extension(format!("tmp{}", std::process::id()));
         std::fs::write(&temporary, bytes)
             .with_context(|| format!("cannot write {}", temporary.display()))?;
         std::fs::rename(&temporary, &seen.path)
