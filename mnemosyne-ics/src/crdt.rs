@@ -64,6 +64,7 @@ impl CrdtText {
             .text_encoding(ENCODING)
             .on_partial_load(OnPartialLoad::Error);
         let loaded = if chunks.is_empty() {
+            crate::chunks::check(snapshot)?;
             AutoCommit::load_with_options(snapshot, options)
         } else {
             let total = snapshot.len() + chunks.iter().map(Vec::len).sum::<usize>();
@@ -72,6 +73,7 @@ impl CrdtText {
             for chunk in chunks {
                 all.extend_from_slice(chunk);
             }
+            crate::chunks::check(&all)?;
             AutoCommit::load_with_options(&all, options)
         };
         let mut doc = loaded

@@ -15,6 +15,7 @@
 //! Nothing here prints.
 #![deny(missing_docs)]
 
+mod chunks;
 mod crdt;
 mod diff;
 mod store;
