@@ -3,6 +3,7 @@
 //! before returning, on success, error or Ctrl-C.
 
 mod config;
+mod context;
 mod diagnostics;
 mod doc;
 mod doctor;
@@ -47,6 +48,7 @@ pub async fn run(command: Command, settings: &Settings, out: Output) -> Result<(
         Command::Forget(args) => memory::forget(args, settings, out).await,
         Command::Link(args) => memory::link(args, settings, out).await,
         Command::List(args) => memory::list(args, settings, out).await,
+        Command::Context(args) => context::run(args, settings, out).await,
         Command::Count(args) => memory::count(args, settings, out).await,
         Command::Export(args) => export::run(args, settings, out).await,
         Command::Import(args) => import::run(args, settings, out).await,
