@@ -461,6 +461,12 @@ pub struct ImportArgs {
     /// What to do with a memory whose id is already stored.
     #[arg(long, value_enum, default_value_t = ConflictArg::Skip)]
     pub on_conflict: ConflictArg,
+    /// FILE is an export of the system Mnemosyne replaces (its `mnemosyne
+    /// export`: a JSON array, JSON lines, or an object with `memories`):
+    /// namespaces, types, importance, tags and links are mapped, records
+    /// that cannot be are skipped, and the report says what was mapped.
+    #[arg(long)]
+    pub from_original: bool,
 }
 
 /// Order of `list`.

@@ -34,7 +34,7 @@ pub use memory::{
     Importance, Link, LinkType, Memory, MemoryPatch, MemoryType, NewMemory, normalise_tags,
     timestamp_now, validate_tags,
 };
-pub use namespace::Namespace;
+pub use namespace::{NAMESPACE_PART_BYTES_MAX, Namespace};
 pub use storage::{
     BatchOutcome, KeywordHit, KeywordQuery, LinkOutcome, LinkedMemory, ListQuery, ListSort,
     OnConflict, PENDING_IDS_MAX, PendingEmbedding, PendingKind, PoolStatus, Storage, VectorHit,
