@@ -300,7 +300,10 @@ impl<'de> Visitor<'de> for TopObject<'_, '_> {
 mod tests {
     use super::*;
 
-    fn read(text: &str, bytes_max: u64) -> Result<(Shape, Vec<(u64, u64, Value)>)> {
+    /// Each record's number, line and value.
+    type Seen = Vec<(u64, u64, Value)>;
+
+    fn read(text: &str, bytes_max: u64) -> Result<(Shape, Seen)> {
         let dir = tempfile::tempdir().unwrap();
         let path = dir.path().join("export.json");
         std::fs::write(&path, text).unwrap();
