@@ -64,6 +64,8 @@ pub enum Command {
     Link(LinkArgs),
     /// List memories, most recent first.
     List(ListArgs),
+    /// Print one memory with its linked neighbourhood (typed, directed links, bounded hops).
+    Context(ContextArgs),
     /// Count memories.
     Count(CountArgs),
     /// Write every memory as JSON lines (one memory with its links per line).
@@ -313,6 +315,9 @@ pub struct RecallArgs {
     /// Signals to use: hybrid (keyword + vector + links), keyword or vector.
     #[arg(long, value_enum, default_value_t = Mode::Hybrid)]
     pub mode: Mode,
+    /// Only memories of at least this importance, 1 to 10 (linked ones too).
+    #[arg(long, value_name = "N")]
+    pub min_importance: Option<Importance>,
 }
 
 /// `recall --mode`.
@@ -430,6 +435,30 @@ pub struct ListArgs {
     /// Include archived memories.
     #[arg(long)]
     pub include_archived: bool,
+    /// Only memories of at least this importance, 1 to 10.
+    #[arg(long, value_name = "N")]
+    pub min_importance: Option<Importance>,
+}
+
+/// `context`.
+#[derive(Debug, Args)]
+pub struct ContextArgs {
+    /// Memory id at the centre.
+    pub id: MemoryId,
+    /// Link hops to follow, 0 to context_hops_max [default: context_hops_max].
+    #[arg(long, value_name = "N")]
+    pub hops: Option<u32>,
+    /// Neighbours followed from each memory, most important first, 1 to
+    /// context_fan_out_max [default: context_fan_out_max].
+    #[arg(long, value_name = "N")]
+    pub fan_out: Option<u32>,
+    /// Memories printed, the centre included, 1 to context_memories_max
+    /// [default: context_memories_max].
+    #[arg(long, short = 'l', value_name = "N")]
+    pub limit: Option<u32>,
+    /// Follow links to archived memories too.
+    #[arg(long)]
+    pub include_archived: bool,
 }
 
 /// `count`.
@@ -463,6 +492,12 @@ pub struct ImportArgs {
     /// What to do with a memory whose id is already stored.
     #[arg(long, value_enum, default_value_t = ConflictArg::Skip)]
     pub on_conflict: ConflictArg,
+    /// FILE is an export of the system Mnemosyne replaces (its `mnemosyne
+    /// export`: a JSON array, JSON lines, or an object with `memories`):
+    /// namespaces, types, importance, tags and links are mapped, records
+    /// that cannot be are skipped, and the report says what was mapped.
+    #[arg(long)]
+    pub from_original: bool,
 }
 
 /// Order of `list`.

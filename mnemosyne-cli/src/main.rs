@@ -11,12 +11,16 @@
 //! - `recall`: `mnemosyne_storage::Recall`: `{"hits": [{"memory", "score",
 //!   "signals"}], "limit", "truncated"}`;
 //! - `list`: `{"memories": [...]}`; `count`: `{"count", "include_archived"}`;
+//! - `context`: `mnemosyne_storage::Neighbourhood`: `{"memory", "neighbours":
+//!   [{"memory", "hop", "via"}], "edges": [{"source", "target", "link_type",
+//!   "from", "direction", "hop"}], "hops", "fan_out", "limit", "truncated"}`;
 //! - `forget`: `{"id", "status": "archived" | "deleted"}`; `link`: `{"id",
 //!   "status": "linked", "target", "link_type"}`;
 //! - `export`: JSON lines, one memory per line (`-o FILE` then prints
 //!   `{"exported", "file", "include_archived"}`); `import`: `{"file",
 //!   "memories", "inserted", "skipped", "links_added", "links_missing",
-//!   "complete"}` plus `stopped_at_line` and `error` when it stopped early;
+//!   "complete"}` plus `stopped_at_line` and `error` when it stopped early
+//!   (`import --from-original`: its own report, in JSON.md);
 //! - `config`: `{"backend", "config_file", "db", "db_source", "limits"}`;
 //! - `work submit|heartbeat|complete|fail|cancel|review|show`: the work item
 //!   as `mnemosyne_core::WorkItem` serialises it; `work claim`: `{"item"}`

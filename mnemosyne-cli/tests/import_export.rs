@@ -420,3 +420,272 @@ fn chrono_now_ms() -> u64 {
         .unwrap()
         .as_millis() as u64
 }
+
+/// Records as the original system's `export` writes them (`MemoryNote`).
+fn original_records() -> Vec<serde_json::Value> {
+    use serde_json::json;
+    let types = [
+        "architecture_decision",
+        "code_pattern",
+        "bug_fix",
+        "preference",
+        "configuration",
+        "constraint",
+        "entity",
+        "insight",
+        "reference",
+        "task",
+        "agent_event",
+        "constitution",
+        "feature_spec",
+        "implementation_plan",
+        "task_breakdown",
+        "quality_checklist",
+        "clarification",
+        "AgentEvent",
+        "wisdom",
+    ];
+    let mut records: Vec<serde_json::Value> = types
+        .iter()
+        .enumerate()
+        .map(|(i, memory_type)| {
+            json!({
+                "id": format!("6f1c4a3e-8a0e-4c55-9d0c-{:012}", i + 1),
+                "namespace": {"type": "project", "name": "atlas"},
+                "created_at": "2025-10-28T15:46:55.123456789Z",
+                "updated_at": "2025-10-28T15:46:55Z",
+                "last_accessed_at": "2025-10-29T09:00:00Z",
+                "content": format!("memory {} of type {memory_type}", i + 1),
+                "summary": "a summary",
+                "keywords": ["k"],
+                "tags": ["Error Handling", "rust"],
+                "context": "User-provided memory",
+                "memory_type": memory_type,
+                "importance": 7,
+                "confidence": 0.8,
+                "links": [],
+                "related_files": [],
+                "related_entities": [],
+                "access_count": 3,
+                "expires_at": null,
+                "is_archived": false,
+                "superseded_by": null,
+                "embedding_model": "voyage-2"
+            })
+        })
+        .collect();
+    // Record 1 links to record 2 (extends) and to a memory that is nowhere;
+    // record 3 is superseded by record 1.
+    records[0]["links"] = json!([
+        {"target_id": "6f1c4a3e-8a0e-4c55-9d0c-000000000002", "link_type": "extends",
+         "strength": 0.5, "reason": "r", "created_at": "2025-10-28T15:46:55Z",
+         "last_traversed_at": null, "user_created": true},
+        {"target_id": "6f1c4a3e-8a0e-4c55-9d0c-999999999999", "link_type": "references"}
+    ]);
+    records[2]["superseded_by"] = json!("6f1c4a3e-8a0e-4c55-9d0c-000000000001");
+    records[3]["namespace"] =
+        json!({"type": "session", "project": "My App", "session_id": "abc123"});
+    records[4]["namespace"] = json!({"type": "global"});
+    records
+}
+
+fn write_json(path: &std::path::Path, value: &serde_json::Value) {
+    std::fs::write(path, serde_json::to_string_pretty(value).unwrap()).unwrap();
+}
+
+#[test]
+fn import_from_original_maps_every_shape_type_namespace_and_link() {
+    let records = original_records();
+    let n = records.len() as u64;
+    for shape in ["array", "jsonl", "object"] {
+        let sandbox = Sandbox::new();
+        let file = sandbox.path("original.json");
+        match shape {
+            "array" => write_json(&file, &serde_json::Value::Array(records.clone())),
+            "jsonl" => write_lines(
+                &file,
+                &records.iter().map(|r| r.to_string()).collect::<Vec<_>>(),
+            ),
+            _ => write_json(
+                &file,
+                &serde_json::json!({"export_date": "2025-11-01", "namespace": "all",
+                                    "total_memories": n, "memories": records}),
+            ),
+        }
+        let report = sandbox.json(&["import", "--from-original", file.to_str().unwrap()]);
+        assert_eq!(report["complete"], true, "{shape}: {report}");
+        assert_eq!(report["records"], n, "{shape}");
+        assert_eq!(report["inserted"], n, "{shape}");
+        assert_eq!(report["skipped"], 0, "{shape}");
+        assert_eq!(
+            report["shape"],
+            if shape == "array" { "array" } else { "objects" }
+        );
+        assert_eq!(sandbox.count(), n, "{shape}");
+    }
+
+    let sandbox = Sandbox::new();
+    let file = sandbox.path("original.json");
+    write_json(&file, &serde_json::Value::Array(records.clone()));
+    let report = sandbox.json(&["import", "--from-original", file.to_str().unwrap()]);
+    let types = &report["types"];
+    for (mapping, count) in [
+        ("architecture_decision -> decision", 1),
+        ("code_pattern -> pattern", 1),
+        ("bug_fix -> bugfix", 1),
+        ("preference -> preference", 1),
+        ("configuration -> note (tag configuration)", 1),
+        ("constraint -> note (tag constraint)", 1),
+        ("entity -> note (tag entity)", 1),
+        ("insight -> note (tag insight)", 1),
+        ("reference -> note (tag reference)", 1),
+        ("task -> note (tag task)", 1),
+        ("agent_event -> note (tag agent_event)", 2),
+        ("constitution -> note (tag constitution)", 1),
+        ("feature_spec -> note (tag feature_spec)", 1),
+        ("implementation_plan -> note (tag implementation_plan)", 1),
+        ("task_breakdown -> note (tag task_breakdown)", 1),
+        ("quality_checklist -> note (tag quality_checklist)", 1),
+        ("clarification -> note (tag clarification)", 1),
+        ("wisdom -> note (tag wisdom)", 1),
+    ] {
+        assert_eq!(types[mapping], count, "{mapping} in {types}");
+    }
+    assert_eq!(
+        report["namespaces_renamed"],
+        serde_json::json!({"session:My App:abc123 -> session:My-App/abc123": 1})
+    );
+    assert_eq!(
+        report["link_types"],
+        serde_json::json!({"extends -> derived_from": 1, "references -> relates_to": 1,
+                           "superseded_by -> supersedes": 1})
+    );
+    assert_eq!(report["links_added"], 2);
+    assert_eq!(
+        report["links_missing"], 1,
+        "the target in neither the file nor the store"
+    );
+    assert_eq!(report["fields_not_kept"]["keywords"], n);
+    assert_eq!(report["fields_not_kept"]["embedding_model"], n);
+    assert!(report["embedded"].as_u64().unwrap() >= n);
+
+    let get = |i: u32| sandbox.json(&["get", &format!("6f1c4a3e-8a0e-4c55-9d0c-{i:012}")]);
+    let first = get(1);
+    assert_eq!(first["memory_type"], "decision");
+    assert_eq!(first["namespace"], "project:atlas");
+    assert_eq!(first["importance"], 7);
+    assert_eq!(first["summary"], "a summary");
+    assert_eq!(first["tags"], serde_json::json!(["error-handling", "rust"]));
+    assert_eq!(first["created_at"], "2025-10-28T15:46:55.123Z");
+    assert_eq!(first["access_count"], 4, "3 in the file, plus this read");
+    assert_eq!(
+        first["links"],
+        serde_json::json!([
+            {"target": "6f1c4a3e-8a0e-4c55-9d0c-000000000002", "link_type": "derived_from"},
+            {"target": "6f1c4a3e-8a0e-4c55-9d0c-000000000003", "link_type": "supersedes"},
+        ])
+    );
+    assert_eq!(get(4)["namespace"], "session:My-App/abc123");
+    assert_eq!(get(5)["namespace"], "global");
+    let insight = get(8);
+    assert_eq!(insight["memory_type"], "note");
+    assert_eq!(
+        insight["tags"],
+        serde_json::json!(["error-handling", "insight", "rust"])
+    );
+    let text = sandbox.ok(&["import", "--from-original", file.to_str().unwrap()]);
+    assert!(
+        text.contains("  insight -> note (tag insight): 1\n"),
+        "{text}"
+    );
+    assert!(
+        text.contains(&format!("already stored  {n} (id already stored)")),
+        "{text}"
+    );
+
+    // Again: every record is already stored; nothing changes.
+    let before = sandbox.dump();
+    let again = sandbox.json(&["import", "--from-original", file.to_str().unwrap()]);
+    assert_eq!(
+        (again["inserted"].clone(), again["already_stored"].clone()),
+        (0.into(), n.into())
+    );
+    assert_eq!(sandbox.dump(), before);
+    let refused = sandbox.fail(&[
+        "import",
+        "--from-original",
+        file.to_str().unwrap(),
+        "--on-conflict",
+        "fail",
+    ]);
+    assert!(refused.contains("already"), "{refused}");
+}
+
+#[test]
+fn import_from_original_skips_and_reports_bad_records_and_refuses_bad_json() {
+    let sandbox = Sandbox::new();
+    let file = sandbox.path("original.jsonl");
+    let mut lines: Vec<String> = original_records()
+        .into_iter()
+        .take(3)
+        .map(|r| r.to_string())
+        .collect();
+    lines.insert(
+        1,
+        r#"{"id": "0b9f2e1d-7c6b-4a59-8e8d-1c2b3a4f5e6d", "content": "   "}"#.to_owned(),
+    );
+    lines.push(r#"{"content": "x", "importance": 11}"#.to_owned());
+    lines.push(
+        r#"{"content": "no id, kept", "namespace": "session:atlas:s9", "memory_type": "Insight"}"#
+            .to_owned(),
+    );
+    write_lines(&file, &lines);
+    let report = sandbox.json(&["import", "--from-original", file.to_str().unwrap()]);
+    assert_eq!(report["records"], 6);
+    assert_eq!(report["inserted"], 4);
+    assert_eq!(report["skipped"], 2);
+    assert_eq!(
+        report["skipped_records"],
+        serde_json::json!([
+            {"record": 2, "line": 2, "reason": "invalid input: content is empty"},
+            {"record": 5, "line": 5, "reason": "invalid input: importance must be between 1 and 10, got 11"},
+        ])
+    );
+    assert_eq!(report["ids_created"], 1);
+    assert_eq!(sandbox.count(), 4);
+    let listed = sandbox.json(&["list", "-n", "session:atlas/s9"]);
+    assert_eq!(listed["memories"][0]["content"], "no id, kept");
+    assert_eq!(
+        listed["memories"][0]["tags"],
+        serde_json::json!(["insight"])
+    );
+
+    // Malformed JSON or an oversized record: one line, nothing written.
+    let before = sandbox.dump();
+    for (text, expected) in [
+        (
+            format!("{}\n{{\"content\": \n", lines[0]),
+            "error: record 2 (line 3): malformed JSON: EOF while parsing",
+        ),
+        (
+            "[{\"content\": \"a\"}, oops]".to_owned(),
+            "error: record 2 (line 1): malformed JSON: expected value",
+        ),
+        (
+            "<html>".to_owned(),
+            "error: line 1: not an export of the original system",
+        ),
+        (
+            format!("[{{\"content\": \"{}\"}}]", "x".repeat(8 * 1024 * 1024)),
+            "error: record 1 (line 1): longer than",
+        ),
+    ] {
+        std::fs::write(&file, text).unwrap();
+        let line = sandbox.fail(&["import", "--from-original", file.to_str().unwrap()]);
+        assert!(
+            line.starts_with(expected),
+            "want {expected:?}, got {line:?}"
+        );
+        assert_eq!(sandbox.dump(), before);
+    }
+}

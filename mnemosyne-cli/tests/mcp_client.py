@@ -12,6 +12,7 @@ from mcp import ClientSession, MCPError, StdioServerParameters
 from mcp.client.stdio import stdio_client
 
 TOOLS = [
+    "context",
     "diagnostics",
     "doc_edit",
     "doc_list",

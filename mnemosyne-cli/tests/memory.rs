@@ -431,3 +431,123 @@ fn logs_go_to_stderr_and_data_to_stdout() {
         output.stderr
     );
 }
+
+#[test]
+fn context_prints_a_memory_with_its_linked_neighbourhood() {
+    let sandbox = Sandbox::new();
+    let centre = sandbox.remember(&["use WAL mode", "-t", "decision", "-i", "8"]);
+    let fix = sandbox.remember(&[
+        "readers blocked the writer",
+        "-i",
+        "6",
+        "--link",
+        &format!("{centre}:fixes"),
+    ]);
+    let far = sandbox.remember(&[
+        "checkpoint starvation",
+        "-i",
+        "2",
+        "--link",
+        &format!("{fix}:relates_to"),
+    ]);
+
+    let json = sandbox.json(&["context", &centre]);
+    assert_eq!(json["memory"]["id"], centre.as_str());
+    assert_eq!(json["memory"]["access_count"], 1, "read like get");
+    assert_eq!(json["neighbours"][0]["memory"]["id"], fix.as_str());
+    assert_eq!(json["neighbours"][1]["memory"]["id"], far.as_str());
+    assert_eq!(json["neighbours"][1]["hop"], 2);
+    assert_eq!(
+        json["edges"][0],
+        serde_json::json!({"source": fix, "target": centre, "link_type": "fixes",
+                           "from": centre, "direction": "incoming", "hop": 1})
+    );
+    assert_eq!(json["truncated"], false);
+
+    let text = sandbox.ok(&["context", &centre, "--hops", "1"]);
+    assert!(
+        text.starts_with(&format!("{centre}  global  importance 8  decision\n")),
+        "{text}"
+    );
+    assert!(
+        text.contains(&format!(
+            "hop 1  {fix}  global  importance 6  note  via {centre}"
+        )),
+        "{text}"
+    );
+    assert!(
+        text.contains(&format!(
+            "  {fix} -[fixes]-> {centre}  (hop 1, incoming from {centre})"
+        )),
+        "{text}"
+    );
+    assert!(!text.contains(&far), "{text}");
+    assert_eq!(
+        text.lines().last(),
+        Some("1 linked memory within 1 hop (fan-out 8, limit 50)")
+    );
+    let text = sandbox.ok(&["context", &centre, "--limit", "2"]);
+    assert!(
+        text.trim_end()
+            .ends_with("; truncated: more were within reach"),
+        "{text}"
+    );
+
+    let line = sandbox.fail(&["context", &centre, "--hops", "3"]);
+    assert_eq!(
+        line,
+        "error: invalid input: hops must be between 0 and 2 (context_hops_max), got 3"
+    );
+    let line = sandbox.fail(&["context", &centre, "--fan-out", "9"]);
+    assert!(line.contains("context_fan_out_max"), "{line}");
+    let line = sandbox.fail(&["context", "01900000-0000-7000-8000-000000000000"]);
+    assert!(line.contains("not found"), "{line}");
+    // A larger limit in the configuration lets a request ask for more.
+    let args = ["context", centre.as_str(), "--hops", "3"];
+    let text = common::ok(
+        sandbox.run_with(&args, &[("MNEMOSYNE_CONTEXT_HOPS_MAX", "3")]),
+        &args,
+    );
+    assert!(text.contains(&far), "{text}");
+}
+
+#[test]
+fn min_importance_filters_list_and_recall() {
+    let sandbox = Sandbox::new();
+    let low = sandbox.remember(&["deploy checklist for staging", "-i", "3"]);
+    let high = sandbox.remember(&["deploy checklist for production", "-i", "7"]);
+    let ids = |value: serde_json::Value, key: &str| -> Vec<String> {
+        value[key]
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|m| {
+                let memory = if key == "hits" { &m["memory"] } else { m };
+                memory["id"].as_str().unwrap().to_owned()
+            })
+            .collect()
+    };
+    assert_eq!(
+        ids(sandbox.json(&["list", "--min-importance", "7"]), "memories"),
+        [&*high]
+    );
+    assert_eq!(
+        ids(sandbox.json(&["list", "--min-importance", "3"]), "memories").len(),
+        2
+    );
+    assert!(ids(sandbox.json(&["list", "--min-importance", "8"]), "memories").is_empty());
+    assert_eq!(
+        ids(
+            sandbox.json(&["recall", "deploy checklist", "--min-importance", "4"]),
+            "hits"
+        ),
+        [&*high]
+    );
+    assert!(ids(sandbox.json(&["recall", "deploy checklist"]), "hits").contains(&low));
+    for bad in ["0", "11", "x"] {
+        let output = sandbox.run(&["list", "--min-importance", bad]);
+        assert_eq!(output.status.code(), Some(2), "{bad}");
+        let stderr = String::from_utf8_lossy(&output.stderr);
+        assert!(stderr.contains("importance must be"), "{bad}: {stderr}");
+    }
+}

@@ -647,3 +647,128 @@ fn memories_remembered_before_a_kill_get_their_vectors_after_the_next_start() {
     assert_eq!(found, ids, "{:?}", vector.json());
     assert_eq!(second.terminate(), Some(0));
 }
+
+#[test]
+fn context_and_min_importance_over_http() {
+    let sandbox = Sandbox::new();
+    let served = Served::start(&sandbox, "127.0.0.1:0", &[]);
+    let remember = |body: Value| -> String {
+        let created = served.request("POST", "/v1/memories", Some(&body));
+        assert_eq!(created.status, 201, "{:?}", created.json());
+        created.json()["id"].as_str().expect("id").to_owned()
+    };
+    let spec = remember(json!({"content": "the cache is bounded by bytes", "importance": 9}));
+    let test = remember(
+        json!({"content": "a test fills the cache past its cap", "importance": 4,
+                               "links": [{"target": spec, "link_type": "depends_on"}]}),
+    );
+    let far = remember(
+        json!({"content": "the moka weigher counts vector bytes", "importance": 2,
+                              "links": [{"target": test, "link_type": "relates_to"}]}),
+    );
+
+    let context = served.request("GET", &format!("/v1/memories/{spec}/context"), None);
+    assert_eq!(context.status, 200, "{:?}", context.json());
+    let body = context.json();
+    assert_eq!(body["memory"]["id"], spec.as_str());
+    let reached: Vec<(String, u64)> = body["neighbours"]
+        .as_array()
+        .expect("neighbours")
+        .iter()
+        .map(|n| {
+            (
+                n["memory"]["id"].as_str().expect("id").to_owned(),
+                n["hop"].as_u64().expect("hop"),
+            )
+        })
+        .collect();
+    assert_eq!(reached, [(test.clone(), 1), (far.clone(), 2)]);
+    assert_eq!(
+        body["edges"][1],
+        json!({"source": far, "target": test, "link_type": "relates_to",
+               "from": test, "direction": "incoming", "hop": 2})
+    );
+    let one_hop = served.request(
+        "GET",
+        &format!("/v1/memories/{spec}/context?hops=1&fan_out=1&limit=2"),
+        None,
+    );
+    assert_eq!(one_hop.status, 200);
+    assert_eq!(
+        one_hop.json()["neighbours"].as_array().map(Vec::len),
+        Some(1)
+    );
+    assert_eq!(one_hop.json()["truncated"], false);
+    let capped = served.request("GET", &format!("/v1/memories/{spec}/context?limit=2"), None);
+    assert_eq!(capped.json()["truncated"], true, "far did not fit");
+
+    for (query, named) in [
+        ("hops=3", "context_hops_max"),
+        ("fan_out=0", "context_fan_out_max"),
+        ("fan_out=9", "context_fan_out_max"),
+        ("limit=51", "context_memories_max"),
+    ] {
+        let refused = served.request("GET", &format!("/v1/memories/{spec}/context?{query}"), None);
+        assert_eq!(
+            (refused.status, refused.error_code()),
+            (400, "invalid_input".into()),
+            "{query}"
+        );
+        let message = refused.json()["error"]["message"].clone();
+        assert!(
+            message.as_str().unwrap().contains(named),
+            "{query}: {message}"
+        );
+    }
+    let zero = served.request("GET", "/v1/memories?min_importance=0", None);
+    assert_eq!(zero.status, 400);
+    assert!(
+        zero.json()["error"]["message"]
+            .as_str()
+            .unwrap()
+            .contains("min_importance")
+    );
+    let typo = served.request("GET", &format!("/v1/memories/{spec}/context?hop=1"), None);
+    assert_eq!(typo.status, 400, "an unknown parameter is refused");
+    let missing = served.request(
+        "GET",
+        "/v1/memories/01900000-0000-7000-8000-000000000000/context",
+        None,
+    );
+    assert_eq!(
+        (missing.status, missing.error_code()),
+        (404, "not_found".into())
+    );
+
+    let listed = served.request("GET", "/v1/memories?min_importance=4&sort=importance", None);
+    assert_eq!(listed.status, 200);
+    let ids: Vec<String> = listed.json()["memories"]
+        .as_array()
+        .expect("memories")
+        .iter()
+        .map(|m| m["id"].as_str().expect("id").to_owned())
+        .collect();
+    assert_eq!(ids, [spec.clone(), test.clone()]);
+    let recall = served.request(
+        "POST",
+        "/v1/recall",
+        Some(&json!({"query": "cache bytes weigher", "min_importance": 3})),
+    );
+    assert_eq!(recall.status, 200);
+    assert!(
+        recall.json()["hits"]
+            .as_array()
+            .expect("hits")
+            .iter()
+            .all(|h| h["memory"]["id"] != far.as_str()),
+        "{:?}",
+        recall.json()
+    );
+    let refused = served.request(
+        "POST",
+        "/v1/recall",
+        Some(&json!({"query": "cache", "min_importance": 11})),
+    );
+    assert_eq!(refused.status, 400);
+    assert_eq!(served.terminate(), Some(0));
+}

@@ -18,8 +18,9 @@ use serde_json::{Value, json};
 use tokio::io::{AsyncBufReadExt, AsyncWriteExt, BufReader};
 use tokio::process::{Child, Command};
 
-/// The seven memory tools, sorted.
-const TOOLS: [&str; 21] = [
+/// Every tool, sorted.
+const TOOLS: [&str; 22] = [
+    "context",
     "diagnostics",
     "doc_edit",
     "doc_list",
@@ -842,5 +843,143 @@ async fn work_document_and_diagnostics_tools_answer() {
     assert!(diagnostics["snapshot"]["gauges"].as_array().unwrap().len() > 5);
 
     client.cancel().await.expect("close");
+    assert_eq!(exit_code(&mut child).await, Some(0));
+}
+
+#[tokio::test]
+async fn the_context_tool_follows_typed_links_and_min_importance_filters() {
+    let sandbox = Sandbox::new();
+    let mut child = serve_mcp(&sandbox, &[]);
+    let client = connect(&mut child).await;
+    let id_of = |value: Value| value["id"].as_str().expect("id").to_owned();
+    let decision = id_of(
+        ok(
+            &client,
+            "remember",
+            json!({"content": "retries use exponential backoff with jitter",
+                   "memory_type": "decision", "importance": 8}),
+        )
+        .await,
+    );
+    let fix = id_of(
+        ok(
+            &client,
+            "remember",
+            json!({"content": "fixed the retry storm: the backoff had no cap",
+                   "memory_type": "bugfix", "importance": 3,
+                   "links": [{"target": decision, "link_type": "fixes"}]}),
+        )
+        .await,
+    );
+    let basis = id_of(
+        ok(
+            &client,
+            "remember",
+            json!({"content": "the upstream rate limit is 100 requests a second", "importance": 6}),
+        )
+        .await,
+    );
+    ok(
+        &client,
+        "link",
+        json!({"source": decision, "target": basis, "link_type": "depends_on"}),
+    )
+    .await;
+
+    let context = ok(&client, "context", json!({"id": decision, "hops": 1})).await;
+    assert_eq!(context["memory"]["id"], decision.as_str());
+    assert_eq!(context["memory"]["content_truncated"], false);
+    let reached: Vec<&str> = context["neighbours"]
+        .as_array()
+        .expect("neighbours")
+        .iter()
+        .map(|n| n["memory"]["id"].as_str().expect("id"))
+        .collect();
+    assert_eq!(
+        reached,
+        [basis.as_str(), fix.as_str()],
+        "most important first"
+    );
+    assert_eq!(context["neighbours"][0]["hop"], 1);
+    assert_eq!(context["neighbours"][0]["via"], decision.as_str());
+    assert_eq!(
+        context["edges"],
+        json!([
+            {"source": decision, "target": basis, "link_type": "depends_on",
+             "from": decision, "direction": "outgoing", "hop": 1},
+            {"source": fix, "target": decision, "link_type": "fixes",
+             "from": decision, "direction": "incoming", "hop": 1},
+        ])
+    );
+    assert_eq!(
+        (
+            context["hops"].clone(),
+            context["fan_out"].clone(),
+            context["limit"].clone()
+        ),
+        (json!(1), json!(8), json!(50))
+    );
+    assert_eq!(context["truncated"], false);
+    let cut = ok(&client, "context", json!({"id": decision, "fan_out": 1})).await;
+    assert_eq!(cut["neighbours"].as_array().map(Vec::len), Some(1));
+    assert_eq!(cut["truncated"], true);
+    assert_eq!(cut["hops"], 2, "default: context_hops_max");
+
+    let error = tool_error(&client, "context", json!({"id": decision, "hops": 3})).await;
+    assert_eq!(error["code"], "invalid_input");
+    assert_eq!(
+        error["message"],
+        "invalid input: hops must be between 0 and 2 (context_hops_max), got 3"
+    );
+    let error = tool_error(&client, "context", json!({"id": decision, "limit": 51})).await;
+    assert!(
+        error["message"]
+            .as_str()
+            .expect("message")
+            .contains("context_memories_max"),
+        "{error}"
+    );
+    let unknown = "01900000-0000-7000-8000-000000000000";
+    let error = tool_error(&client, "context", json!({"id": unknown})).await;
+    assert_eq!(error["code"], "not_found");
+
+    let listed = ok(&client, "list", json!({"min_importance": 6})).await;
+    let mut listed: Vec<&str> = listed["memories"]
+        .as_array()
+        .expect("memories")
+        .iter()
+        .map(|m| m["id"].as_str().expect("id"))
+        .collect();
+    listed.sort();
+    let mut want = vec![decision.as_str(), basis.as_str()];
+    want.sort();
+    assert_eq!(listed, want);
+    let recall = ok(
+        &client,
+        "recall",
+        json!({"query": "retry backoff storm", "min_importance": 4}),
+    )
+    .await;
+    let hits = recall["hits"].as_array().expect("hits");
+    assert!(!hits.is_empty());
+    assert!(
+        hits.iter().all(|h| h["memory"]["id"] != fix.as_str()),
+        "{recall}"
+    );
+    let all = ok(&client, "recall", json!({"query": "retry backoff storm"})).await;
+    assert!(
+        all["hits"]
+            .as_array()
+            .expect("hits")
+            .iter()
+            .any(|h| h["memory"]["id"] == fix.as_str())
+    );
+    let error = tool_error(&client, "list", json!({"min_importance": 11})).await;
+    assert_eq!(
+        error["message"],
+        "invalid input: min_importance must be between 1 and 10, got 11"
+    );
+
+    client.cancel().await.expect("close the client");
     assert_eq!(exit_code(&mut child).await, Some(0));
 }

@@ -27,8 +27,8 @@ pub use embed::{Embedder, Embedding};
 pub use error::{Error, Result};
 pub use ids::MemoryId;
 pub use limits::{
-    EMBEDDING_TOKENS_HARD_CAP, ENV_PREFIX, Limits, LimitsError, MCP_MESSAGE_BYTES_MIN,
-    RECALL_RESULTS_HARD_CAP,
+    CONTEXT_MEMORIES_HARD_CAP, EMBEDDING_TOKENS_HARD_CAP, ENV_PREFIX, Limits, LimitsError,
+    MCP_MESSAGE_BYTES_MIN, RECALL_RESULTS_HARD_CAP,
 };
 pub use memory::{
     Importance, Link, LinkType, Memory, MemoryPatch, MemoryType, NewMemory, normalise_tags,

@@ -3,6 +3,9 @@ use serde::{Deserialize, Serialize};
 /// `recall_results_max` can never be configured above this.
 pub const RECALL_RESULTS_HARD_CAP: u32 = 1_000;
 
+/// `context_memories_max` can never be configured above this.
+pub const CONTEXT_MEMORIES_HARD_CAP: u32 = 1_000;
+
 /// `embedding_tokens_max` can never be configured above this: the local
 /// model (all-MiniLM-L6-v2) has 512 positions.
 pub const EMBEDDING_TOKENS_HARD_CAP: u32 = 512;
@@ -170,6 +173,15 @@ pub struct Limits {
     pub link_expansion_hops_max: u32,
     /// Linked memories followed per candidate and hop.
     pub link_expansion_fan_out_max: u32,
+    /// Link hops a `context` request (one memory with its linked
+    /// neighbourhood) may ask for; also its default. 0 returns the memory alone.
+    pub context_hops_max: u32,
+    /// Neighbours a `context` request may follow from each memory it
+    /// reaches (highest importance first); also its default.
+    pub context_fan_out_max: u32,
+    /// Memories one `context` answer may hold, the asked-for one included;
+    /// also its default. Past it the answer is cut and says so.
+    pub context_memories_max: u32,
     /// Memories `reindex` reads per step (embedded `embedding_batch_max` at
     /// a time, each batch committed on its own).
     pub reindex_batch_rows: u32,
@@ -323,6 +335,9 @@ impl Default for Limits {
             vector_candidates_max: 200,
             link_expansion_hops_max: 1,
             link_expansion_fan_out_max: 5,
+            context_hops_max: 2,
+            context_fan_out_max: 8,
+            context_memories_max: 50,
             reindex_batch_rows: 256,
             recall_results_max: 100,
             recall_query_bytes_max: 4_096,
@@ -414,7 +429,7 @@ impl Limits {
     /// Checks that every limit is usable: positive where zero would wedge the
     /// system, and `recall_results_max` within its hard cap.
     pub fn validate(&self) -> Result<(), LimitsError> {
-        let positive: [(&'static str, u64); 42] = [
+        let positive: [(&'static str, u64); 44] = [
             ("allocator_arenas_max", self.allocator_arenas_max.into()),
             ("sqlite_heap_bytes_max", self.sqlite_heap_bytes_max),
             ("embedding_batch_max", self.embedding_batch_max.into()),
@@ -426,6 +441,8 @@ impl Limits {
             ),
             ("embedding_tokens_max", self.embedding_tokens_max.into()),
             ("vector_candidates_max", self.vector_candidates_max.into()),
+            ("context_fan_out_max", self.context_fan_out_max.into()),
+            ("context_memories_max", self.context_memories_max.into()),
             ("reindex_batch_rows", self.reindex_batch_rows.into()),
             ("pool_readers_max", self.pool_readers_max.into()),
             ("pool_wait_timeout_ms", self.pool_wait_timeout_ms),
@@ -533,6 +550,13 @@ impl Limits {
                 name: "embedding_tokens_max",
                 value: self.embedding_tokens_max.into(),
                 rule: "must be at most 512 (the positions of the local model)",
+            });
+        }
+        if self.context_memories_max > CONTEXT_MEMORIES_HARD_CAP {
+            return Err(LimitsError::OutOfRange {
+                name: "context_memories_max",
+                value: self.context_memories_max.into(),
+                rule: "must be at most 1000",
             });
         }
         if self.recall_results_max > RECALL_RESULTS_HARD_CAP {
@@ -659,6 +683,9 @@ mod tests {
         assert_eq!(limits.work_finished_stored_max, 100_000);
         assert_eq!(limits.embedding_backlog_max, 10_000);
         assert_eq!(limits.embedding_backlog_wait_ms, 5_000);
+        assert_eq!(limits.context_hops_max, 2);
+        assert_eq!(limits.context_fan_out_max, 8);
+        assert_eq!(limits.context_memories_max, 50);
         limits.validate().unwrap();
     }
 
@@ -700,6 +727,21 @@ mod tests {
         assert!(err.to_string().contains("at most 512"), "{err}");
         let err = Limits::from_toml_str("pool_readers_max = 0").unwrap_err();
         assert!(err.to_string().contains("at least 1"), "{err}");
+        let err = Limits::from_toml_str("context_fan_out_max = 0").unwrap_err();
+        assert_eq!(
+            err.to_string(),
+            "invalid limit context_fan_out_max = 0: must be at least 1"
+        );
+        let err = Limits::from_toml_str("context_memories_max = 0").unwrap_err();
+        assert!(err.to_string().contains("context_memories_max"), "{err}");
+        Limits::from_toml_str("context_memories_max = 1000").unwrap();
+        let err = Limits::from_toml_str("context_memories_max = 1001").unwrap_err();
+        assert_eq!(
+            err.to_string(),
+            "invalid limit context_memories_max = 1001: must be at most 1000"
+        );
+        let alone = Limits::from_toml_str("context_hops_max = 0").unwrap();
+        assert_eq!(alone.context_hops_max, 0, "0 hops: the memory alone");
         let err = Limits::from_toml_str("embedding_backlog_max = 0").unwrap_err();
         assert_eq!(
             err.to_string(),

@@ -5,8 +5,8 @@ use chrono::{DateTime, Utc};
 use serde::{Deserialize, Serialize};
 
 use crate::{
-    DocumentMeta, DocumentSave, Embedding, Link, Memory, MemoryId, MemoryPatch, Namespace, Phase,
-    Result, StoredDocument, WorkItem, WorkItemId, WorkState,
+    DocumentMeta, DocumentSave, Embedding, Importance, Link, Memory, MemoryId, MemoryPatch,
+    Namespace, Phase, Result, StoredDocument, WorkItem, WorkItemId, WorkState,
 };
 
 /// Order of a list.
@@ -39,6 +39,8 @@ pub struct ListQuery {
     pub after: Option<MemoryId>,
     /// Include archived memories.
     pub include_archived: bool,
+    /// Only memories of at least this importance.
+    pub min_importance: Option<Importance>,
 }
 
 impl Default for ListQuery {
@@ -51,6 +53,7 @@ impl Default for ListQuery {
             offset: 0,
             after: None,
             include_archived: false,
+            min_importance: None,
         }
     }
 }
@@ -68,6 +71,8 @@ pub struct KeywordQuery {
     pub limit: u32,
     /// Include archived memories.
     pub include_archived: bool,
+    /// Only memories of at least this importance.
+    pub min_importance: Option<Importance>,
 }
 
 /// One keyword search result.
@@ -94,6 +99,8 @@ pub struct VectorQuery {
     pub limit: u32,
     /// Include archived memories.
     pub include_archived: bool,
+    /// Only memories of at least this importance.
+    pub min_importance: Option<Importance>,
 }
 
 /// One vector search result.

@@ -27,8 +27,8 @@ use serde::Serialize;
 use crate::docs::{DocActorParams, DocEditParams, DocListParams, DocNameParams, DocWriteParams};
 use crate::error::ApiError;
 use crate::params::{
-    ForgetParams, IdParams, LinkMemoriesParams, LinkParams, ListParams, RecallParams,
-    RememberParams, UpdateParams,
+    ContextParams, ForgetParams, IdParams, LinkMemoriesParams, LinkParams, ListParams,
+    RecallParams, RememberParams, UpdateParams,
 };
 use crate::server::{Core, McpProject};
 use crate::work::{
@@ -39,7 +39,9 @@ use crate::work::{
 /// What the server tells an agent at initialisation.
 pub const INSTRUCTIONS: &str = "Mnemosyne is your long-term memory. Before working on something, \
 `recall` what you learned about it before; when you decide something, fix a bug or find a pattern, \
-`remember` it (one idea per memory, with tags and an importance from 1 to 10). Namespaces: global, \
+`remember` it (one idea per memory, with tags and an importance from 1 to 10); `link` it to the \
+memories it fixes, replaces or depends on, and use `context` on a recall hit to read what is linked \
+to it. Namespaces: global, \
 project:NAME, session:PROJECT/ID. Results are bounded: recall and list cut long contents \
 (content_truncated: true); `get` returns a memory whole.";
 
@@ -168,6 +170,20 @@ contradicts, derived_from, fixes, part_of). Recall follows links from its best h
     )]
     async fn list(&self, Parameters(params): Parameters<ListParams>) -> CallToolResult {
         answer(self.core.memories.list(params).await)
+    }
+
+    /// `context`.
+    #[tool(
+        name = "context",
+        description = "Fetch one memory (whole) with its linked neighbourhood: the memories linked to or from \
+it, then theirs, up to `hops` hops (default and maximum context_hops_max, 2), the `fan_out` most important \
+per memory, at most `limit` in all; each edge has its source, target, link_type and direction \
+(outgoing/incoming) seen from the memory it was followed from. Use it after a recall or get hit when you \
+need what is linked to it: the decision it depends on, the fix of a bug, what supersedes or contradicts \
+it. truncated: true says more was within reach. Over-limit values are refused."
+    )]
+    async fn context(&self, Parameters(params): Parameters<ContextParams>) -> CallToolResult {
+        answer(self.core.memories.context(params).await)
     }
 }
 

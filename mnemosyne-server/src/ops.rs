@@ -3,14 +3,14 @@
 //! are thin wrappers over these, so the two cannot drift.
 
 use mnemosyne_core::{Memory, MemoryId};
-use mnemosyne_storage::{MemoryStore, SignalScores};
+use mnemosyne_storage::{ContextEdge, MemoryStore, SignalScores};
 use serde::Serialize;
 
 use crate::error::ApiError;
 use crate::events::{Event, EventBus};
 use crate::params::{
-    ForgetParams, LinkParams, ListParams, RecallParams, RememberParams, UpdateFields, link,
-    memory_id,
+    ContextParams, ForgetParams, LinkParams, ListParams, RecallParams, RememberParams,
+    UpdateFields, link, memory_id,
 };
 
 /// A memory in an answer. In recall and list results its content is cut to
@@ -90,6 +90,38 @@ pub struct ListView {
     pub limit: u32,
     /// Rows skipped.
     pub offset: u64,
+}
+
+/// A memory of a neighbourhood other than the centre.
+#[derive(Clone, Debug, Serialize)]
+pub struct NeighbourView {
+    /// The memory (content bounded).
+    pub memory: MemoryView,
+    /// Hops from the centre.
+    pub hop: u32,
+    /// The memory it was first reached from.
+    pub via: MemoryId,
+}
+
+/// The answer to `context`: a memory with its linked neighbourhood.
+#[derive(Clone, Debug, Serialize)]
+pub struct ContextView {
+    /// The memory asked for, whole.
+    pub memory: MemoryView,
+    /// The memories reached, nearest first (contents bounded).
+    pub neighbours: Vec<NeighbourView>,
+    /// Every link followed, once: `source`, `target`, `link_type`, `from`
+    /// (the memory it was followed from), `direction` (`outgoing` or
+    /// `incoming` as seen from `from`), `hop`.
+    pub edges: Vec<ContextEdge>,
+    /// The hops that applied.
+    pub hops: u32,
+    /// The fan-out that applied.
+    pub fan_out: u32,
+    /// The most memories the answer could hold, the centre included.
+    pub limit: u32,
+    /// True when more memories were within reach than returned.
+    pub truncated: bool,
 }
 
 /// What `forget` did.
@@ -208,6 +240,29 @@ impl Memories {
                 .collect(),
             limit,
             offset,
+        })
+    }
+
+    /// One memory, whole, with its linked neighbourhood (contents bounded).
+    pub async fn context(&self, params: ContextParams) -> Result<ContextView, ApiError> {
+        let found = self.store.context(params.into_query()?).await?;
+        let max = self.content_max();
+        Ok(ContextView {
+            memory: MemoryView::whole(found.memory),
+            neighbours: found
+                .neighbours
+                .into_iter()
+                .map(|n| NeighbourView {
+                    memory: MemoryView::bounded(n.memory, max),
+                    hop: n.hop,
+                    via: n.via,
+                })
+                .collect(),
+            edges: found.edges,
+            hops: found.hops,
+            fan_out: found.fan_out,
+            limit: found.limit,
+            truncated: found.truncated,
         })
     }
 

@@ -9,7 +9,7 @@ use mnemosyne_core::{
     Importance, Link, LinkType, ListQuery, ListSort, MemoryId, MemoryPatch, MemoryType, Namespace,
     NewMemory,
 };
-use mnemosyne_storage::{RecallMode, RecallQuery};
+use mnemosyne_storage::{ContextQuery, RecallMode, RecallQuery};
 use schemars::JsonSchema;
 use serde::Deserialize;
 
@@ -80,6 +80,10 @@ pub struct RecallParams {
     /// Signals: hybrid (default: keywords, vectors and links), keyword or vector.
     #[serde(default)]
     pub mode: Option<String>,
+    /// Only memories of at least this importance, 1 to 10 (linked ones too).
+    #[serde(default)]
+    #[schemars(range(min = 1, max = 10))]
+    pub min_importance: Option<u8>,
 }
 
 /// Arguments of `get`, and of `forget` without `hard`.
@@ -176,6 +180,35 @@ pub struct ListParams {
     /// Include archived memories.
     #[serde(default)]
     pub include_archived: bool,
+    /// Only memories of at least this importance, 1 to 10.
+    #[serde(default)]
+    #[schemars(range(min = 1, max = 10))]
+    pub min_importance: Option<u8>,
+}
+
+/// Arguments of `context` (MCP) and the query of `GET /v1/memories/{id}/context`.
+#[derive(Clone, Debug, Default, Deserialize, JsonSchema)]
+#[serde(deny_unknown_fields)]
+pub struct ContextParams {
+    /// Id of the memory at the centre (from recall, list or remember).
+    pub id: String,
+    /// Link hops to follow, 0 (the memory alone) to `context_hops_max` (2 by
+    /// default); default: that maximum. More is refused.
+    #[serde(default)]
+    pub hops: Option<u32>,
+    /// Neighbours followed from each memory, most important first, 1 to
+    /// `context_fan_out_max` (8 by default); default: that maximum. More is refused.
+    #[serde(default)]
+    #[schemars(range(min = 1))]
+    pub fan_out: Option<u32>,
+    /// Memories in the answer, the centre included, 1 to
+    /// `context_memories_max` (50 by default); default: that maximum. More is refused.
+    #[serde(default)]
+    #[schemars(range(min = 1))]
+    pub limit: Option<u32>,
+    /// Follow links to archived (forgotten) memories too.
+    #[serde(default)]
+    pub include_archived: bool,
 }
 
 /// Rows `list` returns when no limit is given.
@@ -199,6 +232,19 @@ pub fn memory_id(text: &str) -> Result<MemoryId, ApiError> {
 fn importance(value: Option<u8>) -> Result<Option<Importance>, ApiError> {
     value
         .map(|v| Importance::try_from(i64::from(v)).map_err(ApiError::from))
+        .transpose()
+}
+
+/// A `min_importance` filter, 1 to 10.
+fn min_importance(value: Option<u8>) -> Result<Option<Importance>, ApiError> {
+    value
+        .map(|v| {
+            Importance::try_from(i64::from(v)).map_err(|_| {
+                ApiError::invalid(format!(
+                    "invalid input: min_importance must be between 1 and 10, got {v}"
+                ))
+            })
+        })
         .transpose()
 }
 
@@ -253,6 +299,7 @@ impl RecallParams {
             limit: self.limit,
             include_archived: self.include_archived,
             mode,
+            min_importance: min_importance(self.min_importance)?,
         })
     }
 }
@@ -294,6 +341,20 @@ impl ListParams {
             offset: self.offset.unwrap_or(0),
             after: None,
             include_archived: self.include_archived,
+            min_importance: min_importance(self.min_importance)?,
+        })
+    }
+}
+
+impl ContextParams {
+    /// The storage request; the bounds are checked against the limits by the store.
+    pub fn into_query(self) -> Result<ContextQuery, ApiError> {
+        Ok(ContextQuery {
+            id: memory_id(&self.id)?,
+            hops: self.hops,
+            fan_out: self.fan_out,
+            limit: self.limit,
+            include_archived: self.include_archived,
         })
     }
 }
@@ -321,6 +382,36 @@ mod tests {
         );
         let error = memory_id("not-a-uuid").unwrap_err();
         assert_eq!(error.status, 400);
+    }
+
+    #[test]
+    fn min_importance_is_1_to_10_and_named_when_refused() {
+        for value in [0, 11] {
+            let params: ListParams =
+                serde_json::from_value(serde_json::json!({"min_importance": value})).unwrap();
+            let error = params.into_query().unwrap_err();
+            assert_eq!(error.status, 400);
+            assert_eq!(
+                error.message,
+                format!("invalid input: min_importance must be between 1 and 10, got {value}")
+            );
+            let params: RecallParams =
+                serde_json::from_value(serde_json::json!({"query": "x", "min_importance": value}))
+                    .unwrap();
+            assert!(
+                params
+                    .into_query()
+                    .unwrap_err()
+                    .message
+                    .contains("min_importance")
+            );
+        }
+        for value in [1, 10] {
+            let params: ListParams =
+                serde_json::from_value(serde_json::json!({"min_importance": value})).unwrap();
+            let query = params.into_query().unwrap();
+            assert_eq!(query.min_importance.map(Importance::get), Some(value));
+        }
     }
 
     #[test]

@@ -230,6 +230,7 @@ async fn main() {
         tags: Vec::new(),
         limit,
         include_archived: false,
+        min_importance: None,
     };
     let mut rng = rand::rngs::StdRng::seed_from_u64(7);
     for _ in 0..20 {

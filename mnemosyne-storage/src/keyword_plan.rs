@@ -187,6 +187,7 @@ pub fn candidate_rows_sql(query: &KeywordQuery) -> (String, Vec<SqlValue>) {
         &query.namespaces,
         &query.tags,
         query.include_archived,
+        query.min_importance,
     );
     (sql, params)
 }
@@ -225,6 +226,7 @@ mod tests {
             tags: Vec::new(),
             limit: 10,
             include_archived: false,
+            min_importance: None,
         }
     }
 

@@ -21,6 +21,7 @@ pub mod keyword_plan;
 #[cfg(all(feature = "libsql", not(feature = "sqlite")))]
 mod libsql_backend;
 mod location;
+mod neighbourhood;
 #[cfg(any(feature = "sqlite", feature = "libsql"))]
 mod pool_status;
 pub mod rows;
@@ -39,6 +40,7 @@ pub use libsql_backend::{HeldConnection, LibsqlStorage};
 pub use location::Location;
 pub use mnemosyne_core::Error;
 use mnemosyne_core::{Limits, Result, Storage};
+pub use neighbourhood::{ContextEdge, ContextQuery, LinkDirection, Neighbour, Neighbourhood};
 pub use schema::SCHEMA_VERSION;
 #[cfg(feature = "sqlite")]
 pub use sqlite::{HeldConnection, SqliteStorage};

@@ -214,16 +214,21 @@ pub fn decode_link(target_id: &str, link_type: &str) -> Result<Link, Error> {
     })
 }
 
-/// Appends the archived, namespace and tag filters on alias `m`.
+/// Appends the archived, importance, namespace and tag filters on alias `m`.
 pub fn push_filters(
     sql: &mut String,
     params: &mut Vec<SqlValue>,
     namespaces: &[Namespace],
     tags: &[String],
     include_archived: bool,
+    min_importance: Option<Importance>,
 ) {
     if !include_archived {
         sql.push_str(" AND m.archived = 0");
+    }
+    if let Some(min) = min_importance {
+        params.push(i64::from(min.get()).into());
+        sql.push_str(&format!(" AND m.importance >= ?{}", params.len()));
     }
     if !namespaces.is_empty() {
         sql.push_str(" AND m.namespace IN (");
@@ -257,6 +262,7 @@ pub fn list_sql(query: &ListQuery) -> (String, Vec<SqlValue>) {
         &namespaces,
         &query.tags,
         query.include_archived,
+        query.min_importance,
     );
     if let (ListSort::Id, Some(after)) = (query.sort, query.after) {
         params.push(after.to_string().into());

@@ -4,10 +4,10 @@
 use std::sync::{Arc, Mutex};
 
 use mnemosyne_core::{
-    BatchOutcome, Embedder, Embedding, Error, KeywordQuery, Limits, Link, LinkOutcome, LinkType,
-    ListQuery, Memory, MemoryId, MemoryPatch, Namespace, NewMemory, OnConflict, PendingEmbedding,
-    PendingKind, PoolStatus, Result, Storage, VectorQuery, normalise_tags, timestamp_now,
-    validate_tags,
+    BatchOutcome, Embedder, Embedding, Error, Importance, KeywordQuery, Limits, Link, LinkOutcome,
+    LinkType, ListQuery, Memory, MemoryId, MemoryPatch, Namespace, NewMemory, OnConflict,
+    PendingEmbedding, PendingKind, PoolStatus, Result, Storage, VectorQuery, normalise_tags,
+    timestamp_now, validate_tags,
 };
 use serde::{Deserialize, Serialize};
 
@@ -47,6 +47,8 @@ pub struct RecallQuery {
     pub include_archived: bool,
     /// Signals to use (hybrid unless asked).
     pub mode: RecallMode,
+    /// Only memories of at least this importance (linked ones too).
+    pub min_importance: Option<Importance>,
 }
 
 /// One recalled memory.
@@ -73,6 +75,26 @@ pub struct Recall {
     /// and answered from keywords and links alone: the embedder's error.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub degraded: Option<String>,
+}
+
+/// The filters of a recall that the memories its links reach must pass.
+struct LinkFilter<'a> {
+    namespaces: &'a [Namespace],
+    tags: &'a [String],
+    include_archived: bool,
+    min_importance: Option<Importance>,
+}
+
+impl LinkFilter<'_> {
+    /// True when `memory` passes every filter but archived (the storage
+    /// query applies that one).
+    fn allows(&self, memory: &Memory) -> bool {
+        (self.namespaces.is_empty() || self.namespaces.contains(&memory.namespace))
+            && self.tags.iter().all(|tag| memory.tags.contains(tag))
+            && self
+                .min_importance
+                .is_none_or(|min| memory.importance >= min)
+    }
 }
 
 /// What a text is embedded for: the embedding cache holds only queries.
@@ -390,6 +412,7 @@ impl MemoryStore {
                 tags: tags.clone(),
                 limit: candidates,
                 include_archived: query.include_archived,
+                min_importance: query.min_importance,
             };
             self.storage.keyword_search(&keyword).await
         };
@@ -407,6 +430,7 @@ impl MemoryStore {
                 tags: tags.clone(),
                 limit: candidates.min(self.limits.vector_candidates_max).max(limit),
                 include_archived: query.include_archived,
+                min_importance: query.min_importance,
             };
             let mut hits = self.storage.vector_search(&vector).await?;
             let best = hits.first().map_or(0.0, |hit| hit.similarity);
@@ -434,9 +458,12 @@ impl MemoryStore {
             fused = self
                 .expand_links(
                     fused,
-                    &namespaces,
-                    &tags,
-                    query.include_archived,
+                    &LinkFilter {
+                        namespaces: &namespaces,
+                        tags: &tags,
+                        include_archived: query.include_archived,
+                        min_importance: query.min_importance,
+                    },
                     limit,
                     now,
                 )
@@ -467,12 +494,11 @@ impl MemoryStore {
     async fn expand_links(
         &self,
         mut fused: Vec<fusion::Fused>,
-        namespaces: &[Namespace],
-        tags: &[String],
-        include_archived: bool,
+        filter: &LinkFilter<'_>,
         limit: u32,
         now: chrono::DateTime<chrono::Utc>,
     ) -> Result<Vec<fusion::Fused>> {
+        let namespaces = filter.namespaces;
         let weights = self.fusion();
         let mut frontier: Vec<MemoryId> = fused
             .iter()
@@ -488,13 +514,10 @@ impl MemoryStore {
                 .linked_memories(
                     &frontier,
                     self.limits.link_expansion_fan_out_max,
-                    include_archived,
+                    filter.include_archived,
                 )
                 .await?;
-            linked.retain(|link| {
-                (namespaces.is_empty() || namespaces.contains(&link.memory.namespace))
-                    && tags.iter().all(|tag| link.memory.tags.contains(tag))
-            });
+            linked.retain(|link| filter.allows(&link.memory));
             let known: std::collections::HashSet<MemoryId> =
                 fused.iter().map(|f| f.memory.id).collect();
             frontier = linked

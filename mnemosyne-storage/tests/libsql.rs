@@ -300,6 +300,7 @@ async fn vector_index_rows_follow_the_vectors() {
             tags: Vec::new(),
             limit: 10,
             include_archived: false,
+            min_importance: None,
         })
         .await
         .unwrap();
@@ -354,6 +355,7 @@ async fn approximate_search_ranks_exactly_and_filters_fall_back() {
         tags: Vec::new(),
         limit,
         include_archived: false,
+        min_importance: None,
     };
     let brute = |q: &[f32], among: &[(MemoryId, Vec<f32>)], k: usize| -> Vec<MemoryId> {
         let mut scored: Vec<(MemoryId, f64)> =

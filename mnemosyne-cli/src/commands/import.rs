@@ -92,6 +92,9 @@ struct Checked {
 }
 
 pub async fn run(args: ImportArgs, settings: &Settings, out: Output) -> Result<()> {
+    if args.from_original {
+        return super::import_original::run(args, settings, out).await;
+    }
     let limits = &settings.limits;
     let ids = NewIds::new(chrono::Utc::now());
     let checked = check(&args.file, limits, &ids, out)?;
@@ -307,40 +310,51 @@ async fn import(
     bar.finish_and_clear();
 
     // Pass 4: the vectors, once every memory and link is stored.
-    if store.embedder().is_some() {
-        let missing = store
-            .pending_count(PendingKind::Missing)
-            .await
-            .map_err(|e| embedding_stopped(report, &e))?;
-        let bar = out.progress(missing, "embedded");
-        let embedded = &mut report.embedded;
-        let outcome = store
-            .embed_pending(PendingKind::Missing, |done| {
-                *embedded += done;
-                bar.inc(done);
-            })
-            .await;
-        match outcome {
-            Ok(_) => bar.finish_and_clear(),
-            Err(e) => {
-                bar.abandon();
-                return Err(embedding_stopped(report, &e));
-            }
-        }
-    }
-    Ok(())
+    embed_missing(store, out, &mut report.embedded)
+        .await
+        .map_err(|e| Stop {
+            line: 0,
+            message: embedding_stopped(report.inserted, report.skipped, report.embedded, &e),
+        })
 }
 
-/// Pass 4 failed: everything is imported but some vectors.
-fn embedding_stopped(report: &ImportReport, error: &mnemosyne_core::Error) -> Stop {
-    Stop {
-        line: 0,
-        message: format!(
-            "imported {} memories ({} skipped) and their links, {} vectors made; embedding stopped: {error}; \
-             run `mnemosyne reindex` (or start the server) to embed the rest",
-            report.inserted, report.skipped, report.embedded
-        ),
+/// The last pass of an import: embeds every memory without a vector, as
+/// a server's embedding worker does, with a progress bar; `embedded`
+/// counts the vectors stored.
+pub(super) async fn embed_missing(
+    store: &MemoryStore,
+    out: Output,
+    embedded: &mut u64,
+) -> Result<(), mnemosyne_core::Error> {
+    if store.embedder().is_none() {
+        return Ok(());
     }
+    let missing = store.pending_count(PendingKind::Missing).await?;
+    let bar = out.progress(missing, "embedded");
+    let outcome = store
+        .embed_pending(PendingKind::Missing, |done| {
+            *embedded += done;
+            bar.inc(done);
+        })
+        .await;
+    match outcome {
+        Ok(_) => bar.finish_and_clear(),
+        Err(_) => bar.abandon(),
+    }
+    outcome.map(|_| ())
+}
+
+/// Why the last pass failed: everything is imported but some vectors.
+pub(super) fn embedding_stopped(
+    inserted: u64,
+    skipped: u64,
+    embedded: u64,
+    error: &mnemosyne_core::Error,
+) -> String {
+    format!(
+        "imported {inserted} memories ({skipped} skipped) and their links, {embedded} vectors made; embedding stopped: {error}; \
+         run `mnemosyne reindex` (or start the server) to embed the rest"
+    )
 }
 
 async fn add_links(
@@ -460,7 +474,7 @@ impl JsonLines {
 
 /// Longest line a valid memory can take: JSON writes a byte of text as at
 /// most 6 (`\u00XX`); ids, times and names fit in the overhead.
-fn line_bytes_max(limits: &Limits) -> u64 {
+pub(super) fn line_bytes_max(limits: &Limits) -> u64 {
     let text_bytes = u64::from(limits.memory_content_bytes_max)
         + u64::from(limits.memory_summary_bytes_max)
         + u64::from(limits.memory_tags_max) * (u64::from(limits.tag_bytes_max) + 3);

@@ -67,6 +67,7 @@ pub async fn recall(args: RecallArgs, settings: &Settings, out: Output) -> Resul
         limit: args.limit,
         include_archived: args.include_archived,
         mode: args.mode.into(),
+        min_importance: args.min_importance,
     };
     let uses_vectors = query.mode != RecallMode::Keyword;
     let (recall, vectors_stale, model) = with_store(settings, async |store| {
@@ -236,6 +237,7 @@ pub async fn list(args: ListArgs, settings: &Settings, out: Output) -> Result<()
         offset: args.offset,
         after: None,
         include_archived: args.include_archived,
+        min_importance: args.min_importance,
     };
     let memories = with_store(settings, async |store| Ok(store.list(query).await?)).await?;
     let list = MemoryList { memories };

@@ -3,14 +3,18 @@
 //! before returning, on success, error or Ctrl-C.
 
 mod config;
+mod context;
 mod diagnostics;
 mod doc;
 mod doctor;
 mod export;
 pub mod hook;
 mod import;
+mod import_original;
 mod import_record;
 mod memory;
+mod original_format;
+mod original_reader;
 mod reindex;
 mod serve;
 mod work;
@@ -48,6 +52,7 @@ pub async fn run(command: Command, settings: &Settings, out: Output) -> Result<(
         Command::Forget(args) => memory::forget(args, settings, out).await,
         Command::Link(args) => memory::link(args, settings, out).await,
         Command::List(args) => memory::list(args, settings, out).await,
+        Command::Context(args) => context::run(args, settings, out).await,
         Command::Count(args) => memory::count(args, settings, out).await,
         Command::Export(args) => export::run(args, settings, out).await,
         Command::Import(args) => import::run(args, settings, out).await,

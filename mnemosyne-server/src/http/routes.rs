@@ -25,9 +25,9 @@ use serde::de::DeserializeOwned;
 use super::AppState;
 use crate::error::ApiError;
 use crate::events::Received;
-use crate::ops::{ForgetView, LinkView, ListView, MemoryView, RecallView};
+use crate::ops::{ContextView, ForgetView, LinkView, ListView, MemoryView, RecallView};
 use crate::params::{
-    ForgetParams, LinkParams, ListParams, RecallParams, RememberParams, UpdateFields,
+    ContextParams, ForgetParams, LinkParams, ListParams, RecallParams, RememberParams, UpdateFields,
 };
 
 /// Routes behind the bearer token (when one is set).
@@ -39,6 +39,7 @@ pub(super) fn protected() -> Router<AppState> {
             get(get_memory).patch(update).delete(forget),
         )
         .route("/v1/memories/{id}/links", post(link))
+        .route("/v1/memories/{id}/context", get(context))
         .route("/v1/recall", post(recall))
         .route("/v1/work/items", post(work_submit).get(work_list))
         .route("/v1/work/items/{id}", get(work_get))
@@ -197,6 +198,7 @@ struct ListQueryString {
     sort: Option<String>,
     #[serde(default)]
     include_archived: bool,
+    min_importance: Option<u8>,
 }
 
 async fn list(
@@ -214,8 +216,36 @@ async fn list(
         offset: q.offset,
         sort: q.sort,
         include_archived: q.include_archived,
+        min_importance: q.min_importance,
     };
     Ok(axum::Json(state.core.memories.list(params).await?))
+}
+
+/// Query of `GET /v1/memories/{id}/context`.
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct ContextQueryString {
+    hops: Option<u32>,
+    fan_out: Option<u32>,
+    limit: Option<u32>,
+    #[serde(default)]
+    include_archived: bool,
+}
+
+async fn context(
+    State(state): State<AppState>,
+    Path(id): Path<String>,
+    context_query: Result<Query<ContextQueryString>, QueryRejection>,
+) -> Answer<ContextView> {
+    let q = query(context_query)?;
+    let params = ContextParams {
+        id,
+        hops: q.hops,
+        fan_out: q.fan_out,
+        limit: q.limit,
+        include_archived: q.include_archived,
+    };
+    Ok(axum::Json(state.core.memories.context(params).await?))
 }
 
 async fn recall(

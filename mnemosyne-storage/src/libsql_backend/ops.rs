@@ -902,6 +902,7 @@ mod tests {
             tags: Vec::new(),
             limit: 10,
             include_archived: false,
+            min_importance: None,
         };
         for sql in [
             rows::select_memory_by_id(),

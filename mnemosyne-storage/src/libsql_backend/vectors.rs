@@ -313,6 +313,7 @@ fn filters(query: &VectorQuery, dims: usize, params: &mut Vec<SqlValue>) -> Stri
         &query.namespaces,
         &query.tags,
         query.include_archived,
+        query.min_importance,
     );
     sql
 }
@@ -430,7 +431,9 @@ pub(super) async fn search(conn: &Connection, query: &VectorQuery) -> Result<Vec
         );
         rank(exact_scan(conn, query, None).await?, query.limit)
     } else {
-        let filtered = !query.namespaces.is_empty() || !query.tags.is_empty();
+        let filtered = !query.namespaces.is_empty()
+            || !query.tags.is_empty()
+            || query.min_importance.is_some();
         let k = ann_candidates(query.limit, filtered);
         let mut candidates = ann_scan(conn, query, k).await?;
         // The index's rows are distinct memories.

@@ -604,6 +604,7 @@ fn filter_sql(query: &VectorQuery) -> (String, Vec<SqlValue>) {
         &query.namespaces,
         &query.tags,
         query.include_archived,
+        query.min_importance,
     );
     (sql, params)
 }
@@ -1114,6 +1115,7 @@ mod tests {
             tags: Vec::new(),
             limit: 10,
             include_archived: false,
+            min_importance: None,
         };
         let kept = new("kept");
         storage
@@ -1211,6 +1213,7 @@ mod tests {
                         tags: Vec::new(),
                         limit: 10,
                         include_archived: false,
+                        min_importance: None,
                     })
                     .await
                     .unwrap();

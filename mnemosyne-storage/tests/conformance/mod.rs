@@ -17,8 +17,10 @@ use mnemosyne_core::{
 use mnemosyne_storage::schema::SCHEMA_VERSION;
 use mnemosyne_storage::{MemoryStore, RecallMode, RecallQuery};
 
+mod context;
 mod documents;
 mod worker;
+pub use context::*;
 pub use documents::*;
 pub use worker::*;
 
@@ -1020,6 +1022,7 @@ fn vector_query(vector: Vec<f32>, model: &str, limit: u32) -> VectorQuery {
         tags: Vec::new(),
         limit,
         include_archived: false,
+        min_importance: None,
     }
 }
 
@@ -1553,7 +1556,7 @@ impl Embedder for TrigramEmbedder {
     }
 }
 
-async fn open_embedded<B: Backend>(path: &Path) -> MemoryStore {
+pub async fn open_embedded<B: Backend>(path: &Path) -> MemoryStore {
     open::<B>(path, Limits::default())
         .await
         .with_embedder(Arc::new(TrigramEmbedder))
@@ -2530,6 +2533,9 @@ macro_rules! conformance_tests {
             the_next_worker_embeds_what_the_last_one_left,
             embed_pending_embeds_in_batches_with_progress,
             linked_memories_both_ways_and_bounded,
+            context_follows_links_both_ways_hop_by_hop,
+            context_bounds_fan_out_and_total_and_refuses_more,
+            min_importance_filters_list_and_recall,
             hybrid_recall_fuses_signals_and_explains_them,
             hybrid_recall_expands_links_and_respects_filters,
             reindex_embeds_missing_vectors_in_batches,

@@ -243,6 +243,7 @@ pub async fn a_vector_made_before_an_update_never_replaces_the_updates_vector<B:
             tags: Vec::new(),
             limit: 1,
             include_archived: false,
+            min_importance: None,
         })
         .await
         .unwrap();
