@@ -186,6 +186,7 @@ pub async fn prompt(
                 limit: Some(wanted.saturating_mul(PROMPT_CANDIDATES_PER_HIT)),
                 include_archived: false,
                 mode: RecallMode::Hybrid,
+                min_importance: None,
             })
             .await?)
     })
