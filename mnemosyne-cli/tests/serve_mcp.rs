@@ -291,7 +291,7 @@ async fn calls_without_a_namespace_go_to_the_project_the_server_runs_in() {
     client.cancel().await.expect("close the client");
     assert_eq!(exit_code(&mut child).await, Some(0));
 
-    // Outside any project: global, and recall sees global only.
+    // Outside any project: remember into global, recall everywhere.
     let mut child = spawn_in(&sandbox.path(""), &[]);
     let client = connect(&mut child).await;
     let loose = ok(
@@ -301,14 +301,13 @@ async fn calls_without_a_namespace_go_to_the_project_the_server_runs_in() {
     )
     .await;
     assert_eq!(loose["namespace"], "global");
-    let mut seen = hit_ids(&ok(&client, "recall", json!({"query": "lease reaper"})).await);
-    seen.sort();
-    let mut expected = vec![
-        loose["id"].as_str().unwrap().to_owned(),
-        shared["id"].as_str().unwrap().to_owned(),
-    ];
-    expected.sort();
-    assert_eq!(seen, expected, "global only");
+    let seen = hit_ids(&ok(&client, "recall", json!({"query": "lease reaper"})).await);
+    for memory in [&loose, &shared, &own, &other] {
+        let id = memory["id"].as_str().unwrap().to_owned();
+        assert!(seen.contains(&id), "{id} not in {seen:?}");
+    }
+    let diagnostics = ok(&client, "diagnostics", json!({})).await;
+    assert_eq!(diagnostics["project"]["namespace"], "global");
     client.cancel().await.expect("close the client");
     assert_eq!(exit_code(&mut child).await, Some(0));
 

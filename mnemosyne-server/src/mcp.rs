@@ -80,9 +80,16 @@ impl McpServer {
         }
     }
 
-    /// `given`, else this session's project namespace.
+    /// `given`, else this session's project namespace. Outside a project
+    /// (`global`) none: `remember` then stores into `global` and `recall`
+    /// searches every namespace, as over HTTP.
     fn namespace_or_default(&self, given: Option<String>) -> Option<String> {
-        given.or_else(|| self.project.as_ref().map(|p| p.namespace.to_string()))
+        given.or_else(|| {
+            self.project
+                .as_ref()
+                .filter(|p| p.namespace != mnemosyne_core::Namespace::Global)
+                .map(|p| p.namespace.to_string())
+        })
     }
 
     /// Every tool this server offers: the sum of the tool groups.
@@ -112,7 +119,7 @@ repository; global outside one)."
         description = "Search memories by meaning and keywords (hybrid: BM25 + vectors + links), best first. \
 At most recall_results_max hits (truncated: true says more matched); long contents are cut \
 (content_truncated: true; use get for the whole memory). Without a namespace it searches this \
-project's memories and global ones."
+project's memories and global ones (outside a project: every namespace)."
     )]
     async fn recall(&self, Parameters(mut params): Parameters<RecallParams>) -> CallToolResult {
         params.namespace = self.namespace_or_default(params.namespace);
