@@ -30,12 +30,21 @@
 //!   `target/bench/bench-report.{json,md}`. `--quick` shrinks every size for
 //!   a smoke run; `--no-peers` skips the peers. Not in `ci`: slow, and it
 //!   needs the network the first time.
+//! - `hook-eval`: the Claude Code hook (`mnemosyne hook`) against issue 18's
+//!   targets on a release build (harness: `mnemosyne-harness`, bin
+//!   `hook_eval`): UserPromptSubmit's relevance on the recall eval set's
+//!   paraphrase and keyword queries, its silence on
+//!   `eval/unrelated-prompts.json`, both for a sweep of similarity floors
+//!   (`--floors`), and the latency of both hooks at 10k memories (`--runs`,
+//!   `--memories`). Report in `target/hook-eval.json`. Not in `ci`: the
+//!   10k store takes minutes to embed.
 //! - `fuzz`: the cargo-fuzz targets of `fuzz/` (libFuzzer), each for
 //!   `--seconds N` (default 60), with the executions per target; `ci` runs
 //!   a short pass (see [`fuzz`]).
 #![allow(clippy::print_stdout, clippy::print_stderr)]
 
 mod fuzz;
+mod hook_eval;
 
 use std::process::{Command, ExitCode};
 use std::time::Instant;
@@ -58,9 +67,11 @@ fn main() -> ExitCode {
         Some("serve-bench") => serve_bench(&args[1..]),
         Some("bench") => bench(&args[1..]),
         Some("fuzz") => fuzz::fuzz(&args[1..]),
+        Some("hook-eval") => hook_eval::hook_eval(&args[1..]),
         Some("help") | Some("--help") | Some("-h") | None => {
             println!(
-                "usage: cargo xtask ci [--backend sqlite|libsql]\n       cargo xtask eval [--backend sqlite|libsql] [--embedder hash|minilm|all] [--tune] [--failures] [--fusion SPEC]\n       cargo xtask stress [--backend sqlite|libsql] [--only CHECK]...\n       cargo xtask serve-bench [--backend sqlite|libsql]\n       cargo xtask bench [--quick] [--skip-criterion] [--no-peers]\n       cargo xtask soak [--release] [--duration 60s|30m|24h] [soak options]\n       {}",
+                "usage: cargo xtask ci [--backend sqlite|libsql]\n       cargo xtask eval [--backend sqlite|libsql] [--embedder hash|minilm|all] [--tune] [--failures] [--fusion SPEC]\n       cargo xtask stress [--backend sqlite|libsql] [--only CHECK]...\n       cargo xtask serve-bench [--backend sqlite|libsql]\n       cargo xtask bench [--quick] [--skip-criterion] [--no-peers]\n       cargo xtask soak [--release] [--duration 60s|30m|24h] [soak options]\n       {}\n       {}",
+                hook_eval::USAGE,
                 fuzz::USAGE
             );
             return ExitCode::SUCCESS;
