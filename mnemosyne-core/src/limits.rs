@@ -371,7 +371,7 @@ impl Default for Limits {
             hook_session_start_bytes_max: 6_144,
             hook_prompt_bytes_max: 3_072,
             hook_prompt_hits_max: 3,
-            hook_similarity_min_percent: 45,
+            hook_similarity_min_percent: 40,
             hook_time_budget_ms: 3_000,
             hook_input_bytes_max: 1024 * 1024,
             hook_sessions_max: 64,
