@@ -136,7 +136,7 @@ async fn mcp_shutdown_ends_every_task() {
     let (client_read, client_write) = tokio::io::split(client_side);
     let client = ().serve((client_read, client_write)).await.expect("init");
     let tools = client.list_all_tools().await.expect("tools");
-    assert_eq!(tools.len(), 21);
+    assert_eq!(tools.len(), 22);
     assert!(
         server
             .supervisor()
