@@ -11,7 +11,7 @@ use std::process::Command;
 
 use anyhow::{Context, Result, bail};
 
-use crate::{cargo, target_dir};
+use crate::{build_server_and_harness, target_dir};
 
 pub const USAGE: &str = "cargo xtask hook-eval [--floors 30,35,40,45,50,55,60] [--runs N] [--memories N] [--skip-relevance] [--skip-latency] [--reuse-store]";
 
@@ -41,21 +41,7 @@ pub fn hook_eval(args: &[String]) -> Result<()> {
             );
         }
     }
-    // One build of both, as the soak does: built apart, cargo unifies
-    // their features differently and rebuilds the shared crates twice.
-    cargo(&[
-        "build",
-        "--release",
-        "--locked",
-        "-p",
-        "mnemosyne-cli",
-        "-p",
-        "mnemosyne-harness",
-        "--bin",
-        "mnemosyne",
-        "--bin",
-        "hook_eval",
-    ])?;
+    build_server_and_harness("hook_eval", &["--release"])?;
     let target = target_dir();
     let out = target.join("hook-eval");
     let bin_dir = out.join("bin");

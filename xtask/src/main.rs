@@ -157,26 +157,7 @@ fn soak(args: &[String]) -> Result<()> {
         rest = CI_SOAK.to_vec();
     }
     let profile: &[&str] = if release { &["--release"] } else { &[] };
-    // One build of both: built apart, cargo unifies their features
-    // differently and rebuilds the shared crates twice.
-    cargo(
-        &[
-            &[
-                "build",
-                "--locked",
-                "-p",
-                "mnemosyne-cli",
-                "-p",
-                "mnemosyne-harness",
-                "--bin",
-                "mnemosyne",
-                "--bin",
-                "soak",
-            ],
-            profile,
-        ]
-        .concat(),
-    )?;
+    build_server_and_harness("soak", profile)?;
     // Where cargo just built them: CARGO_TARGET_DIR when set (CI may share one).
     let target_dir = std::env::var("CARGO_TARGET_DIR").unwrap_or_else(|_| "target".to_owned());
     let bin_dir = format!("{target_dir}/{}", if release { "release" } else { "debug" });
@@ -281,6 +262,30 @@ const CRITERION_BENCHES: &[(&str, &[&str])] = &[
 ];
 
 /// Cargo's target directory (`CARGO_TARGET_DIR`, else `target`).
+/// Builds `mnemosyne` and the harness binary `harness_bin` in one cargo
+/// run: built apart, cargo unifies their features differently and rebuilds
+/// the shared crates twice.
+fn build_server_and_harness(harness_bin: &str, profile: &[&str]) -> Result<()> {
+    cargo(
+        &[
+            &[
+                "build",
+                "--locked",
+                "-p",
+                "mnemosyne-cli",
+                "-p",
+                "mnemosyne-harness",
+                "--bin",
+                "mnemosyne",
+                "--bin",
+                harness_bin,
+            ],
+            profile,
+        ]
+        .concat(),
+    )
+}
+
 fn target_dir() -> std::path::PathBuf {
     std::env::var_os("CARGO_TARGET_DIR").map_or_else(|| "target".into(), Into::into)
 }

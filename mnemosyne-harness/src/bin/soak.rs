@@ -119,7 +119,8 @@ fn main() -> ExitCode {
     }
 }
 
-fn parse_duration(text: &str) -> Result<f64> {
+/// `text` as seconds: a number with unit s (or none), m, min or h.
+fn parse_seconds(text: &str) -> Result<f64> {
     let text = text.trim();
     let (number, unit) = text.split_at(
         text.find(|c: char| c.is_ascii_alphabetic())
@@ -128,12 +129,16 @@ fn parse_duration(text: &str) -> Result<f64> {
     let value: f64 = number
         .parse()
         .with_context(|| format!("bad duration {text:?}"))?;
-    let seconds = match unit {
+    Ok(match unit {
         "" | "s" => value,
         "m" | "min" => value * 60.0,
         "h" => value * 3_600.0,
         other => bail!("bad duration unit {other:?} in {text:?}; use s, m or h"),
-    };
+    })
+}
+
+fn parse_duration(text: &str) -> Result<f64> {
+    let seconds = parse_seconds(text)?;
     if seconds < 10.0 {
         bail!("a soak needs at least 10 s, got {text:?}");
     }
@@ -142,19 +147,7 @@ fn parse_duration(text: &str) -> Result<f64> {
 
 /// A sampling interval: a duration of 0.1 s to 10 minutes.
 fn parse_interval(text: &str) -> Result<f64> {
-    let text = text.trim();
-    let (number, unit) = text.split_at(
-        text.find(|c: char| c.is_ascii_alphabetic())
-            .unwrap_or(text.len()),
-    );
-    let value: f64 = number
-        .parse()
-        .with_context(|| format!("bad --sample-interval {text:?}"))?;
-    let seconds = match unit {
-        "" | "s" => value,
-        "m" | "min" => value * 60.0,
-        other => bail!("bad --sample-interval unit {other:?} in {text:?}; use s or m"),
-    };
+    let seconds = parse_seconds(text).context("--sample-interval")?;
     if !(0.1..=600.0).contains(&seconds) {
         bail!("--sample-interval must be 0.1 s to 10 minutes, got {text:?}");
     }
