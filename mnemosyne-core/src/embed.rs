@@ -3,7 +3,32 @@ use std::fmt::Debug;
 use async_trait::async_trait;
 use serde::{Deserialize, Serialize};
 
-use crate::Result;
+use crate::{Error, Result};
+
+/// Most dimensions a vector may have, stored or searched with: every
+/// embedder is held to it, and the store refuses a longer vector.
+pub const EMBEDDING_DIMS_MAX: usize = 16_384;
+
+/// Checks a vector before it is stored or searched with: at least one and
+/// at most [`EMBEDDING_DIMS_MAX`] dimensions, every value a finite number.
+/// `what` names it in the one-line error.
+pub fn check_vector(vector: &[f32], what: &str) -> Result<()> {
+    if vector.is_empty() {
+        return Err(Error::invalid(format!("{what} has no dimensions")));
+    }
+    if vector.len() > EMBEDDING_DIMS_MAX {
+        return Err(Error::invalid(format!(
+            "{what} has {} dimensions, at most {EMBEDDING_DIMS_MAX} are supported",
+            vector.len()
+        )));
+    }
+    if let Some(at) = vector.iter().position(|x| !x.is_finite()) {
+        return Err(Error::invalid(format!(
+            "{what} holds a value that is not a finite number at position {at}"
+        )));
+    }
+    Ok(())
+}
 
 /// Turns texts into vectors. Implementations live in `mnemosyne-storage`
 /// (`hash`, offline and deterministic; `http`, any OpenAI-compatible endpoint).
@@ -41,5 +66,10 @@ impl Embedding {
     /// Number of dimensions.
     pub fn dims(&self) -> usize {
         self.vector.len()
+    }
+
+    /// Checks the vector before it is stored: see [`check_vector`].
+    pub fn check(&self) -> Result<()> {
+        check_vector(&self.vector, "the embedding")
     }
 }

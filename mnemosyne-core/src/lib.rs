@@ -23,7 +23,7 @@ pub use document::{
     DocumentBody, DocumentMeta, DocumentSave, StoredDocument, UndoChange, UndoRow,
     validate_actor_name, validate_document_name, validate_document_title,
 };
-pub use embed::{Embedder, Embedding};
+pub use embed::{EMBEDDING_DIMS_MAX, Embedder, Embedding, check_vector};
 pub use error::{Error, Result};
 pub use ids::MemoryId;
 pub use limits::{
@@ -36,8 +36,9 @@ pub use memory::{
 };
 pub use namespace::{NAMESPACE_PART_BYTES_MAX, Namespace};
 pub use storage::{
-    BatchOutcome, KeywordHit, KeywordQuery, LinkOutcome, LinkedMemory, ListQuery, ListSort,
-    OnConflict, PENDING_IDS_MAX, PendingEmbedding, PendingKind, PoolStatus, Storage, VectorHit,
-    VectorQuery, WorkPrune,
+    BatchOutcome, DocumentStorage, KeywordHit, KeywordQuery, LINKED_IDS_MAX, LinkOutcome,
+    LinkedMemory, ListQuery, ListSort, MemoryStorage, OnConflict, PENDING_IDS_MAX,
+    PendingEmbedding, PendingKind, PoolStatus, Storage, StorageAdmin, VectorHit, VectorQuery,
+    WorkPrune, WorkStorage, check_linked_ids, check_pending_ids,
 };
 pub use work::{Phase, Requirement, WorkItem, WorkItemId, WorkState};

@@ -5,7 +5,7 @@ use chrono::{DateTime, Utc};
 use serde::{Deserialize, Serialize};
 
 use crate::{
-    DocumentMeta, DocumentSave, Embedding, Importance, Link, Memory, MemoryId, MemoryPatch,
+    DocumentMeta, Error, DocumentSave, Embedding, Importance, Link, Memory, MemoryId, MemoryPatch,
     Namespace, Phase, Result, StoredDocument, WorkItem, WorkItemId, WorkState,
 };
 
@@ -121,8 +121,39 @@ pub struct LinkedMemory {
     pub memory: Memory,
 }
 
-/// Most ids one [`Storage::pending_embeddings_among`] call takes.
+/// Most ids one [`MemoryStorage::pending_embeddings_among`] call takes.
 pub const PENDING_IDS_MAX: usize = 10_000;
+
+/// Most ids one [`MemoryStorage::linked_memories`] call takes: they are
+/// bound as statement parameters, and SQLite binds at most 32 766.
+pub const LINKED_IDS_MAX: usize = 10_000;
+
+/// Refuses more than `max` ids in one call with one line naming `what`.
+fn check_id_count(count: usize, max: usize, what: &str) -> Result<()> {
+    if count > max {
+        return Err(Error::invalid(format!(
+            "{what} of {count} ids asked for, at most {max} in one call"
+        )));
+    }
+    Ok(())
+}
+
+/// Checks the ids of a [`MemoryStorage::pending_embeddings_among`] call.
+pub fn check_pending_ids(ids: &[MemoryId]) -> Result<()> {
+    check_id_count(ids.len(), PENDING_IDS_MAX, "pending vectors")
+}
+
+/// Checks the ids of a [`MemoryStorage::linked_memories`] call.
+pub fn check_linked_ids(ids: &[MemoryId]) -> Result<()> {
+    check_id_count(ids.len(), LINKED_IDS_MAX, "linked memories")
+}
+
+impl VectorQuery {
+    /// Checks the query vector: see [`crate::check_vector`].
+    pub fn check(&self) -> Result<()> {
+        crate::embed::check_vector(&self.vector, "the query vector")
+    }
+}
 
 /// A memory whose stored vector is missing or was made by another model.
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -220,20 +251,16 @@ pub struct PoolStatus {
     pub sqlite_heap_bytes_max: u64,
 }
 
-/// The one storage contract every backend implements and one conformance
-/// suite checks. Writes return only after commit. Backend types never appear here.
+/// Memories, their tags, links and vectors.
 #[async_trait]
-pub trait Storage: Send + Sync + Debug {
-    /// Short backend name (`sqlite`, `libsql`, `libsql-remote`).
-    fn backend_name(&self) -> &'static str;
-
+pub trait MemoryStorage: Send + Sync + Debug {
     /// Stores a validated memory with its tags, links and vector in one
     /// transaction. Unknown link targets are [`crate::Error::NotFound`]; an
     /// existing id is [`crate::Error::AlreadyExists`].
     async fn insert_memory(&self, memory: &Memory, embedding: Option<&Embedding>) -> Result<()>;
 
     /// Stores many memories in one transaction, all or nothing. Links are not
-    /// written here (see [`Storage::add_links`]), so a batch may be in any order.
+    /// written here (see [`MemoryStorage::add_links`]), so a batch may be in any order.
     async fn insert_memories(
         &self,
         memories: &[Memory],
@@ -322,7 +349,11 @@ pub trait Storage: Send + Sync + Debug {
 
     /// Number of stored memories.
     async fn count_memories(&self, include_archived: bool) -> Result<u64>;
+}
 
+/// The work queue's items: all the work queue needs of a store.
+#[async_trait]
+pub trait WorkStorage: Send + Sync + Debug {
     /// Stores each work item, inserting it or replacing the stored item with
     /// the same id, all in one transaction: a queue transition that touches
     /// several items is persisted whole or not at all. Returns after commit.
@@ -354,7 +385,11 @@ pub trait Storage: Send + Sync + Debug {
     /// newest `keep`, oldest finished first, in one transaction; active items
     /// are never touched.
     async fn prune_finished_work_items(&self, keep: u64) -> Result<WorkPrune>;
+}
 
+/// Context documents: all the document store needs of a store.
+#[async_trait]
+pub trait DocumentStorage: Send + Sync + Debug {
     /// Stores a new context document: its metadata, its first CRDT snapshot,
     /// its state text and the first record of its log, in one transaction.
     /// An existing name is [`crate::Error::DocumentExists`].
@@ -394,6 +429,13 @@ pub trait Storage: Send + Sync + Debug {
 
     /// Deletes a document, its chunks and its log; false when it did not exist.
     async fn delete_document(&self, name: &str) -> Result<bool>;
+}
+
+/// What diagnostics and maintenance ask of a store.
+#[async_trait]
+pub trait StorageAdmin: Send + Sync + Debug {
+    /// Short backend name (`sqlite`, `libsql`, `libsql-remote`).
+    fn backend_name(&self) -> &'static str;
 
     /// Schema version of the open database.
     async fn schema_version(&self) -> Result<u32>;
@@ -407,3 +449,11 @@ pub trait Storage: Send + Sync + Debug {
     /// Closes every pooled connection; later calls fail.
     async fn close(&self);
 }
+
+/// The whole storage contract: what a backend implements and one
+/// conformance suite checks. Writes return only after commit. Backend types
+/// never appear here. Users that need one concern take that trait alone
+/// (the work queue a [`WorkStorage`], the document store a [`DocumentStorage`]).
+pub trait Storage: MemoryStorage + WorkStorage + DocumentStorage + StorageAdmin {}
+
+impl<T: MemoryStorage + WorkStorage + DocumentStorage + StorageAdmin> Storage for T {}

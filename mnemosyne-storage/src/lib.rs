@@ -1,10 +1,12 @@
 //! Pooled, bounded SQLite storage for Mnemosyne.
 //!
-//! One [`Storage`] trait (in `mnemosyne-core`), two backends chosen by cargo
-//! feature: `sqlite` (rusqlite pooled by deadpool, the default) and
-//! `libsql` (local file or remote libsql server). Both bundle SQLite, so they
-//! cannot be linked into one binary: enable exactly one in the final binary.
-//! The [`MemoryStore`] facade validates and stamps what goes in.
+//! One [`Storage`] contract (in `mnemosyne-core`), implemented once by
+//! [`PooledStorage`] over the operations of [`sql`], which run on a small
+//! connection abstraction. Two backends adapt their driver to it, chosen by
+//! cargo feature: `sqlite` (rusqlite, the default) and `libsql` (local file
+//! or remote libsql server). Both bundle SQLite, so they cannot be linked
+//! into one binary: enable exactly one in the final binary. The
+//! [`MemoryStore`] facade validates and stamps what goes in.
 #![deny(missing_docs)]
 
 #[cfg(all(feature = "sqlite", feature = "libsql"))]
@@ -24,8 +26,11 @@ mod location;
 mod neighbourhood;
 #[cfg(any(feature = "sqlite", feature = "libsql"))]
 mod pool_status;
+#[cfg(any(feature = "sqlite", feature = "libsql"))]
+mod pooled;
 pub mod rows;
 pub mod schema;
+pub mod sql;
 #[cfg(feature = "sqlite")]
 mod sqlite;
 mod store;
@@ -36,14 +41,16 @@ use std::sync::Arc;
 
 pub use embedding_worker::{EmbeddingBacklog, EmbeddingWorker};
 #[cfg(all(feature = "libsql", not(feature = "sqlite")))]
-pub use libsql_backend::{HeldConnection, LibsqlStorage};
+pub use libsql_backend::{Libsql, LibsqlStorage};
 pub use location::Location;
 pub use mnemosyne_core::Error;
 use mnemosyne_core::{Limits, Result, Storage};
 pub use neighbourhood::{ContextEdge, ContextQuery, LinkDirection, Neighbour, Neighbourhood};
+#[cfg(any(feature = "sqlite", feature = "libsql"))]
+pub use pooled::{Backend, HeldConnection, PooledStorage};
 pub use schema::SCHEMA_VERSION;
 #[cfg(feature = "sqlite")]
-pub use sqlite::{HeldConnection, SqliteStorage};
+pub use sqlite::{Sqlite, SqliteStorage};
 pub use store::{
     FusionWeights, MemoryStore, Recall, RecallHit, RecallMode, RecallQuery, SignalScores,
 };

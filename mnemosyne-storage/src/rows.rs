@@ -5,10 +5,13 @@ use mnemosyne_core::{Error, Importance, Link, ListQuery, ListSort, Memory, Memor
 
 /// Columns of a memory row, in the order [`MemoryRow`] reads them. The
 /// access count is cast: an older build could leave a REAL there (see
-/// [`RECORD_ACCESS`]), which would make the memory unreadable.
-pub const MEMORY_COLUMNS: &str = "m.id, m.namespace, m.content, m.summary, m.memory_type, \
-     m.importance, m.tags, m.created_at_ms, m.updated_at_ms, m.accessed_at_ms, \
-     CAST(m.access_count AS INTEGER), m.archived";
+/// [`RECORD_ACCESS`]), which would make the memory unreadable. Content and
+/// summary are read as BLOBs: libsql's local driver reads TEXT through a
+/// NUL-terminated C string, which would cut a text at its first NUL byte;
+/// a BLOB comes back whole (and is checked to be UTF-8).
+pub const MEMORY_COLUMNS: &str = "m.id, m.namespace, CAST(m.content AS BLOB), \
+     CAST(m.summary AS BLOB), m.memory_type, m.importance, m.tags, m.created_at_ms, \
+     m.updated_at_ms, m.accessed_at_ms, CAST(m.access_count AS INTEGER), m.archived";
 
 /// Number of columns in [`MEMORY_COLUMNS`].
 pub const MEMORY_COLUMN_COUNT: usize = 12;
@@ -300,7 +303,7 @@ pub const UPSERT_EMBEDDING: &str = "INSERT INTO memory_embeddings (memory_seq, m
 /// Memories whose vector is missing (or, when `?4` is 1, made by another
 /// model than `?1`), in id order after `?2` (NULL: from the start), at most
 /// `?3`: `(id, content, summary)`.
-pub const PENDING_EMBEDDINGS: &str = "SELECT m.id, m.content, m.summary FROM memories m \
+pub const PENDING_EMBEDDINGS: &str = "SELECT m.id, CAST(m.content AS BLOB), CAST(m.summary AS BLOB) FROM memories m \
      LEFT JOIN memory_embeddings e ON e.memory_seq = m.seq \
      WHERE (e.memory_seq IS NULL OR (?4 = 1 AND e.model_id <> ?1)) AND (?2 IS NULL OR m.id > ?2) \
      ORDER BY m.id LIMIT ?3";
@@ -308,7 +311,7 @@ pub const PENDING_EMBEDDINGS: &str = "SELECT m.id, m.content, m.summary FROM mem
 /// The memories among the ids of the JSON array `?2` whose vector is missing
 /// (or, when `?3` is 1, made by another model than `?1`), in id order:
 /// `(id, content, summary)`.
-pub const PENDING_EMBEDDINGS_AMONG: &str = "SELECT m.id, m.content, m.summary \
+pub const PENDING_EMBEDDINGS_AMONG: &str = "SELECT m.id, CAST(m.content AS BLOB), CAST(m.summary AS BLOB) \
      FROM json_each(?2) j CROSS JOIN memories m ON m.id = j.value \
      LEFT JOIN memory_embeddings e ON e.memory_seq = m.seq \
      WHERE e.memory_seq IS NULL OR (?3 = 1 AND e.model_id <> ?1) \
@@ -323,18 +326,6 @@ pub const PENDING_EMBEDDINGS_AMONG: &str = "SELECT m.id, m.content, m.summary \
 /// when it goes idle).
 pub const COUNT_PENDING_EMBEDDINGS: &str = "SELECT (SELECT count(*) FROM memories) \
      - (SELECT count(*) FROM memory_embeddings WHERE ?2 = 0 OR model_id = ?1)";
-
-/// Refuses more ids than [`mnemosyne_core::PENDING_IDS_MAX`] in one call.
-pub fn check_pending_ids(ids: &[MemoryId]) -> Result<(), Error> {
-    if ids.len() > mnemosyne_core::PENDING_IDS_MAX {
-        return Err(Error::invalid(format!(
-            "pending vectors of {} ids asked for, at most {} in one call",
-            ids.len(),
-            mnemosyne_core::PENDING_IDS_MAX
-        )));
-    }
-    Ok(())
-}
 
 /// A JSON array of the ids, for `json_each`.
 pub fn ids_json(ids: &[MemoryId]) -> String {

@@ -9,7 +9,8 @@ use std::path::Path;
 
 use async_trait::async_trait;
 use mnemosyne_core::{
-    Embedding, Error, Limits, Memory, MemoryId, NewMemory, OnConflict, Storage, VectorQuery,
+    Embedding, Error, Limits, Memory, MemoryId, MemoryStorage, NewMemory, OnConflict, StorageAdmin,
+    VectorQuery,
 };
 use mnemosyne_storage::rows::cosine;
 use mnemosyne_storage::schema::SCHEMA_VERSION;

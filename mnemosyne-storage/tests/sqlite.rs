@@ -7,7 +7,7 @@ mod conformance;
 use std::path::Path;
 
 use async_trait::async_trait;
-use mnemosyne_core::{Limits, Storage};
+use mnemosyne_core::{Limits, StorageAdmin};
 use mnemosyne_storage::{Location, SqliteStorage};
 
 #[async_trait]

@@ -43,19 +43,40 @@
 //!    exhaustive, so exact, when the filtered set is that small; otherwise
 //!    the result holds the index's candidates plus that many scanned ones.
 
-use std::collections::HashMap;
-
-use libsql::{Connection, Value};
 use mnemosyne_core::{Embedding, Error, Result, VectorHit, VectorQuery};
 
-use super::ops::{
-    attach_links, col_int, col_opt_text, db, nul_safe, query_all, query_first, query_value,
-    read_memory_row_at, text, values,
-};
-use crate::rows::{self, MEMORY_COLUMNS, SqlValue};
+use super::{Libsql, LibsqlConn};
+use crate::rows::{self, SqlValue};
+use crate::sql::conn::Conn;
+use crate::sql::{SameModel, VectorIndex, memories};
 
-/// Most dimensions libsql's vector functions accept.
-pub(super) const DIMS_MAX: usize = 65_536;
+impl VectorIndex for Libsql {
+    type Conn = LibsqlConn;
+
+    fn store(
+        conn: &mut LibsqlConn,
+        id: &str,
+        embedding: &Embedding,
+        same_model: SameModel,
+    ) -> Result<bool> {
+        store(conn, id, embedding, same_model)
+    }
+
+    /// Nothing to do: the delete cascades to `memory_embeddings`, whose
+    /// triggers remove the index rows.
+    fn unindex(_: &mut LibsqlConn, _: &str) -> Result<()> {
+        Ok(())
+    }
+
+    fn search(conn: &mut LibsqlConn, query: &VectorQuery) -> Result<Vec<VectorHit>> {
+        let ranked = nearest(conn, query)?;
+        memories::vector_hits(conn, ranked)
+    }
+}
+
+fn text(v: &str) -> SqlValue {
+    SqlValue::Text(v.to_owned())
+}
 
 /// The index's search list (`search_l`): how many candidates DiskANN keeps
 /// while walking its graph, and so about the most rows one search returns.
@@ -140,47 +161,18 @@ fn index_ddl(dims: usize) -> String {
     )
 }
 
-fn check_vector(vector: &[f32], what: &str) -> Result<()> {
-    if vector.is_empty() {
-        return Err(Error::invalid(format!("{what} has no dimensions")));
-    }
-    if vector.len() > DIMS_MAX {
-        return Err(Error::invalid(format!(
-            "{what} has {} dimensions, at most {DIMS_MAX} are supported",
-            vector.len()
-        )));
-    }
-    if let Some(at) = vector.iter().position(|x| !x.is_finite()) {
-        return Err(Error::invalid(format!(
-            "{what} holds a value that is not a finite number at position {at}"
-        )));
-    }
-    Ok(())
-}
-
-/// Checks an embedding before it is stored.
-pub(super) fn validate(embedding: &Embedding) -> Result<()> {
-    check_vector(&embedding.vector, "the embedding")
-}
-
-/// Checks a search's vector.
-pub(super) fn validate_query(query: &VectorQuery) -> Result<()> {
-    check_vector(&query.vector, "the query vector")
-}
-
 /// Creates the index for `dims` unless it exists. Runs in the writer's transaction.
-async fn ensure_index(conn: &Connection, dims: usize) -> Result<()> {
+fn ensure_index(conn: &mut LibsqlConn, dims: usize) -> Result<()> {
     let last = format!("{}_redim", table(dims));
-    let exists = query_first(
-        conn,
-        "SELECT 1 FROM sqlite_schema WHERE type = 'trigger' AND name = ?1",
-        vec![Value::Text(last)],
-        |_| Ok(()),
-    )
-    .await?
-    .is_some();
+    let exists = conn
+        .query_first(
+            "SELECT 1 FROM sqlite_schema WHERE type = 'trigger' AND name = ?1",
+            &[SqlValue::Text(last)],
+            |_| Ok(()),
+        )?
+        .is_some();
     if !exists {
-        conn.execute_batch(&index_ddl(dims)).await.map_err(|e| {
+        conn.execute_batch(&index_ddl(dims)).map_err(|e| {
             Error::Storage(format!(
                 "libsql: cannot create the vector index for {dims} dimensions: {e}"
             ))
@@ -189,44 +181,31 @@ async fn ensure_index(conn: &Connection, dims: usize) -> Result<()> {
     Ok(())
 }
 
-async fn index_exists(conn: &Connection, dims: usize) -> Result<bool> {
-    Ok(query_first(
-        conn,
-        "SELECT 1 FROM sqlite_schema WHERE type = 'index' AND name = ?1",
-        vec![Value::Text(index_name(dims))],
-        |_| Ok(()),
-    )
-    .await?
-    .is_some())
-}
-
-/// Whether a vector replaces one of its own model.
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub(super) enum SameModel {
-    /// Replace it (the text changed: an update).
-    Replace,
-    /// Keep it (it was made from a newer text than this one).
-    Keep,
+fn index_exists(conn: &mut LibsqlConn, dims: usize) -> Result<bool> {
+    Ok(conn
+        .query_first(
+            "SELECT 1 FROM sqlite_schema WHERE type = 'index' AND name = ?1",
+            &[SqlValue::Text(index_name(dims))],
+            |_| Ok(()),
+        )?
+        .is_some())
 }
 
 /// Stores (or replaces) the vector of the memory `id`, in the caller's
 /// transaction; `Ok(false)` when the memory does not exist, or when it has a
 /// vector of this model and `same_model` keeps it.
-pub(super) async fn store(
-    conn: &Connection,
+fn store(
+    conn: &mut LibsqlConn,
     id: &str,
     embedding: &Embedding,
     same_model: SameModel,
 ) -> Result<bool> {
-    validate(embedding)?;
-    let Some((seq, stored_model)) = query_first(
-        conn,
+    let Some((seq, stored_model)) = conn.query_first(
         "SELECT m.seq, e.model_id FROM memories m \
          LEFT JOIN memory_embeddings e ON e.memory_seq = m.seq WHERE m.id = ?1",
-        vec![text(id)],
-        |row| Ok((col_int(row, 0)?, col_opt_text(row, 1)?)),
-    )
-    .await?
+        &[text(id)],
+        |row| Ok((row.int(0)?, row.opt_text(1)?)),
+    )?
     else {
         return Ok(false);
     };
@@ -235,34 +214,28 @@ pub(super) async fn store(
         return Ok(false);
     }
     let dims = embedding.dims();
-    ensure_index(conn, dims).await?;
+    ensure_index(conn, dims)?;
     let blob = rows::vector_to_blob(&embedding.vector);
     // A vector of another size leaves its old index by the redim trigger.
     conn.execute(
         rows::UPSERT_EMBEDDING,
-        vec![
+        &[
             text(id),
             text(&embedding.model_id),
-            Value::Integer(i64::try_from(dims).unwrap_or(i64::MAX)),
-            Value::Blob(blob.clone()),
+            SqlValue::Int(i64::try_from(dims).unwrap_or(i64::MAX)),
+            SqlValue::Blob(blob.clone()),
         ],
-    )
-    .await
-    .map_err(db)?;
+    )?;
     let table = table(dims);
     conn.execute(
         &format!("DELETE FROM {table} WHERE memory_seq = ?1"),
-        vec![Value::Integer(seq)],
-    )
-    .await
-    .map_err(db)?;
+        &[SqlValue::Int(seq)],
+    )?;
     if embedding.vector.iter().any(|x| *x != 0.0) {
         conn.execute(
             &format!("INSERT INTO {table} (memory_seq, embedding) VALUES (?1, vector8(?2))"),
-            vec![Value::Integer(seq), Value::Blob(blob)],
-        )
-        .await
-        .map_err(db)?;
+            &[SqlValue::Int(seq), SqlValue::Blob(blob)],
+        )?;
     }
     Ok(true)
 }
@@ -271,22 +244,15 @@ pub(super) async fn store(
 type Scored = (i64, f64);
 
 /// Reads `(seq, vector blob)` rows and scores them against the query.
-async fn score_rows(
-    conn: &Connection,
+fn score_rows(
+    conn: &mut LibsqlConn,
     sql: &str,
-    params: Vec<Value>,
+    params: &[SqlValue],
     query: &[f32],
 ) -> Result<Vec<Scored>> {
-    query_all(conn, sql, params, |row| {
-        let seq = col_int(row, 0)?;
-        let blob = match row.get_value(1).map_err(db)? {
-            Value::Blob(blob) => blob,
-            _ => {
-                return Err(Error::Storage(format!(
-                    "libsql: vector of memory seq {seq} is not a blob"
-                )));
-            }
-        };
+    conn.query_all(sql, params, |row| {
+        let seq = row.int(0)?;
+        let blob = row.blob(1)?;
         let vector = rows::blob_to_vector(&blob)?;
         if vector.len() != query.len() {
             return Err(Error::Storage(format!(
@@ -297,7 +263,6 @@ async fn score_rows(
         }
         Ok((seq, rows::cosine(&vector, query)))
     })
-    .await
 }
 
 /// The filter SQL on aliases `e` (memory_embeddings) and `m` (memories),
@@ -323,11 +288,7 @@ fn filters(query: &VectorQuery, dims: usize, params: &mut Vec<SqlValue>) -> Stri
 /// model's vectors (the caller knows there are few); capped ones walk the
 /// memories a namespace or tag filter selects when there is one, so that a
 /// small filtered set among many vectors is read whole, not searched for.
-async fn exact_scan(
-    conn: &Connection,
-    query: &VectorQuery,
-    cap: Option<i64>,
-) -> Result<Vec<Scored>> {
+fn exact_scan(conn: &mut LibsqlConn, query: &VectorQuery, cap: Option<i64>) -> Result<Vec<Scored>> {
     let mut params = Vec::new();
     let from_memories = cap.is_some() && (!query.namespaces.is_empty() || !query.tags.is_empty());
     let mut sql = String::from(if from_memories {
@@ -350,14 +311,14 @@ async fn exact_scan(
         params.push(cap.saturating_add(1).into());
         sql.push_str(&format!(" LIMIT ?{}", params.len()));
     }
-    score_rows(conn, &sql, values(params), &query.vector).await
+    score_rows(conn, &sql, &params, &query.vector)
 }
 
 /// Approximate: the index's `k` candidates, filtered.
-async fn ann_scan(conn: &Connection, query: &VectorQuery, k: i64) -> Result<Vec<Scored>> {
+fn ann_scan(conn: &mut LibsqlConn, query: &VectorQuery, k: i64) -> Result<Vec<Scored>> {
     let dims = query.vector.len();
     let mut params = vec![SqlValue::Int(k)];
-    // The vector goes in as ?2 (a blob, which SqlValue does not carry).
+    // The vector goes in as ?2, once the filters have their numbers.
     params.push(SqlValue::Null);
     // CROSS JOIN keeps the join order: the index's rows first, each looked up.
     let mut sql = format!(
@@ -367,9 +328,8 @@ async fn ann_scan(conn: &Connection, query: &VectorQuery, k: i64) -> Result<Vec<
         index_name(dims)
     );
     sql.push_str(&filters(query, dims, &mut params));
-    let mut params = values(params);
-    params[1] = Value::Blob(rows::vector_to_blob(&query.vector));
-    score_rows(conn, &sql, params, &query.vector).await
+    params[1] = SqlValue::Blob(rows::vector_to_blob(&query.vector));
+    score_rows(conn, &sql, &params, &query.vector)
 }
 
 /// Best first (ties: older memory first), each memory once, at most `limit`.
@@ -381,32 +341,30 @@ fn rank(mut scored: Vec<Scored>, limit: u32) -> Vec<Scored> {
     scored
 }
 
-pub(super) async fn search(conn: &Connection, query: &VectorQuery) -> Result<Vec<VectorHit>> {
+/// The best `query.limit` `(seq, similarity)` of the query's model that
+/// pass its filters, best first.
+fn nearest(conn: &mut LibsqlConn, query: &VectorQuery) -> Result<Vec<Scored>> {
     let dims = query.vector.len();
     // A zero vector has no direction: nothing is near it.
     if query.limit == 0 || query.vector.iter().all(|x| *x == 0.0) {
         return Ok(Vec::new());
     }
     // One row tells the model's size in the common case (one size per model).
-    let model_dims = query_first(
-        conn,
+    let model_dims = conn.query_first(
         "SELECT dims FROM memory_embeddings WHERE model_id = ?1 LIMIT 1",
-        vec![text(&query.model_id)],
-        |row| col_int(row, 0),
-    )
-    .await?;
+        &[text(&query.model_id)],
+        |row| row.int(0),
+    )?;
     let Some(model_dims) = model_dims else {
         return Ok(Vec::new());
     };
     let dims_i64 = i64::try_from(dims).unwrap_or(i64::MAX);
     if model_dims != dims_i64 {
-        let any_of_size = query_first(
-            conn,
+        let any_of_size = conn.query_first(
             "SELECT 1 FROM memory_embeddings WHERE model_id = ?1 AND dims = ?2 LIMIT 1",
-            vec![text(&query.model_id), Value::Integer(dims_i64)],
+            &[text(&query.model_id), SqlValue::Int(dims_i64)],
             |_| Ok(()),
-        )
-        .await?;
+        )?;
         if any_of_size.is_none() {
             return Err(Error::invalid(format!(
                 "query vector has {dims} dimensions, the model's vectors have {model_dims}"
@@ -414,67 +372,33 @@ pub(super) async fn search(conn: &Connection, query: &VectorQuery) -> Result<Vec
         }
     }
     let cap = exact_scan_rows_max(dims);
-    let model_vectors = query_value(
-        conn,
+    let model_vectors = conn.query_one(
         "SELECT count(*) FROM (SELECT 1 FROM memory_embeddings WHERE model_id = ?1 LIMIT ?2)",
-        vec![text(&query.model_id), Value::Integer(cap + 1)],
-        |row| col_int(row, 0),
-    )
-    .await?;
+        &[text(&query.model_id), SqlValue::Int(cap + 1)],
+        |row| row.int(0),
+    )?;
     let ranked = if model_vectors <= cap {
-        rank(exact_scan(conn, query, None).await?, query.limit)
-    } else if !index_exists(conn, dims).await? {
+        rank(exact_scan(conn, query, None)?, query.limit)
+    } else if !index_exists(conn, dims)? {
         // Vectors written by a build without this index (another backend).
         tracing::warn!(
             dims,
             "libsql: no vector index for {dims} dimensions; comparing every vector"
         );
-        rank(exact_scan(conn, query, None).await?, query.limit)
+        rank(exact_scan(conn, query, None)?, query.limit)
     } else {
         let filtered = !query.namespaces.is_empty()
             || !query.tags.is_empty()
             || query.min_importance.is_some();
         let k = ann_candidates(query.limit, filtered);
-        let mut candidates = ann_scan(conn, query, k).await?;
+        let mut candidates = ann_scan(conn, query, k)?;
         // The index's rows are distinct memories.
         if candidates.len() < query.limit as usize {
-            candidates.extend(exact_scan(conn, query, Some(cap)).await?);
+            candidates.extend(exact_scan(conn, query, Some(cap))?);
         }
         rank(candidates, query.limit)
     };
-    load_hits(conn, ranked).await
-}
-
-/// The memories of ranked candidates, in rank order; one deleted meanwhile is left out.
-async fn load_hits(conn: &Connection, ranked: Vec<Scored>) -> Result<Vec<VectorHit>> {
-    const CHUNK: usize = 500;
-    let mut found: HashMap<i64, rows::MemoryRow> = HashMap::with_capacity(ranked.len());
-    for chunk in ranked.chunks(CHUNK) {
-        let placeholders: Vec<String> = (1..=chunk.len()).map(|i| format!("?{i}")).collect();
-        let sql = nul_safe(&format!(
-            "SELECT m.seq, {MEMORY_COLUMNS} FROM memories m WHERE m.seq IN ({})",
-            placeholders.join(", ")
-        ));
-        let params = chunk.iter().map(|(seq, _)| Value::Integer(*seq)).collect();
-        found.extend(
-            query_all(conn, &sql, params, |row| {
-                Ok((col_int(row, 0)?, read_memory_row_at(row, 1)?))
-            })
-            .await?,
-        );
-    }
-    let ordered = ranked
-        .into_iter()
-        .filter_map(|(seq, similarity)| found.remove(&seq).map(|row| (row, Some(similarity))))
-        .collect();
-    Ok(attach_links(conn, ordered)
-        .await?
-        .into_iter()
-        .map(|(memory, similarity)| VectorHit {
-            memory,
-            similarity: similarity.unwrap_or_default(),
-        })
-        .collect())
+    Ok(ranked)
 }
 
 #[cfg(test)]
@@ -486,7 +410,7 @@ mod tests {
         assert_eq!(exact_scan_rows_max(32), EXACT_SCAN_ROWS_MAX);
         assert_eq!(exact_scan_rows_max(384), EXACT_SCAN_ROWS_MAX);
         assert_eq!(exact_scan_rows_max(1_536), 682);
-        assert_eq!(exact_scan_rows_max(DIMS_MAX), 16);
+        assert_eq!(exact_scan_rows_max(65_536), 16);
     }
 
     #[test]
@@ -502,17 +426,6 @@ mod tests {
         assert_eq!(max_neighbors(8), 9);
         assert_eq!(max_neighbors(32), 18);
         assert_eq!(max_neighbors(384), MAX_NEIGHBORS_MAX);
-    }
-
-    #[test]
-    fn bad_vectors_are_invalid_input() {
-        for vector in [vec![], vec![f32::NAN, 1.0], vec![0.0; DIMS_MAX + 1]] {
-            let embedding = Embedding {
-                model_id: "m".into(),
-                vector,
-            };
-            assert!(matches!(validate(&embedding), Err(Error::InvalidInput(_))));
-        }
     }
 
     #[test]

@@ -65,11 +65,56 @@
 
 use std::collections::HashMap;
 
-use mnemosyne_core::{Embedding, Error, Memory, MemoryId, Result, VectorHit, VectorQuery};
+use mnemosyne_core::{Embedding, Error, Result, VectorHit, VectorQuery};
 use rusqlite::{Connection, OptionalExtension, params};
 
-use super::ops::{attach_links, db, read_memory_row};
-use crate::rows::{self, MEMORY_COLUMN_COUNT, MEMORY_COLUMNS, SqlValue};
+use super::{Sqlite, SqliteConn};
+use crate::rows::{self, SqlValue};
+use crate::sql::{SameModel, VectorIndex, conn::read_transaction, memories};
+
+fn db(error: rusqlite::Error) -> Error {
+    super::conn::db(error).into()
+}
+
+impl VectorIndex for Sqlite {
+    type Conn = SqliteConn;
+
+    fn store(
+        conn: &mut SqliteConn,
+        id: &str,
+        embedding: &Embedding,
+        same_model: SameModel,
+    ) -> Result<bool> {
+        store_vector(conn.raw(), id, embedding, same_model)
+    }
+
+    fn unindex(conn: &mut SqliteConn, id: &str) -> Result<()> {
+        let indexed: Option<(i64, i64)> = conn
+            .raw()
+            .prepare_cached(
+                "SELECT e.memory_seq, e.dims FROM memories m \
+                 JOIN memory_embeddings e ON e.memory_seq = m.seq WHERE m.id = ?1",
+            )
+            .and_then(|mut stmt| {
+                stmt.query_row([id], |row| Ok((row.get(0)?, row.get(1)?)))
+                    .optional()
+            })
+            .map_err(db)?;
+        match indexed {
+            Some((seq, dims)) => unindex(conn.raw(), seq, usize::try_from(dims).unwrap_or(0)),
+            None => Ok(()),
+        }
+    }
+
+    fn search(conn: &mut SqliteConn, query: &VectorQuery) -> Result<Vec<VectorHit>> {
+        // One read transaction: the candidates and the rows loaded after them
+        // come from the same snapshot.
+        read_transaction(conn, |conn| {
+            let ranked = nearest(conn.raw(), query)?;
+            memories::vector_hits(conn, ranked)
+        })
+    }
+}
 
 /// Most candidates of the first round.
 pub const VECTOR_CANDIDATES_FIRST_MAX: u32 = 8_000;
@@ -259,7 +304,7 @@ fn ensure_table(conn: &Connection, dims: usize) -> Result<String> {
 }
 
 /// Removes the index row `seq` of a `dims`-dimensional vector, if any.
-pub(super) fn unindex(conn: &Connection, seq: i64, dims: usize) -> Result<()> {
+fn unindex(conn: &Connection, seq: i64, dims: usize) -> Result<()> {
     let name = table_name(dims);
     if table_exists(conn, &name)? {
         conn.prepare_cached(&format!("DELETE FROM {name} WHERE rowid = ?1"))
@@ -302,28 +347,16 @@ fn current_vector(conn: &Connection, id: &str) -> Result<Option<(i64, Option<Sto
     }))
 }
 
-/// Whether a vector replaces one of its own model.
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub(super) enum SameModel {
-    /// Replace it (the text changed: an update).
-    Replace,
-    /// Keep it (it was made from a newer text than this one).
-    Keep,
-}
-
 /// Stores (or replaces) the vector of memory `id` and its index row, inside
 /// the caller's transaction; `Ok(false)` when the memory does not exist, or
 /// when it has a vector of this model and `same_model` keeps it.
-pub(super) fn store_vector(
+fn store_vector(
     conn: &Connection,
     id: &str,
     embedding: &Embedding,
     same_model: SameModel,
 ) -> Result<bool> {
     let dims = embedding.dims();
-    if dims == 0 {
-        return Err(Error::invalid("an embedding needs at least one dimension"));
-    }
     let Some((seq, stored)) = current_vector(conn, id)? else {
         return Ok(false);
     };
@@ -367,23 +400,6 @@ pub(super) fn store_vector(
     })
     .map_err(db)?;
     Ok(true)
-}
-
-/// Stores many vectors in one transaction; returns how many were stored.
-pub(super) fn set_embeddings(
-    conn: &mut Connection,
-    items: &[(MemoryId, Embedding)],
-    same_model: SameModel,
-) -> Result<u64> {
-    let tx = super::ops::begin(conn)?;
-    let mut stored = 0;
-    for (id, embedding) in items {
-        if store_vector(&tx, &id.to_string(), embedding, same_model)? {
-            stored += 1;
-        }
-    }
-    tx.commit().map_err(db)?;
-    Ok(stored)
 }
 
 /// Size of the query model's vectors: `None` when it has none, else the
@@ -706,19 +722,11 @@ fn best_passing(
     }
 }
 
-/// Nearest stored vectors of the query's model, best first.
-pub(super) fn vector_search(conn: &mut Connection, query: &VectorQuery) -> Result<Vec<VectorHit>> {
+/// The best `query.limit` `(seq, similarity)` of the query's model that
+/// pass its filters, best first. Runs inside the caller's read transaction.
+fn nearest(tx: &Connection, query: &VectorQuery) -> Result<Vec<(i64, f64)>> {
     let dims = query.vector.len();
-    if dims == 0 {
-        return Err(Error::invalid("the query vector is empty"));
-    }
-    if query.limit == 0 {
-        return Ok(Vec::new());
-    }
-    // One read transaction: the candidates and the rows loaded after them
-    // come from the same snapshot.
-    let tx = conn.transaction().map_err(db)?;
-    match model_dims(&tx, &query.model_id, dims)? {
+    match model_dims(tx, &query.model_id, dims)? {
         None => return Ok(Vec::new()),
         Some(stored) if stored != dims => {
             return Err(Error::invalid(format!(
@@ -737,8 +745,8 @@ pub(super) fn vector_search(conn: &mut Connection, query: &VectorQuery) -> Resul
         dims,
     };
     let mut first = code.candidates_first(query.limit);
-    let scanned = if table_exists(&tx, &table)? {
-        scan_chunks(&tx, &scan, first)?
+    let scanned = if table_exists(tx, &table)? {
+        scan_chunks(tx, &scan, first)?
     } else {
         None
     };
@@ -750,7 +758,7 @@ pub(super) fn vector_search(conn: &mut Connection, query: &VectorQuery) -> Resul
                 "vector index missing or not laid out as sqlite-vec 0.1 does: \
                  comparing every vector of the model"
             );
-            let every = every_vector(&tx, &query.model_id, dims)?;
+            let every = every_vector(tx, &query.model_id, dims)?;
             first = every.total.max(1);
             every
         }
@@ -765,67 +773,28 @@ pub(super) fn vector_search(conn: &mut Connection, query: &VectorQuery) -> Resul
         if round > coarse.ranked.len() && coarse.ranked.len() < coarse.total {
             // A further round wants more than the scan kept: scan again
             // (same snapshot, so the ones taken come first again).
-            if let Some(wider) = scan_chunks(&tx, &scan, round)? {
+            if let Some(wider) = scan_chunks(tx, &scan, round)? {
                 coarse = wider;
             }
         }
         let end = round.min(coarse.ranked.len());
         let candidates = &coarse.ranked[taken.min(end)..end];
-        rerank(&tx, candidates, query, &mut scored)?;
+        rerank(tx, candidates, query, &mut scored)?;
         taken = end;
-        let best = best_passing(&tx, &mut filter, &mut scored, limit, &mut checked)?;
+        let best = best_passing(tx, &mut filter, &mut scored, limit, &mut checked)?;
         if best.len() >= limit || taken >= coarse.total || round >= most {
             break best;
         }
         round = round.saturating_mul(4).min(most);
     };
-    let scored = best;
-    let memories = load_by_seq(&tx, scored.iter().map(|(seq, _)| *seq))?;
-    let hits = scored
-        .into_iter()
-        .zip(memories)
-        .filter_map(|((_, similarity), memory)| {
-            memory.map(|memory| VectorHit { memory, similarity })
-        })
-        .collect();
-    tx.finish().map_err(db)?;
-    Ok(hits)
-}
-
-/// The memories with these seqs, in the given order (`None` for a missing one).
-fn load_by_seq(conn: &Connection, seqs: impl Iterator<Item = i64>) -> Result<Vec<Option<Memory>>> {
-    let seqs: Vec<i64> = seqs.collect();
-    if seqs.is_empty() {
-        return Ok(Vec::new());
-    }
-    let placeholders: Vec<String> = (1..=seqs.len()).map(|i| format!("?{i}")).collect();
-    let sql = format!(
-        "SELECT {MEMORY_COLUMNS}, m.seq FROM memories m WHERE m.seq IN ({})",
-        placeholders.join(", ")
-    );
-    let mut stmt = conn.prepare_cached(&sql).map_err(db)?;
-    let found = stmt
-        .query_map(rusqlite::params_from_iter(&seqs), |row| {
-            Ok((
-                read_memory_row(row, 0)?,
-                row.get::<_, i64>(MEMORY_COLUMN_COUNT)?,
-            ))
-        })
-        .map_err(db)?
-        .collect::<rusqlite::Result<Vec<_>>>()
-        .map_err(db)?;
-    drop(stmt);
-    let (found_rows, found_seqs): (Vec<_>, Vec<_>) = found.into_iter().unzip();
-    let memories = attach_links(conn, found_rows)?;
-    let mut by_seq: HashMap<i64, Memory> = found_seqs.into_iter().zip(memories).collect();
-    Ok(seqs.iter().map(|seq| by_seq.remove(seq)).collect())
+    Ok(best)
 }
 
 #[cfg(test)]
 mod tests {
     use std::path::Path;
 
-    use mnemosyne_core::{Limits, MemoryPatch, NewMemory, Storage};
+    use mnemosyne_core::{Limits, MemoryId, MemoryPatch, MemoryStorage, NewMemory, StorageAdmin};
     use rand::{Rng, SeedableRng};
 
     use super::*;
