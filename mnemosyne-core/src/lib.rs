@@ -36,9 +36,9 @@ pub use memory::{
 };
 pub use namespace::{NAMESPACE_PART_BYTES_MAX, Namespace};
 pub use storage::{
-    BatchOutcome, DocumentStorage, KeywordHit, KeywordQuery, LINKED_IDS_MAX, LinkOutcome,
-    LinkedMemory, ListQuery, ListSort, MemoryStorage, OnConflict, PENDING_IDS_MAX,
-    PendingEmbedding, PendingKind, PoolStatus, Storage, StorageAdmin, VectorHit, VectorQuery,
-    WorkPrune, WorkStorage, check_linked_ids, check_pending_ids,
+    BatchOutcome, DocumentStorage, KeywordHit, KeywordQuery, LinkOutcome, LinkedMemory, ListQuery,
+    ListSort, MEMORY_IDS_PER_CALL_MAX, MemoryStorage, OnConflict, PendingEmbedding, PendingKind,
+    PoolStatus, Storage, StorageAdmin, VectorHit, VectorQuery, WorkPrune, WorkStorage,
+    check_memory_ids,
 };
 pub use work::{Phase, Requirement, WorkItem, WorkItemId, WorkState};

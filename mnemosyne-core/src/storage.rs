@@ -5,7 +5,7 @@ use chrono::{DateTime, Utc};
 use serde::{Deserialize, Serialize};
 
 use crate::{
-    DocumentMeta, Error, DocumentSave, Embedding, Importance, Link, Memory, MemoryId, MemoryPatch,
+    DocumentMeta, DocumentSave, Embedding, Error, Importance, Link, Memory, MemoryId, MemoryPatch,
     Namespace, Phase, Result, StoredDocument, WorkItem, WorkItemId, WorkState,
 };
 
@@ -121,31 +121,21 @@ pub struct LinkedMemory {
     pub memory: Memory,
 }
 
-/// Most ids one [`MemoryStorage::pending_embeddings_among`] call takes.
-pub const PENDING_IDS_MAX: usize = 10_000;
+/// Most memory ids one storage call takes ([`MemoryStorage::linked_memories`],
+/// [`MemoryStorage::pending_embeddings_among`], [`WorkStorage::missing_memories`]):
+/// they are bound as statement parameters, of which SQLite binds at most 32 766.
+pub const MEMORY_IDS_PER_CALL_MAX: usize = 10_000;
 
-/// Most ids one [`MemoryStorage::linked_memories`] call takes: they are
-/// bound as statement parameters, and SQLite binds at most 32 766.
-pub const LINKED_IDS_MAX: usize = 10_000;
-
-/// Refuses more than `max` ids in one call with one line naming `what`.
-fn check_id_count(count: usize, max: usize, what: &str) -> Result<()> {
-    if count > max {
+/// Refuses more than [`MEMORY_IDS_PER_CALL_MAX`] ids in one call, with one
+/// line naming `what` was asked for.
+pub fn check_memory_ids(ids: &[MemoryId], what: &str) -> Result<()> {
+    if ids.len() > MEMORY_IDS_PER_CALL_MAX {
         return Err(Error::invalid(format!(
-            "{what} of {count} ids asked for, at most {max} in one call"
+            "{what} of {} ids asked for, at most {MEMORY_IDS_PER_CALL_MAX} in one call",
+            ids.len()
         )));
     }
     Ok(())
-}
-
-/// Checks the ids of a [`MemoryStorage::pending_embeddings_among`] call.
-pub fn check_pending_ids(ids: &[MemoryId]) -> Result<()> {
-    check_id_count(ids.len(), PENDING_IDS_MAX, "pending vectors")
-}
-
-/// Checks the ids of a [`MemoryStorage::linked_memories`] call.
-pub fn check_linked_ids(ids: &[MemoryId]) -> Result<()> {
-    check_id_count(ids.len(), LINKED_IDS_MAX, "linked memories")
 }
 
 impl VectorQuery {
@@ -308,7 +298,7 @@ pub trait MemoryStorage: Send + Sync + Debug {
 
     /// The memories among `ids` whose vector is pending by `kind`, in id
     /// order, with their current text; ids that no longer exist (or whose
-    /// vector is there) are left out. At most [`PENDING_IDS_MAX`] ids.
+    /// vector is there) are left out. At most [`MEMORY_IDS_PER_CALL_MAX`] ids.
     async fn pending_embeddings_among(
         &self,
         model_id: &str,
@@ -368,6 +358,11 @@ pub trait WorkStorage: Send + Sync + Debug {
 
     /// The state of each known id among `ids`; unknown ids are left out.
     async fn work_item_states(&self, ids: &[WorkItemId]) -> Result<Vec<(WorkItemId, WorkState)>>;
+
+    /// The ids among `ids` that name no stored memory, in the given order
+    /// (what a work item's evidence must not hold). At most
+    /// [`MEMORY_IDS_PER_CALL_MAX`] ids.
+    async fn missing_memories(&self, ids: &[MemoryId]) -> Result<Vec<MemoryId>>;
 
     /// A page of work items, newest first, optionally only in one state and/or phase.
     async fn list_work_items(

@@ -138,7 +138,7 @@ async fn gauges_follow_the_live_pool_queue_and_supervisor() {
         .await
         .unwrap();
     let supervisor = Arc::new(Supervisor::from_limits(&limits));
-    let queue = WorkQueue::open(Arc::clone(&storage), &limits, &supervisor)
+    let queue = WorkQueue::open(storage.clone(), &limits, &supervisor)
         .await
         .unwrap();
     let tracker = MemoryTracker::new();

@@ -13,7 +13,7 @@ use std::sync::{Arc, Mutex};
 use automerge::ChangeHash;
 use chrono::{DateTime, Utc};
 use mnemosyne_core::{
-    DocumentBody, DocumentMeta, DocumentSave, Error, Limits, Namespace, Result, Storage,
+    DocumentBody, DocumentMeta, DocumentSave, DocumentStorage, Error, Limits, Namespace, Result,
     timestamp_now, validate_actor_name, validate_document_name, validate_document_title,
 };
 use serde::{Deserialize, Serialize};
@@ -198,7 +198,7 @@ struct OpenDocuments {
 
 /// Context documents over a `Storage`.
 pub struct DocumentStore {
-    storage: Arc<dyn Storage>,
+    storage: Arc<dyn DocumentStorage>,
     limits: Limits,
     clock: Clock,
     open: Mutex<OpenDocuments>,
@@ -244,12 +244,12 @@ fn corrupt(name: &str, reason: impl Into<String>) -> Error {
 
 impl DocumentStore {
     /// A store over `storage`, bounded by `limits`, on the system clock.
-    pub fn new(storage: Arc<dyn Storage>, limits: Limits) -> Self {
+    pub fn new(storage: Arc<dyn DocumentStorage>, limits: Limits) -> Self {
         Self::with_clock(storage, limits, Arc::new(timestamp_now))
     }
 
     /// Like [`DocumentStore::new`], reading the time from `clock`.
-    pub fn with_clock(storage: Arc<dyn Storage>, limits: Limits, clock: Clock) -> Self {
+    pub fn with_clock(storage: Arc<dyn DocumentStorage>, limits: Limits, clock: Clock) -> Self {
         Self {
             storage,
             limits,

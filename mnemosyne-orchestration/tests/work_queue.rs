@@ -35,7 +35,7 @@ async fn storage(path: &Path, limits: &Limits) -> Arc<dyn Storage> {
 async fn open(path: &Path, limits: &Limits) -> (WorkQueue, Supervisor, Arc<dyn Storage>) {
     let storage = storage(path, limits).await;
     let supervisor = Supervisor::from_limits(limits);
-    let queue = WorkQueue::open(Arc::clone(&storage), limits, &supervisor)
+    let queue = WorkQueue::open(storage.clone(), limits, &supervisor)
         .await
         .unwrap();
     (queue, supervisor, storage)
@@ -586,7 +586,7 @@ async fn kill_9_keeps_every_acknowledged_transition() {
     }
     // A restarted queue takes every active item back.
     let supervisor = Supervisor::from_limits(&limits);
-    let queue = WorkQueue::open(Arc::clone(&storage), &limits, &supervisor)
+    let queue = WorkQueue::open(storage.clone(), &limits, &supervisor)
         .await
         .unwrap();
     let active = storage.active_work_items().await.unwrap().len();

@@ -156,7 +156,7 @@ impl Server {
         let tracker = Arc::new(MemoryTracker::new());
         // The first source of a fresh tracker: cannot be refused.
         let _ = tracker.watch_storage(Arc::clone(store.storage()));
-        let docs = DocumentStore::new(Arc::clone(store.storage()), limits.clone());
+        let docs = DocumentStore::new(store.storage().clone(), limits.clone());
         let core = Arc::new(Core {
             work: Work::new(events.clone()),
             docs: Docs::new(docs, events.clone()),

@@ -35,7 +35,7 @@ use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::Duration;
 
-use mnemosyne_core::{Embedder, Error, MemoryId, PENDING_IDS_MAX, PendingKind, Result};
+use mnemosyne_core::{Embedder, Error, MEMORY_IDS_PER_CALL_MAX, MemoryId, PendingKind, Result};
 use tokio::sync::mpsc::error::TrySendError;
 use tokio::sync::{Semaphore, SemaphorePermit, TryAcquireError, mpsc};
 use tokio::time::Instant;
@@ -223,7 +223,7 @@ impl EmbeddingWorker {
     /// embedded is abandoned; its memories stay without a vector on disk).
     pub async fn run(mut self, cancel: CancellationToken) {
         let batch_max =
-            (self.store.limits().embedding_batch_max as usize).clamp(1, PENDING_IDS_MAX);
+            (self.store.limits().embedding_batch_max as usize).clamp(1, MEMORY_IDS_PER_CALL_MAX);
         let recount_every = Duration::from_millis(MISSING_RECOUNT_INTERVAL_MS);
         let mut ids: Vec<MemoryId> = Vec::with_capacity(batch_max);
         // Where the pass over the memories missing a vector is (`None`: done).

@@ -16,7 +16,7 @@ use mnemosyne_core::{
     KeywordQuery, Limits, Link, LinkOutcome, LinkedMemory, ListQuery, Memory, MemoryId,
     MemoryPatch, MemoryStorage, Namespace, OnConflict, PendingEmbedding, PendingKind, Phase,
     PoolStatus, Result, StorageAdmin, StoredDocument, VectorHit, VectorQuery, WorkItem, WorkItemId,
-    WorkPrune, WorkState, WorkStorage, check_linked_ids, check_pending_ids,
+    WorkPrune, WorkState, WorkStorage, check_memory_ids,
 };
 
 use crate::sql::{self, SameModel, VectorIndex};
@@ -292,7 +292,7 @@ impl<B: Backend> MemoryStorage for PooledStorage<B> {
         kind: PendingKind,
         ids: &[MemoryId],
     ) -> Result<Vec<PendingEmbedding>> {
-        check_pending_ids(ids)?;
+        check_memory_ids(ids, "pending vectors")?;
         if ids.is_empty() {
             return Ok(Vec::new());
         }
@@ -323,7 +323,7 @@ impl<B: Backend> MemoryStorage for PooledStorage<B> {
         per_memory_max: u32,
         include_archived: bool,
     ) -> Result<Vec<LinkedMemory>> {
-        check_linked_ids(ids)?;
+        check_memory_ids(ids, "linked memories")?;
         if ids.is_empty() || per_memory_max == 0 {
             return Ok(Vec::new());
         }
@@ -396,6 +396,16 @@ impl<B: Backend> WorkStorage for PooledStorage<B> {
         }
         let ids = ids.to_vec();
         self.read(move |conn| sql::work::work_item_states(conn, &ids))
+            .await
+    }
+
+    async fn missing_memories(&self, ids: &[MemoryId]) -> Result<Vec<MemoryId>> {
+        check_memory_ids(ids, "stored memories")?;
+        if ids.is_empty() {
+            return Ok(Vec::new());
+        }
+        let ids = ids.to_vec();
+        self.read(move |conn| sql::work::missing_memories(conn, &ids))
             .await
     }
 

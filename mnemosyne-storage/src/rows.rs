@@ -45,6 +45,10 @@ pub const LINK_STATE: &str = "SELECT (SELECT count(*) FROM memory_links WHERE so
 /// 1 when a memory with id `?1` exists.
 pub const MEMORY_EXISTS: &str = "SELECT 1 FROM memories WHERE id = ?1";
 
+/// The ids of the JSON array `?1` that name stored memories.
+pub const STORED_AMONG: &str =
+    "SELECT m.id FROM json_each(?1) j CROSS JOIN memories m ON m.id = j.value";
+
 /// One memory by id.
 pub fn select_memory_by_id() -> String {
     format!("SELECT {MEMORY_COLUMNS} FROM memories m WHERE m.id = ?1")

@@ -577,7 +577,7 @@ impl MemoryStore {
     /// Texts per embedder call (`embedding_batch_max`, within what one
     /// storage call takes).
     fn batch_max(&self) -> usize {
-        (self.limits.embedding_batch_max as usize).clamp(1, mnemosyne_core::PENDING_IDS_MAX)
+        (self.limits.embedding_batch_max as usize).clamp(1, mnemosyne_core::MEMORY_IDS_PER_CALL_MAX)
     }
 
     /// The batch step every embedding path shares (the worker, its pass at

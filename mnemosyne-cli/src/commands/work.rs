@@ -3,7 +3,6 @@
 //! processes never hand out the same item), runs, and shuts the queue down.
 
 use std::io::{self, Write};
-use std::sync::Arc;
 use std::time::Duration;
 
 use anyhow::{Context, Result};
@@ -179,14 +178,13 @@ async fn with_queue<T>(
             Location::Remote { .. } => None,
         };
         let supervisor = Supervisor::from_limits(&settings.limits);
-        let result =
-            match WorkQueue::open(Arc::clone(store.storage()), &settings.limits, &supervisor)
-                .await
-                .context("cannot open the work queue")
-            {
-                Ok(queue) => work(&queue).await,
-                Err(error) => Err(error),
-            };
+        let result = match WorkQueue::open(store.storage().clone(), &settings.limits, &supervisor)
+            .await
+            .context("cannot open the work queue")
+        {
+            Ok(queue) => work(&queue).await,
+            Err(error) => Err(error),
+        };
         let report = supervisor.shutdown().await;
         if !report.is_clean() {
             tracing::warn!(?report, "work queue tasks did not stop in time");

@@ -31,7 +31,7 @@ use std::time::Duration;
 
 use chrono::Utc;
 use mnemosyne_core::{
-    Error, Limits, MemoryId, Phase, Result, Storage, WorkItem, WorkItemId, WorkState,
+    Error, Limits, MemoryId, Phase, Result, WorkItem, WorkItemId, WorkState, WorkStorage,
 };
 use serde::Serialize;
 use tokio::sync::{Notify, mpsc, oneshot};
@@ -177,7 +177,7 @@ struct Inner {
 
 #[derive(Debug)]
 struct Shared {
-    storage: Arc<dyn Storage>,
+    storage: Arc<dyn WorkStorage>,
     inner: Mutex<Inner>,
     writes: mpsc::Sender<WriteRequest>,
     backlog_max: u32,
@@ -204,7 +204,7 @@ impl WorkQueue {
     /// `work_finished_stored_max` are pruned first (a lowered limit applies
     /// at once).
     pub async fn open(
-        storage: Arc<dyn Storage>,
+        storage: Arc<dyn WorkStorage>,
         limits: &Limits,
         supervisor: &Supervisor,
     ) -> Result<Self> {
@@ -324,12 +324,15 @@ impl WorkQueue {
     /// Finishes the phase of a claimed item (see the module docs for the
     /// phases). Evidence must name stored memories.
     pub async fn complete(&self, id: WorkItemId, completion: Completion) -> Result<WorkItem> {
-        for memory in &completion.evidence {
-            if self.shared.storage.get_memory(*memory).await?.is_none() {
-                return Err(Error::invalid(format!(
-                    "evidence {memory} is not a stored memory"
-                )));
-            }
+        let missing = self
+            .shared
+            .storage
+            .missing_memories(&completion.evidence)
+            .await?;
+        if let Some(memory) = missing.first() {
+            return Err(Error::invalid(format!(
+                "evidence {memory} is not a stored memory"
+            )));
         }
         self.change_item(id, |state| state.complete(id, &completion, Utc::now()))
             .await
@@ -532,7 +535,7 @@ fn closed() -> Error {
 
 /// The queue's state as storage holds it; items that can never become ready
 /// are failed and persisted first.
-async fn load_state(storage: &dyn Storage, rules: QueueRules) -> Result<QueueState> {
+async fn load_state(storage: &dyn WorkStorage, rules: QueueRules) -> Result<QueueState> {
     let items = storage.active_work_items().await?;
     let active: std::collections::HashSet<WorkItemId> = items.iter().map(|i| i.id).collect();
     let mut outside: Vec<WorkItemId> = items

@@ -1,9 +1,9 @@
 //! Work item persistence over [`Conn`] (SQL and decoding in [`crate::work_rows`]).
 
-use mnemosyne_core::{Phase, Result, WorkItem, WorkItemId, WorkPrune, WorkState};
+use mnemosyne_core::{MemoryId, Phase, Result, WorkItem, WorkItemId, WorkPrune, WorkState};
 
 use super::conn::{Conn, Row, transaction};
-use crate::rows::SqlValue;
+use crate::rows::{self, SqlValue};
 use crate::work_rows::{self, WORK_STATE_IDS_PER_QUERY};
 
 /// Upserts every item in one transaction.
@@ -52,6 +52,20 @@ pub fn work_item_states(
         })?);
     }
     Ok(out)
+}
+
+/// The ids among `ids` that name no stored memory, in the given order.
+pub fn missing_memories(conn: &mut impl Conn, ids: &[MemoryId]) -> Result<Vec<MemoryId>> {
+    let params = [SqlValue::Text(rows::ids_json(ids))];
+    let found: std::collections::HashSet<String> = conn
+        .query_all(rows::STORED_AMONG, &params, |row| row.text(0))?
+        .into_iter()
+        .collect();
+    Ok(ids
+        .iter()
+        .filter(|id| !found.contains(&id.to_string()))
+        .copied()
+        .collect())
 }
 
 /// A page of work items, newest first.

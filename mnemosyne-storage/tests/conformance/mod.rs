@@ -1343,7 +1343,7 @@ pub async fn pending_embeddings_find_missing_and_stale<B: Backend>() {
             .unwrap()
             .is_empty()
     );
-    let too_many = vec![ids[0]; mnemosyne_core::PENDING_IDS_MAX + 1];
+    let too_many = vec![ids[0]; mnemosyne_core::MEMORY_IDS_PER_CALL_MAX + 1];
     let err = storage
         .pending_embeddings_among("m", Missing, &too_many)
         .await
@@ -1513,6 +1513,181 @@ pub async fn linked_memories_both_ways_and_bounded<B: Backend>() {
             .len(),
         4
     );
+}
+
+/// A memory reached from two of the given ids comes back once per given id,
+/// each copy with all of its own links.
+pub async fn a_memory_linked_from_two_given_ids_comes_with_its_links_each_time<B: Backend>() {
+    let f = fixture();
+    let store = open::<B>(&f.path, Limits::default()).await;
+    let mut ids = Vec::new();
+    for name in ["first", "second", "shared", "beyond"] {
+        ids.push(store.remember(new_memory(name, "global")).await.unwrap().id);
+    }
+    let [first, second, shared, beyond] = ids[..] else {
+        unreachable!()
+    };
+    store
+        .link(first, shared, LinkType::RelatesTo)
+        .await
+        .unwrap();
+    store
+        .link(second, shared, LinkType::DependsOn)
+        .await
+        .unwrap();
+    store.link(shared, beyond, LinkType::PartOf).await.unwrap();
+
+    let linked = store
+        .storage()
+        .linked_memories(&[first, second], 10, false)
+        .await
+        .unwrap();
+    let copies: Vec<_> = linked.iter().filter(|l| l.memory.id == shared).collect();
+    let mut from: Vec<MemoryId> = copies.iter().map(|l| l.from).collect();
+    from.sort();
+    let mut want = vec![first, second];
+    want.sort();
+    assert_eq!(from, want, "{linked:?}");
+    for copy in copies {
+        assert_eq!(
+            copy.memory.links,
+            [Link {
+                target: beyond,
+                link_type: LinkType::PartOf
+            }],
+            "the copy reached from {} lost its links",
+            copy.from
+        );
+    }
+}
+
+/// Vectors that are not finite numbers, have no dimensions or too many are
+/// refused with one line, by every call that takes a vector, and nothing
+/// is stored.
+pub async fn vectors_must_be_finite_and_sized<B: Backend>() {
+    let f = fixture();
+    let store = open::<B>(&f.path, Limits::default()).await;
+    let storage = store.storage();
+    let kept = store.remember(new_memory("kept", "global")).await.unwrap();
+    let bad_vectors = [
+        vec![0.5, f32::NAN, 0.5],
+        vec![0.5, f32::INFINITY, 0.5],
+        vec![f32::NEG_INFINITY; 3],
+        Vec::new(),
+        vec![0.01; mnemosyne_core::EMBEDDING_DIMS_MAX + 1],
+    ];
+    for vector in bad_vectors {
+        let dims = vector.len();
+        let embedding = Embedding {
+            model_id: "m".into(),
+            vector: vector.clone(),
+        };
+        let memory = new_memory("never stored", "global")
+            .into_memory(store.limits(), chrono::Utc::now())
+            .unwrap();
+        let errors = [
+            storage
+                .insert_memory(&memory, Some(&embedding))
+                .await
+                .unwrap_err(),
+            storage
+                .set_embeddings(&[(kept.id, embedding.clone())])
+                .await
+                .unwrap_err(),
+            storage
+                .fill_embeddings(&[(kept.id, embedding.clone())])
+                .await
+                .unwrap_err(),
+            storage
+                .update_memory(
+                    kept.id,
+                    &MemoryPatch::default(),
+                    chrono::Utc::now(),
+                    Some(&embedding),
+                )
+                .await
+                .unwrap_err(),
+            storage
+                .vector_search(&VectorQuery {
+                    vector,
+                    model_id: "m".into(),
+                    namespaces: Vec::new(),
+                    tags: Vec::new(),
+                    limit: 5,
+                    include_archived: false,
+                    min_importance: None,
+                })
+                .await
+                .unwrap_err(),
+        ];
+        for err in errors {
+            assert!(
+                matches!(&err, Error::InvalidInput(m) if !m.contains('\n')),
+                "{dims} dimensions: {err:?}"
+            );
+        }
+        assert!(storage.get_memory(memory.id).await.unwrap().is_none());
+    }
+    assert_eq!(
+        storage
+            .count_pending_embeddings("m", mnemosyne_core::PendingKind::Missing)
+            .await
+            .unwrap(),
+        1
+    );
+    assert_eq!(storage.count_memories(true).await.unwrap(), 1);
+}
+
+/// Calls that take many memory ids refuse one more than the limit, and
+/// answer at the limit.
+pub async fn memory_id_lists_are_bounded<B: Backend>() {
+    let f = fixture();
+    let store = open::<B>(&f.path, Limits::default()).await;
+    let storage = store.storage();
+    let stored = store
+        .remember(new_memory("stored", "global"))
+        .await
+        .unwrap()
+        .id;
+    let unknown = MemoryId::new();
+    let max = mnemosyne_core::MEMORY_IDS_PER_CALL_MAX;
+    let at_limit = vec![stored; max];
+    let over = vec![stored; max + 1];
+    assert!(
+        storage
+            .linked_memories(&at_limit, 1, false)
+            .await
+            .unwrap()
+            .is_empty()
+    );
+    assert!(
+        storage
+            .missing_memories(&at_limit)
+            .await
+            .unwrap()
+            .is_empty()
+    );
+    for err in [
+        storage.linked_memories(&over, 1, false).await.unwrap_err(),
+        storage.missing_memories(&over).await.unwrap_err(),
+        storage
+            .pending_embeddings_among("m", mnemosyne_core::PendingKind::Missing, &over)
+            .await
+            .unwrap_err(),
+    ] {
+        assert!(
+            matches!(&err, Error::InvalidInput(m) if m.contains(&max.to_string())),
+            "{err:?}"
+        );
+    }
+    assert_eq!(
+        storage
+            .missing_memories(&[unknown, stored, unknown])
+            .await
+            .unwrap(),
+        [unknown, unknown]
+    );
+    assert!(storage.missing_memories(&[]).await.unwrap().is_empty());
 }
 
 /// A small deterministic embedder for the facade tests: character trigrams
@@ -2533,6 +2708,9 @@ macro_rules! conformance_tests {
             the_next_worker_embeds_what_the_last_one_left,
             embed_pending_embeds_in_batches_with_progress,
             linked_memories_both_ways_and_bounded,
+            a_memory_linked_from_two_given_ids_comes_with_its_links_each_time,
+            vectors_must_be_finite_and_sized,
+            memory_id_lists_are_bounded,
             context_follows_links_both_ways_hop_by_hop,
             context_bounds_fan_out_and_total_and_refuses_more,
             min_importance_filters_list_and_recall,

@@ -176,7 +176,7 @@ impl Queue {
         let dir = tempfile::tempdir().map_err(fail)?;
         let storage = open_storage(&dir.path().join("stress.db"), limits).await?;
         let supervisor = Supervisor::from_limits(limits);
-        let queue = WorkQueue::open(Arc::clone(&storage), limits, &supervisor)
+        let queue = WorkQueue::open(storage.clone(), limits, &supervisor)
             .await
             .map_err(fail)?;
         Ok(Self {
@@ -688,7 +688,7 @@ async fn queue_open_close_cycles() -> Outcome {
         }
         let storage = open_storage(&path, &limits).await?;
         let supervisor = Supervisor::from_limits(&limits);
-        let queue = WorkQueue::open(Arc::clone(&storage), &limits, &supervisor)
+        let queue = WorkQueue::open(storage.clone(), &limits, &supervisor)
             .await
             .map_err(fail)?;
         ensure(queue.gauges().active == ids.len(), || {

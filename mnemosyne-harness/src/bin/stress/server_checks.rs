@@ -267,7 +267,7 @@ pub async fn crdt_edit_storm() -> Outcome {
     };
     let store = open_store(&dir, limits.clone()).await?;
     let storage = Arc::clone(store.storage());
-    let docs = Arc::new(DocumentStore::new(Arc::clone(&storage), limits.clone()));
+    let docs = Arc::new(DocumentStore::new(storage.clone(), limits.clone()));
     let names: Vec<String> = (0..STORM_DOCS).map(|d| format!("storm-{d}")).collect();
     for name in &names {
         docs.create(NewDocument {
@@ -340,7 +340,7 @@ pub async fn crdt_edit_storm() -> Outcome {
         )
     })?;
     // A fresh store reads only what was committed.
-    let fresh = DocumentStore::new(Arc::clone(&storage), limits.clone());
+    let fresh = DocumentStore::new(storage.clone(), limits.clone());
     let mut texts = HashMap::new();
     let mut epochs_max = 0;
     for name in &names {
