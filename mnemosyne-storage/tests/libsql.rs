@@ -1,6 +1,5 @@
 //! The conformance suite against the `libsql` backend (local file), plus the
 //! libsql-specific checks: migrations really applied, remote errors are clear.
-#![cfg(feature = "libsql")]
 
 #[macro_use]
 mod conformance;
@@ -35,7 +34,49 @@ impl conformance::Backend for LibsqlStorage {
     }
 }
 
-conformance_tests!(LibsqlStorage);
+fn main() -> std::process::ExitCode {
+    if conformance::run_child::<LibsqlStorage>() {
+        return std::process::ExitCode::SUCCESS;
+    }
+    let mut trials = conformance_trials!(LibsqlStorage);
+    trials.push(conformance::trial(
+        "migrations_really_apply_with_triggers_and_wal",
+        migrations_really_apply_with_triggers_and_wal,
+    ));
+    trials.push(conformance::trial(
+        "content_round_trips_unusual_text",
+        content_round_trips_unusual_text,
+    ));
+    trials.push(conformance::trial(
+        "a_file_path_with_a_nul_byte_is_an_error_not_a_panic",
+        a_file_path_with_a_nul_byte_is_an_error_not_a_panic,
+    ));
+    trials.push(conformance::trial(
+        "an_unreachable_server_is_a_clear_error",
+        an_unreachable_server_is_a_clear_error,
+    ));
+    trials.push(conformance::trial(
+        "a_refusing_server_is_a_clear_error",
+        a_refusing_server_is_a_clear_error,
+    ));
+    trials.push(conformance::trial(
+        "a_panic_inside_libsql_is_an_error",
+        a_panic_inside_libsql_is_an_error,
+    ));
+    trials.push(conformance::trial(
+        "vector_index_rows_follow_the_vectors",
+        vector_index_rows_follow_the_vectors,
+    ));
+    trials.push(conformance::trial(
+        "approximate_search_ranks_exactly_and_filters_fall_back",
+        approximate_search_ranks_exactly_and_filters_fall_back,
+    ));
+    trials.push(conformance::trial(
+        "opening_bounds_the_sqlite_heap_of_the_process",
+        opening_bounds_the_sqlite_heap_of_the_process,
+    ));
+    conformance::run(trials)
+}
 
 /// Runs one query on the file with a fresh libsql connection; the first column of every row.
 async fn raw_column(path: &Path, sql: &str) -> Vec<libsql::Value> {
@@ -49,7 +90,6 @@ async fn raw_column(path: &Path, sql: &str) -> Vec<libsql::Value> {
     out
 }
 
-#[tokio::test]
 async fn migrations_really_apply_with_triggers_and_wal() {
     let f = conformance::fixture();
     let storage = LibsqlStorage::open(&Location::File(f.path.clone()), &Limits::default())
@@ -90,7 +130,6 @@ async fn migrations_really_apply_with_triggers_and_wal() {
     );
 }
 
-#[tokio::test]
 async fn content_round_trips_unusual_text() {
     let f = conformance::fixture();
     let store = conformance::open::<LibsqlStorage>(&f.path, Limits::default()).await;
@@ -127,7 +166,6 @@ async fn content_round_trips_unusual_text() {
     assert_eq!(hits[0].memory.content, "a NUL \0 byte inside");
 }
 
-#[tokio::test]
 async fn a_file_path_with_a_nul_byte_is_an_error_not_a_panic() {
     let location = Location::File("bad\0name.db".into());
     let err = LibsqlStorage::open(&location, &Limits::default())
@@ -139,7 +177,6 @@ async fn a_file_path_with_a_nul_byte_is_an_error_not_a_panic() {
     );
 }
 
-#[tokio::test]
 async fn an_unreachable_server_is_a_clear_error() {
     // Nothing listens on port 9 (discard) of localhost here: connection refused.
     let location = Location::parse("http://127.0.0.1:9", Some("token".into()));
@@ -171,7 +208,6 @@ async fn canned_server(response: &'static [u8]) -> String {
     url
 }
 
-#[tokio::test]
 async fn a_refusing_server_is_a_clear_error() {
     let url = canned_server(
         b"HTTP/1.1 401 Unauthorized\r\ncontent-length: 12\r\nconnection: close\r\n\r\nunauthorized",
@@ -187,7 +223,6 @@ async fn a_refusing_server_is_a_clear_error() {
     );
 }
 
-#[tokio::test]
 async fn a_panic_inside_libsql_is_an_error() {
     // libsql 0.9 unwraps an error body as UTF-8: this one makes it panic.
     let url = canned_server(
@@ -234,7 +269,6 @@ async fn count(path: &Path, sql: &str) -> i64 {
 
 /// The per-size index tables (and libsql's DiskANN shadow tables behind
 /// them) gain and lose rows with the vectors: deletes, size changes, zero vectors.
-#[tokio::test]
 async fn vector_index_rows_follow_the_vectors() {
     use rand::SeedableRng;
     let f = conformance::fixture();
@@ -314,7 +348,6 @@ async fn vector_index_rows_follow_the_vectors() {
 /// Above the exact-scan bound the index proposes candidates: hits are still
 /// ranked by exact similarity, and filters that reject the index's
 /// candidates fall back to an exact scan of the filtered memories.
-#[tokio::test]
 async fn approximate_search_ranks_exactly_and_filters_fall_back() {
     use rand::SeedableRng;
     let f = conformance::fixture();
@@ -424,7 +457,6 @@ async fn approximate_search_ranks_exactly_and_filters_fall_back() {
     );
 }
 
-#[tokio::test]
 async fn opening_bounds_the_sqlite_heap_of_the_process() {
     let f = conformance::fixture();
     let limits = Limits::default();

@@ -1,5 +1,4 @@
 //! The conformance suite against the `sqlite` backend (rusqlite pooled by deadpool).
-#![cfg(feature = "sqlite")]
 
 #[macro_use]
 mod conformance;
@@ -28,9 +27,22 @@ impl conformance::Backend for SqliteStorage {
     }
 }
 
-conformance_tests!(SqliteStorage);
+fn main() -> std::process::ExitCode {
+    if conformance::run_child::<SqliteStorage>() {
+        return std::process::ExitCode::SUCCESS;
+    }
+    let mut trials = conformance_trials!(SqliteStorage);
+    trials.push(conformance::trial(
+        "opening_bounds_the_sqlite_heap_of_the_process",
+        opening_bounds_the_sqlite_heap_of_the_process,
+    ));
+    trials.push(conformance::trial(
+        "a_reader_that_pinned_the_wal_does_not_leave_it_grown",
+        a_reader_that_pinned_the_wal_does_not_leave_it_grown,
+    ));
+    conformance::run(trials)
+}
 
-#[tokio::test]
 async fn opening_bounds_the_sqlite_heap_of_the_process() {
     let f = conformance::fixture();
     let limits = Limits::default();
@@ -46,7 +58,6 @@ async fn opening_bounds_the_sqlite_heap_of_the_process() {
     storage.close().await;
 }
 
-#[tokio::test]
 async fn a_reader_that_pinned_the_wal_does_not_leave_it_grown() {
     let f = conformance::fixture();
     let wal_max = 512 * 1024;

@@ -125,35 +125,24 @@ impl managed::Manager for Manager {
 }
 
 /// Switches the file to WAL mode and returns the journal mode now in
-/// effect, retrying for `busy_timeout_ms` while another opener holds the
-/// lock (see [`schema::WAL_SWITCH_RETRY_MS`]). Runs on a blocking thread.
+/// effect. Runs on a blocking thread.
 fn journal_mode_wal(conn: &mut LibsqlConn, busy_timeout_ms: u64) -> Result<String> {
-    let deadline = std::time::Instant::now() + Duration::from_millis(busy_timeout_ms);
-    loop {
-        let runtime = conn.runtime.clone();
-        let mode = runtime.block_on(async {
-            let mut rows = conn.conn.query(schema::JOURNAL_MODE_WAL, ()).await?;
-            let row = rows.next().await?;
-            row.map(|row| row.get::<String>(0)).transpose()
-        });
-        match mode {
-            Ok(Some(mode)) => return Ok(mode),
-            Ok(None) => {
-                return Err(Error::Storage(format!(
-                    "libsql: no row returned by {}",
-                    schema::JOURNAL_MODE_WAL
-                )));
-            }
-            Err(e) => {
-                let e = db(e);
-                if e.is_busy() && std::time::Instant::now() < deadline {
-                    std::thread::sleep(Duration::from_millis(schema::WAL_SWITCH_RETRY_MS));
-                } else {
-                    return Err(e.into());
-                }
-            }
-        }
-    }
+    let runtime = conn.runtime.clone();
+    let mode = sql::admin::retry_while_busy(busy_timeout_ms, || {
+        runtime
+            .block_on(async {
+                let mut rows = conn.conn.query(schema::JOURNAL_MODE_WAL, ()).await?;
+                let row = rows.next().await?;
+                row.map(|row| row.get::<String>(0)).transpose()
+            })
+            .map_err(db)
+    })?;
+    mode.ok_or_else(|| {
+        Error::Storage(format!(
+            "libsql: no row returned by {}",
+            schema::JOURNAL_MODE_WAL
+        ))
+    })
 }
 
 /// The libsql backend: local or remote.

@@ -59,7 +59,45 @@ impl VectorIndex for Libsql {
         embedding: &Embedding,
         same_model: SameModel,
     ) -> Result<bool> {
-        store(conn, id, embedding, same_model)
+        let Some((seq, stored_model)) = conn.query_first(
+            "SELECT m.seq, e.model_id FROM memories m \
+         LEFT JOIN memory_embeddings e ON e.memory_seq = m.seq WHERE m.id = ?1",
+            &[text(id)],
+            |row| Ok((row.int(0)?, row.opt_text(1)?)),
+        )?
+        else {
+            return Ok(false);
+        };
+        if same_model == SameModel::Keep
+            && stored_model.as_deref() == Some(embedding.model_id.as_str())
+        {
+            return Ok(false);
+        }
+        let dims = embedding.dims();
+        ensure_index(conn, dims)?;
+        let blob = rows::vector_to_blob(&embedding.vector);
+        // A vector of another size leaves its old index by the redim trigger.
+        conn.execute(
+            rows::UPSERT_EMBEDDING,
+            &[
+                text(id),
+                text(&embedding.model_id),
+                SqlValue::Int(i64::try_from(dims).unwrap_or(i64::MAX)),
+                SqlValue::Blob(blob.clone()),
+            ],
+        )?;
+        let table = table(dims);
+        conn.execute(
+            &format!("DELETE FROM {table} WHERE memory_seq = ?1"),
+            &[SqlValue::Int(seq)],
+        )?;
+        if embedding.vector.iter().any(|x| *x != 0.0) {
+            conn.execute(
+                &format!("INSERT INTO {table} (memory_seq, embedding) VALUES (?1, vector8(?2))"),
+                &[SqlValue::Int(seq), SqlValue::Blob(blob)],
+            )?;
+        }
+        Ok(true)
     }
 
     /// Nothing to do: the delete cascades to `memory_embeddings`, whose
@@ -189,55 +227,6 @@ fn index_exists(conn: &mut LibsqlConn, dims: usize) -> Result<bool> {
             |_| Ok(()),
         )?
         .is_some())
-}
-
-/// Stores (or replaces) the vector of the memory `id`, in the caller's
-/// transaction; `Ok(false)` when the memory does not exist, or when it has a
-/// vector of this model and `same_model` keeps it.
-fn store(
-    conn: &mut LibsqlConn,
-    id: &str,
-    embedding: &Embedding,
-    same_model: SameModel,
-) -> Result<bool> {
-    let Some((seq, stored_model)) = conn.query_first(
-        "SELECT m.seq, e.model_id FROM memories m \
-         LEFT JOIN memory_embeddings e ON e.memory_seq = m.seq WHERE m.id = ?1",
-        &[text(id)],
-        |row| Ok((row.int(0)?, row.opt_text(1)?)),
-    )?
-    else {
-        return Ok(false);
-    };
-    if same_model == SameModel::Keep && stored_model.as_deref() == Some(embedding.model_id.as_str())
-    {
-        return Ok(false);
-    }
-    let dims = embedding.dims();
-    ensure_index(conn, dims)?;
-    let blob = rows::vector_to_blob(&embedding.vector);
-    // A vector of another size leaves its old index by the redim trigger.
-    conn.execute(
-        rows::UPSERT_EMBEDDING,
-        &[
-            text(id),
-            text(&embedding.model_id),
-            SqlValue::Int(i64::try_from(dims).unwrap_or(i64::MAX)),
-            SqlValue::Blob(blob.clone()),
-        ],
-    )?;
-    let table = table(dims);
-    conn.execute(
-        &format!("DELETE FROM {table} WHERE memory_seq = ?1"),
-        &[SqlValue::Int(seq)],
-    )?;
-    if embedding.vector.iter().any(|x| *x != 0.0) {
-        conn.execute(
-            &format!("INSERT INTO {table} (memory_seq, embedding) VALUES (?1, vector8(?2))"),
-            &[SqlValue::Int(seq), SqlValue::Blob(blob)],
-        )?;
-    }
-    Ok(true)
 }
 
 /// A candidate: the memory's `seq` and its exact cosine similarity to the query.

@@ -1,8 +1,10 @@
 //! The schema and the file: migrations, WAL mode, checkpoints, integrity.
 
+use std::time::{Duration, Instant};
+
 use mnemosyne_core::{Error, Result};
 
-use super::conn::{Conn, transaction};
+use super::conn::{Conn, DbError, transaction};
 use crate::schema;
 use crate::wal_bound::{CHECKPOINT_WAIT_MS, TRUNCATE_CHECKPOINT};
 
@@ -76,4 +78,24 @@ pub fn truncate_wal(conn: &mut impl Conn, busy_timeout_ms: u64) -> bool {
 pub fn integrity_check(conn: &mut impl Conn) -> Result<String> {
     let lines = conn.query_all("PRAGMA integrity_check", &[], |row| row.text(0))?;
     Ok(lines.join("\n"))
+}
+
+/// Runs `attempt` (switching a new file to WAL mode) until it succeeds, or
+/// fails other than busy, or `busy_timeout_ms` has passed: another process
+/// opening the same file at once may hold the lock the switch needs. Waits
+/// [`schema::WAL_SWITCH_RETRY_MS`] between attempts.
+pub fn retry_while_busy<T>(
+    busy_timeout_ms: u64,
+    mut attempt: impl FnMut() -> std::result::Result<T, DbError>,
+) -> Result<T> {
+    let deadline = Instant::now() + Duration::from_millis(busy_timeout_ms);
+    loop {
+        match attempt() {
+            Ok(done) => return Ok(done),
+            Err(e) if e.is_busy() && Instant::now() < deadline => {
+                std::thread::sleep(Duration::from_millis(schema::WAL_SWITCH_RETRY_MS));
+            }
+            Err(e) => return Err(e.into()),
+        }
+    }
 }

@@ -19,7 +19,6 @@ mod vectors;
 use std::ffi::{c_char, c_int};
 use std::path::{Path, PathBuf};
 use std::sync::OnceLock;
-use std::time::Duration;
 
 use deadpool::managed::{self, Metrics, RecycleError, RecycleResult};
 use mnemosyne_core::{Error, Limits, Result};
@@ -149,23 +148,13 @@ fn register_sqlite_vec() -> Result<()> {
     }
 }
 
-/// Puts the file in WAL mode (persistent), retrying for `busy_timeout_ms`
-/// while another opener holds the lock: see [`schema::WAL_SWITCH_RETRY_MS`].
+/// Puts the file in WAL mode (persistent).
 fn switch_to_wal(conn: &Connection, busy_timeout_ms: u64) -> Result<()> {
-    let deadline = std::time::Instant::now() + Duration::from_millis(busy_timeout_ms);
-    loop {
-        match conn.query_row(schema::JOURNAL_MODE_WAL, [], |row| row.get::<_, String>(0)) {
-            Ok(_) => return Ok(()),
-            Err(e) => {
-                let e = db(e);
-                if e.is_busy() && std::time::Instant::now() < deadline {
-                    std::thread::sleep(Duration::from_millis(schema::WAL_SWITCH_RETRY_MS));
-                } else {
-                    return Err(e.into());
-                }
-            }
-        }
-    }
+    sql::admin::retry_while_busy(busy_timeout_ms, || {
+        conn.query_row(schema::JOURNAL_MODE_WAL, [], |row| row.get::<_, String>(0))
+            .map_err(db)
+    })
+    .map(|_| ())
 }
 
 fn manager(path: &Path, limits: &Limits, read_only: bool) -> Manager {

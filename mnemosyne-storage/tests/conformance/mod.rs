@@ -1,6 +1,6 @@
 //! The storage conformance suite: written once, run unchanged against every
 //! backend. A backend's test file implements [`Backend`] and invokes
-//! [`conformance_tests!`].
+//! [`conformance_trials!`] in its `main` (a `harness = false` test target).
 
 #![allow(dead_code, clippy::print_stdout)]
 
@@ -1969,21 +1969,14 @@ pub async fn reindex_embeds_missing_vectors_in_batches<B: Backend>() {
 pub const FD_CHILD: &str = "MNEMOSYNE_TEST_FD_CHILD";
 
 /// Runs [`open_files_child`] in a fresh process and requires it to pass.
-pub async fn open_files_stay_bounded<B: Backend>(child_test_name: &str) {
+pub async fn open_files_stay_bounded<B: Backend>() {
     let output = std::process::Command::new(std::env::current_exe().unwrap())
-        .args([
-            child_test_name,
-            "--exact",
-            "--nocapture",
-            "--test-threads",
-            "1",
-        ])
         .env(FD_CHILD, "1")
         .output()
         .unwrap();
     let stdout = String::from_utf8_lossy(&output.stdout);
     assert!(
-        output.status.success() && stdout.contains("1 passed"),
+        output.status.success(),
         "fd check failed:\n{stdout}\n{}",
         String::from_utf8_lossy(&output.stderr)
     );
@@ -1996,9 +1989,6 @@ pub async fn open_files_stay_bounded<B: Backend>(child_test_name: &str) {
 /// Under concurrent load, open fds grow by at most two per pooled connection
 /// plus the shared WAL index, and return to baseline after close.
 pub async fn open_files_child<B: Backend>() {
-    if std::env::var_os(FD_CHILD).is_none() {
-        return;
-    }
     let f = fixture();
     let limits = Limits::default();
     let baseline = open_fds();
@@ -2074,11 +2064,8 @@ pub fn open_fds() -> usize {
 pub const CRASH_CHILD_DB: &str = "MNEMOSYNE_TEST_CRASH_CHILD_DB";
 
 /// In the child: remembers in a loop and prints `ACK <id>` after each commit.
-pub async fn crash_child<B: Backend>() {
+pub async fn crash_child<B: Backend>(path: String) {
     use std::io::Write;
-    let Ok(path) = std::env::var(CRASH_CHILD_DB) else {
-        return;
-    };
     let store = open::<B>(Path::new(&path), Limits::default()).await;
     let mut stdout = std::io::stdout().lock();
     for i in 0.. {
@@ -2094,7 +2081,7 @@ pub async fn crash_child<B: Backend>() {
 }
 
 /// SIGKILLs a child mid-write loop; every acknowledged write must survive.
-pub async fn crash_keeps_acknowledged_writes<B: Backend>(child_test_name: &str) {
+pub async fn crash_keeps_acknowledged_writes<B: Backend>() {
     use rand::Rng;
     use std::io::{BufRead, BufReader};
     use std::process::{Command, Stdio};
@@ -2104,13 +2091,6 @@ pub async fn crash_keeps_acknowledged_writes<B: Backend>(child_test_name: &str) 
     for round in 0..3 {
         let kill_after = rng.random_range(20..400);
         let mut child = Command::new(std::env::current_exe().unwrap())
-            .args([
-                child_test_name,
-                "--exact",
-                "--nocapture",
-                "--test-threads",
-                "1",
-            ])
             .env(CRASH_CHILD_DB, &f.path)
             .stdout(Stdio::piped())
             .stderr(Stdio::null())
@@ -2671,86 +2651,104 @@ pub async fn migrates_a_version_3_database_to_work_items<B: Backend>() {
     assert_eq!(storage.integrity_check().await.unwrap(), "ok");
 }
 
-/// Expands to one `#[tokio::test]` per conformance check for backend `$backend`.
+/// The child halves of the tests that need a process of their own: when
+/// the binary was started as one (an env var says so), runs it and returns
+/// true; the binary then exits without running any test.
+pub fn run_child<B: Backend>() -> bool {
+    if std::env::var_os(FD_CHILD).is_some() {
+        runtime().block_on(open_files_child::<B>());
+        return true;
+    }
+    if let Ok(path) = std::env::var(CRASH_CHILD_DB) {
+        runtime().block_on(crash_child::<B>(path));
+        return true;
+    }
+    false
+}
+
+fn runtime() -> tokio::runtime::Runtime {
+    tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(2)
+        .enable_all()
+        .build()
+        .expect("a tokio runtime")
+}
+
+/// One test: `test` run to its end on a runtime of its own (two workers).
+pub fn trial<F, Fut>(name: &str, test: F) -> libtest_mimic::Trial
+where
+    F: FnOnce() -> Fut + Send + 'static,
+    Fut: std::future::Future<Output = ()>,
+{
+    libtest_mimic::Trial::test(name, move || {
+        runtime().block_on(test());
+        Ok(())
+    })
+}
+
+/// Runs `trials` as `cargo test` runs tests (same arguments and output).
+pub fn run(trials: Vec<libtest_mimic::Trial>) -> std::process::ExitCode {
+    libtest_mimic::run(&libtest_mimic::Arguments::from_args(), trials).exit_code()
+}
+
+/// The whole conformance suite for backend `$backend`, one trial per check.
 #[macro_export]
-macro_rules! conformance_tests {
+macro_rules! conformance_trials {
     ($backend:ty) => {
-        $crate::conformance_tests!(@tests $backend;
-            crud,
-            an_access_count_at_its_maximum_stays_readable,
-            rejects_invalid_input_and_stores_nothing,
-            namespaces_filter_and_respect_the_hierarchy,
-            tags_filter_list_and_recall,
-            links_are_typed_bounded_and_cascade,
-            keyword_search_ranks_and_quotes_user_text,
-            frequent_words_are_bounded_but_still_count,
-            archive_hides_and_hard_delete_removes,
-            pagination_covers_everything_once,
-            limits_bound_results,
-            batches_are_all_or_nothing,
-            a_large_write_does_not_leave_a_large_wal,
-            concurrent_readers_and_writer_never_see_locks,
-            pool_exhaustion_times_out,
-            migrates_from_empty_and_reopens,
-            migrates_a_version_1_database,
-            refuses_a_newer_database,
-            open_files_child,
-            vector_search_matches_brute_force,
-            vector_search_filters,
-            vectors_follow_updates_deletes_and_models,
-            pending_embeddings_find_missing_and_stale,
-            fill_embeddings_never_replaces_a_vector_of_the_same_model,
-            the_worker_embeds_remembered_memories_off_the_write_path,
-            a_vector_made_before_an_update_never_replaces_the_updates_vector,
-            a_full_embedding_backlog_refuses_remember_and_stores_nothing,
-            a_remember_waiting_for_room_embeds_inline_once_the_worker_stops,
-            a_failing_embedder_is_retried_with_backoff_and_loses_nothing,
-            the_next_worker_embeds_what_the_last_one_left,
-            embed_pending_embeds_in_batches_with_progress,
-            linked_memories_both_ways_and_bounded,
-            a_memory_linked_from_two_given_ids_comes_with_its_links_each_time,
-            vectors_must_be_finite_and_sized,
-            memory_id_lists_are_bounded,
-            context_follows_links_both_ways_hop_by_hop,
-            context_bounds_fan_out_and_total_and_refuses_more,
-            min_importance_filters_list_and_recall,
-            hybrid_recall_fuses_signals_and_explains_them,
-            hybrid_recall_expands_links_and_respects_filters,
-            reindex_embeds_missing_vectors_in_batches,
-            work_items_round_trip_every_field_and_upsert_replaces,
-            work_item_batches_are_all_or_nothing_and_large,
-            pruning_keeps_the_newest_finished_and_every_dependency_of_an_active_item,
-            active_work_items_survive_a_restart,
-            work_item_states_skip_unknown_ids,
-            work_items_list_by_state_and_phase_with_paging,
-            corrupt_work_item_is_an_error_not_a_panic,
-            migrates_a_version_3_database_to_work_items,
-            documents_create_save_load_and_compare_revisions,
-            documents_list_by_namespace_with_paging,
-            migrates_a_version_4_database_to_documents,
-        );
-
-        #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-        async fn open_files_stay_bounded() {
-            conformance::open_files_stay_bounded::<$backend>("open_files_child").await;
-        }
-
-        #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-        async fn crash_child() {
-            conformance::crash_child::<$backend>().await;
-        }
-
-        #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-        async fn crash_keeps_acknowledged_writes() {
-            conformance::crash_keeps_acknowledged_writes::<$backend>("crash_child").await;
-        }
-    };
-    (@tests $backend:ty; $($name:ident),+ $(,)?) => {
-        $(
-            #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-            async fn $name() {
-                conformance::$name::<$backend>().await;
-            }
-        )+
+        vec![
+            conformance::trial("crud", conformance::crud::<$backend>),
+            conformance::trial("an_access_count_at_its_maximum_stays_readable", conformance::an_access_count_at_its_maximum_stays_readable::<$backend>),
+            conformance::trial("rejects_invalid_input_and_stores_nothing", conformance::rejects_invalid_input_and_stores_nothing::<$backend>),
+            conformance::trial("namespaces_filter_and_respect_the_hierarchy", conformance::namespaces_filter_and_respect_the_hierarchy::<$backend>),
+            conformance::trial("tags_filter_list_and_recall", conformance::tags_filter_list_and_recall::<$backend>),
+            conformance::trial("links_are_typed_bounded_and_cascade", conformance::links_are_typed_bounded_and_cascade::<$backend>),
+            conformance::trial("keyword_search_ranks_and_quotes_user_text", conformance::keyword_search_ranks_and_quotes_user_text::<$backend>),
+            conformance::trial("frequent_words_are_bounded_but_still_count", conformance::frequent_words_are_bounded_but_still_count::<$backend>),
+            conformance::trial("archive_hides_and_hard_delete_removes", conformance::archive_hides_and_hard_delete_removes::<$backend>),
+            conformance::trial("pagination_covers_everything_once", conformance::pagination_covers_everything_once::<$backend>),
+            conformance::trial("limits_bound_results", conformance::limits_bound_results::<$backend>),
+            conformance::trial("batches_are_all_or_nothing", conformance::batches_are_all_or_nothing::<$backend>),
+            conformance::trial("a_large_write_does_not_leave_a_large_wal", conformance::a_large_write_does_not_leave_a_large_wal::<$backend>),
+            conformance::trial("concurrent_readers_and_writer_never_see_locks", conformance::concurrent_readers_and_writer_never_see_locks::<$backend>),
+            conformance::trial("pool_exhaustion_times_out", conformance::pool_exhaustion_times_out::<$backend>),
+            conformance::trial("migrates_from_empty_and_reopens", conformance::migrates_from_empty_and_reopens::<$backend>),
+            conformance::trial("migrates_a_version_1_database", conformance::migrates_a_version_1_database::<$backend>),
+            conformance::trial("refuses_a_newer_database", conformance::refuses_a_newer_database::<$backend>),
+            conformance::trial("vector_search_matches_brute_force", conformance::vector_search_matches_brute_force::<$backend>),
+            conformance::trial("vector_search_filters", conformance::vector_search_filters::<$backend>),
+            conformance::trial("vectors_follow_updates_deletes_and_models", conformance::vectors_follow_updates_deletes_and_models::<$backend>),
+            conformance::trial("pending_embeddings_find_missing_and_stale", conformance::pending_embeddings_find_missing_and_stale::<$backend>),
+            conformance::trial("fill_embeddings_never_replaces_a_vector_of_the_same_model", conformance::fill_embeddings_never_replaces_a_vector_of_the_same_model::<$backend>),
+            conformance::trial("the_worker_embeds_remembered_memories_off_the_write_path", conformance::the_worker_embeds_remembered_memories_off_the_write_path::<$backend>),
+            conformance::trial("a_vector_made_before_an_update_never_replaces_the_updates_vector", conformance::a_vector_made_before_an_update_never_replaces_the_updates_vector::<$backend>),
+            conformance::trial("a_full_embedding_backlog_refuses_remember_and_stores_nothing", conformance::a_full_embedding_backlog_refuses_remember_and_stores_nothing::<$backend>),
+            conformance::trial("a_remember_waiting_for_room_embeds_inline_once_the_worker_stops", conformance::a_remember_waiting_for_room_embeds_inline_once_the_worker_stops::<$backend>),
+            conformance::trial("a_failing_embedder_is_retried_with_backoff_and_loses_nothing", conformance::a_failing_embedder_is_retried_with_backoff_and_loses_nothing::<$backend>),
+            conformance::trial("the_next_worker_embeds_what_the_last_one_left", conformance::the_next_worker_embeds_what_the_last_one_left::<$backend>),
+            conformance::trial("embed_pending_embeds_in_batches_with_progress", conformance::embed_pending_embeds_in_batches_with_progress::<$backend>),
+            conformance::trial("linked_memories_both_ways_and_bounded", conformance::linked_memories_both_ways_and_bounded::<$backend>),
+            conformance::trial("a_memory_linked_from_two_given_ids_comes_with_its_links_each_time", conformance::a_memory_linked_from_two_given_ids_comes_with_its_links_each_time::<$backend>),
+            conformance::trial("vectors_must_be_finite_and_sized", conformance::vectors_must_be_finite_and_sized::<$backend>),
+            conformance::trial("memory_id_lists_are_bounded", conformance::memory_id_lists_are_bounded::<$backend>),
+            conformance::trial("context_follows_links_both_ways_hop_by_hop", conformance::context_follows_links_both_ways_hop_by_hop::<$backend>),
+            conformance::trial("context_bounds_fan_out_and_total_and_refuses_more", conformance::context_bounds_fan_out_and_total_and_refuses_more::<$backend>),
+            conformance::trial("min_importance_filters_list_and_recall", conformance::min_importance_filters_list_and_recall::<$backend>),
+            conformance::trial("hybrid_recall_fuses_signals_and_explains_them", conformance::hybrid_recall_fuses_signals_and_explains_them::<$backend>),
+            conformance::trial("hybrid_recall_expands_links_and_respects_filters", conformance::hybrid_recall_expands_links_and_respects_filters::<$backend>),
+            conformance::trial("reindex_embeds_missing_vectors_in_batches", conformance::reindex_embeds_missing_vectors_in_batches::<$backend>),
+            conformance::trial("work_items_round_trip_every_field_and_upsert_replaces", conformance::work_items_round_trip_every_field_and_upsert_replaces::<$backend>),
+            conformance::trial("work_item_batches_are_all_or_nothing_and_large", conformance::work_item_batches_are_all_or_nothing_and_large::<$backend>),
+            conformance::trial("pruning_keeps_the_newest_finished_and_every_dependency_of_an_active_item", conformance::pruning_keeps_the_newest_finished_and_every_dependency_of_an_active_item::<$backend>),
+            conformance::trial("active_work_items_survive_a_restart", conformance::active_work_items_survive_a_restart::<$backend>),
+            conformance::trial("work_item_states_skip_unknown_ids", conformance::work_item_states_skip_unknown_ids::<$backend>),
+            conformance::trial("work_items_list_by_state_and_phase_with_paging", conformance::work_items_list_by_state_and_phase_with_paging::<$backend>),
+            conformance::trial("corrupt_work_item_is_an_error_not_a_panic", conformance::corrupt_work_item_is_an_error_not_a_panic::<$backend>),
+            conformance::trial("migrates_a_version_3_database_to_work_items", conformance::migrates_a_version_3_database_to_work_items::<$backend>),
+            conformance::trial("documents_create_save_load_and_compare_revisions", conformance::documents_create_save_load_and_compare_revisions::<$backend>),
+            conformance::trial("documents_list_by_namespace_with_paging", conformance::documents_list_by_namespace_with_paging::<$backend>),
+            conformance::trial("migrates_a_version_4_database_to_documents", conformance::migrates_a_version_4_database_to_documents::<$backend>),
+            conformance::trial("open_files_stay_bounded", conformance::open_files_stay_bounded::<$backend>),
+            conformance::trial("crash_keeps_acknowledged_writes", conformance::crash_keeps_acknowledged_writes::<$backend>),
+        ]
     };
 }
