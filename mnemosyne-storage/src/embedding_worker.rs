@@ -32,15 +32,14 @@
 
 use std::future::Future;
 use std::sync::Arc;
-use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::Duration;
 
 use mnemosyne_core::{Embedder, Error, MEMORY_IDS_PER_CALL_MAX, MemoryId, PendingKind, Result};
-use tokio::sync::mpsc::error::TrySendError;
-use tokio::sync::{Semaphore, SemaphorePermit, TryAcquireError, mpsc};
+use tokio::sync::mpsc;
 use tokio::time::Instant;
 use tokio_util::sync::CancellationToken;
 
+use crate::embedding_backlog::EmbeddingBacklog;
 use crate::store::MemoryStore;
 
 /// The worker recounts the memories missing a vector (one query that reads
@@ -48,128 +47,21 @@ use crate::store::MemoryStore;
 /// this often; in between it adjusts the count by what it stores.
 pub const MISSING_RECOUNT_INTERVAL_MS: u64 = 1_000;
 
-/// `missing` before the worker has counted.
-const NOT_COUNTED: u64 = u64::MAX;
-
-/// The bounded backlog of memories waiting for their vector, and the
-/// worker's figures. Shared by the store (which queues) and the worker.
-#[derive(Debug)]
-pub struct EmbeddingBacklog {
-    sender: mpsc::Sender<MemoryId>,
-    room: Semaphore,
-    capacity: u32,
-    wait: Duration,
-    embedded_total: AtomicU64,
-    errors_total: AtomicU64,
-    missing: AtomicU64,
-}
-
-impl EmbeddingBacklog {
-    /// Memories accepted and not embedded yet: queued, or in the batch
-    /// being embedded. Never more than [`EmbeddingBacklog::capacity`].
-    pub fn waiting(&self) -> u64 {
-        u64::from(self.capacity).saturating_sub(self.room.available_permits() as u64)
-    }
-
-    /// `embedding_backlog_max`.
-    pub fn capacity(&self) -> u32 {
-        self.capacity
-    }
-
-    /// Vectors the worker stored since it started.
-    pub fn embedded_total(&self) -> u64 {
-        self.embedded_total.load(Ordering::Relaxed)
-    }
-
-    /// Batches that failed (embedder or store) since the worker started;
-    /// each was kept and retried.
-    pub fn errors_total(&self) -> u64 {
-        self.errors_total.load(Ordering::Relaxed)
-    }
-
-    /// Memories with no vector at all on disk, as the worker last counted
-    /// them and adjusted since; `None` before its first count.
-    pub fn missing(&self) -> Option<u64> {
-        Some(self.missing.load(Ordering::Relaxed)).filter(|n| *n != NOT_COUNTED)
-    }
-
-    /// False once the worker has stopped (its queue is closed): the store
-    /// then embeds inline again.
-    pub fn is_running(&self) -> bool {
-        !self.sender.is_closed()
-    }
-
-    /// Room for one memory, waiting at most `embedding_backlog_wait_ms`;
-    /// `None` once the worker has stopped (the caller embeds inline).
-    pub(crate) async fn reserve(&self) -> Result<Option<Reservation<'_>>> {
-        let acquired = match self.room.try_acquire() {
-            Ok(permit) => Ok(permit),
-            Err(TryAcquireError::Closed) => return Ok(None),
-            Err(TryAcquireError::NoPermits) => {
-                match tokio::time::timeout(self.wait, self.room.acquire()).await {
-                    Ok(Ok(permit)) => Ok(permit),
-                    Ok(Err(_closed)) => return Ok(None),
-                    Err(_elapsed) => Err(Error::EmbeddingBacklogFull {
-                        capacity: self.capacity,
-                        waited_ms: u64::try_from(self.wait.as_millis()).unwrap_or(u64::MAX),
-                    }),
-                }
-            }
+impl MemoryStore {
+    /// Moves embedding off the write path: from now on `remember` commits a
+    /// memory without its vector and queues its id for the returned worker
+    /// (bounded by `embedding_backlog_max`, see [`crate::embedding_worker`]).
+    /// The caller runs [`EmbeddingWorker::run`] (a server spawns it under
+    /// its supervisor); once it has stopped, or if it is dropped unrun,
+    /// `remember` embeds inline again. Refused without an embedder, and
+    /// while another worker of this store runs.
+    pub fn start_embedding_worker(&self) -> Result<EmbeddingWorker> {
+        let Some(embedder) = self.embedder() else {
+            return Err(Error::invalid("an embedding worker needs an embedder"));
         };
-        acquired.map(|permit| {
-            Some(Reservation {
-                backlog: self,
-                permit,
-            })
-        })
-    }
-
-    /// Adds `n` to the count of missing vectors, once it is known.
-    fn add_missing(&self, n: u64) {
-        let _ = self
-            .missing
-            .fetch_update(Ordering::Relaxed, Ordering::Relaxed, |m| {
-                (m != NOT_COUNTED).then(|| m.saturating_add(n).min(NOT_COUNTED - 1))
-            });
-    }
-
-    /// Takes `n` from the count of missing vectors, once it is known.
-    fn sub_missing(&self, n: u64) {
-        let _ = self
-            .missing
-            .fetch_update(Ordering::Relaxed, Ordering::Relaxed, |m| {
-                (m != NOT_COUNTED).then(|| m.saturating_sub(n))
-            });
-    }
-}
-
-/// Room in the backlog for one memory, taken before its commit. Dropped
-/// unused (the commit failed), it gives the room back.
-#[derive(Debug)]
-pub(crate) struct Reservation<'a> {
-    backlog: &'a EmbeddingBacklog,
-    permit: SemaphorePermit<'a>,
-}
-
-impl Reservation<'_> {
-    /// Queues the committed memory `id` for the worker; `Err(id)` when the
-    /// worker stopped since the room was taken (the room is given back).
-    pub(crate) fn queue(self, id: MemoryId) -> std::result::Result<(), MemoryId> {
-        match self.backlog.sender.try_send(id) {
-            Ok(()) => {
-                // The worker gives the room back once the id is embedded.
-                self.permit.forget();
-                self.backlog.add_missing(1);
-                Ok(())
-            }
-            Err(TrySendError::Closed(id)) => Err(id),
-            // Cannot happen: the channel holds at most one id per permit
-            // taken and not given back, and has room for every permit.
-            Err(TrySendError::Full(id)) => {
-                tracing::error!(%id, "embedding queue full despite a reserved room");
-                Err(id)
-            }
-        }
+        let worker = EmbeddingWorker::new(self.clone(), Arc::clone(embedder));
+        self.attach_backlog(worker.backlog())?;
+        Ok(worker)
     }
 }
 
@@ -189,16 +81,10 @@ impl EmbeddingWorker {
     pub(crate) fn new(store: MemoryStore, embedder: Arc<dyn Embedder>) -> Self {
         let limits = store.limits();
         let capacity = limits.embedding_backlog_max.max(1);
-        let (sender, receiver) = mpsc::channel(capacity as usize);
-        let backlog = Arc::new(EmbeddingBacklog {
-            sender,
-            room: Semaphore::new(capacity as usize),
+        let (backlog, receiver) = EmbeddingBacklog::new(
             capacity,
-            wait: Duration::from_millis(limits.embedding_backlog_wait_ms),
-            embedded_total: AtomicU64::new(0),
-            errors_total: AtomicU64::new(0),
-            missing: AtomicU64::new(NOT_COUNTED),
-        });
+            Duration::from_millis(limits.embedding_backlog_wait_ms),
+        );
         Self {
             store,
             embedder,
@@ -210,10 +96,6 @@ impl EmbeddingWorker {
     /// The backlog and the worker's figures (for gauges).
     pub fn backlog(&self) -> Arc<EmbeddingBacklog> {
         Arc::clone(&self.backlog)
-    }
-
-    pub(crate) fn backlog_ref(&self) -> &Arc<EmbeddingBacklog> {
-        &self.backlog
     }
 
     /// Embeds until `cancel` is cancelled: first counts the memories missing
@@ -257,7 +139,7 @@ impl EmbeddingWorker {
                     break;
                 };
                 self.stored(stored);
-                self.backlog.room.add_permits(ids.len());
+                self.backlog.give_back(ids.len());
                 ids.clear();
                 worked = true;
             }
@@ -308,10 +190,7 @@ impl EmbeddingWorker {
 
     /// Counts what a batch stored.
     fn stored(&self, stored: u64) {
-        self.backlog
-            .embedded_total
-            .fetch_add(stored, Ordering::Relaxed);
-        self.backlog.sub_missing(stored);
+        self.backlog.count_stored(stored);
     }
 
     /// Reads the number of memories missing a vector from the store.
@@ -319,9 +198,7 @@ impl EmbeddingWorker {
         *last_count = Some(Instant::now());
         match self.store.pending_count(PendingKind::Missing).await {
             Ok(missing) => {
-                self.backlog
-                    .missing
-                    .store(missing.min(NOT_COUNTED - 1), Ordering::Relaxed);
+                self.backlog.set_missing(missing);
                 *recount = false;
             }
             Err(error) => {
@@ -355,7 +232,7 @@ impl EmbeddingWorker {
             match result {
                 Ok(value) => return Some(value),
                 Err(error) => {
-                    self.backlog.errors_total.fetch_add(1, Ordering::Relaxed);
+                    self.backlog.count_error();
                     tracing::warn!(
                         %error,
                         retry_in_ms = u64::try_from(wait.as_millis()).unwrap_or(u64::MAX),
@@ -377,7 +254,7 @@ impl Drop for EmbeddingWorker {
     /// The worker is gone (stopped, or never run): a `remember` waiting for
     /// room stops waiting and embeds inline.
     fn drop(&mut self) {
-        self.backlog.room.close();
+        self.backlog.close();
     }
 }
 

@@ -16,6 +16,7 @@ compile_error!(
 );
 
 pub mod doc_rows;
+mod embedding_backlog;
 pub mod embedding_worker;
 pub mod fts_query;
 pub mod fusion;
@@ -39,7 +40,8 @@ pub mod work_rows;
 
 use std::sync::Arc;
 
-pub use embedding_worker::{EmbeddingBacklog, EmbeddingWorker};
+pub use embedding_backlog::EmbeddingBacklog;
+pub use embedding_worker::EmbeddingWorker;
 #[cfg(all(feature = "libsql", not(feature = "sqlite")))]
 pub use libsql_backend::{Libsql, LibsqlStorage};
 pub use location::Location;

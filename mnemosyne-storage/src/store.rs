@@ -11,7 +11,7 @@ use mnemosyne_core::{
 };
 use serde::{Deserialize, Serialize};
 
-use crate::embedding_worker::{EmbeddingBacklog, EmbeddingWorker};
+use crate::embedding_backlog::EmbeddingBacklog;
 use crate::fts_query::query_terms;
 use crate::fusion;
 pub use crate::fusion::{FusionWeights, SignalScores};
@@ -134,26 +134,17 @@ impl MemoryStore {
         }
     }
 
-    /// Moves embedding off the write path: from now on `remember` commits a
-    /// memory without its vector and queues its id for the returned worker
-    /// (bounded by `embedding_backlog_max`, see [`crate::embedding_worker`]).
-    /// The caller runs [`EmbeddingWorker::run`] (a server spawns it under
-    /// its supervisor); once it has stopped, or if it is dropped unrun,
-    /// `remember` embeds inline again. Refused without an embedder, and
-    /// while another worker of this store runs.
-    pub fn start_embedding_worker(&self) -> Result<EmbeddingWorker> {
-        let Some(embedder) = &self.embedder else {
-            return Err(Error::invalid("an embedding worker needs an embedder"));
-        };
+    /// Attaches the backlog of a new embedding worker; refused while
+    /// another worker of this store runs.
+    pub(crate) fn attach_backlog(&self, backlog: Arc<EmbeddingBacklog>) -> Result<()> {
         let mut slot = self.worker.lock().unwrap_or_else(|e| e.into_inner());
         if slot.as_ref().is_some_and(|backlog| backlog.is_running()) {
             return Err(Error::invalid(
                 "an embedding worker already runs for this store",
             ));
         }
-        let worker = EmbeddingWorker::new(self.clone(), Arc::clone(embedder));
-        *slot = Some(Arc::clone(worker.backlog_ref()));
-        Ok(worker)
+        *slot = Some(backlog);
+        Ok(())
     }
 
     /// The backlog of the running embedding worker, if one runs.
