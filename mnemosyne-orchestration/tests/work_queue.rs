@@ -8,7 +8,7 @@ use std::time::Duration;
 
 use mnemosyne_core::{Error, Limits, Phase, Storage, WorkItemId, WorkState};
 use mnemosyne_orchestration::{
-    Completion, NewWorkItem, OwnerLock, OwnerLockError, REAPER_TASK, Supervisor, WRITER_TASK,
+    Completion, NewWorkItem, QueueDatabase, QueueOwnership, REAPER_TASK, Supervisor, WRITER_TASK,
     WorkQueue,
 };
 use mnemosyne_storage::{Location, open_storage};
@@ -437,28 +437,87 @@ async fn a_closed_store_fails_transitions_instead_of_hanging() {
     assert!(supervisor.shutdown().await.is_clean());
 }
 
+/// Guard for the ownership tests below: far above any wait they ask for,
+/// so a hang fails instead of blocking the run.
+const OWNERSHIP_TEST_GUARD: Duration = Duration::from_secs(10);
+
+async fn acquire(db: QueueDatabase<'_>, wait: Duration) -> QueueOwnership {
+    tokio::time::timeout(OWNERSHIP_TEST_GUARD, QueueOwnership::acquire(db, wait))
+        .await
+        .expect("acquire hung past its wait")
+        .unwrap()
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn one_owner_lock_per_database() {
+async fn one_owner_per_database() {
     let f = fixture();
-    let path = OwnerLock::path_for(&f.path);
-    let held = OwnerLock::acquire(&path, Duration::from_millis(10))
-        .await
-        .unwrap();
-    let err = OwnerLock::acquire(&path, Duration::from_millis(100))
-        .await
-        .unwrap_err();
-    match &err {
-        OwnerLockError::Held { pid, .. } => assert_eq!(*pid, Some(std::process::id())),
-        other => panic!("expected Held, got {other}"),
-    }
+    let db = QueueDatabase::File(&f.path);
+    let owner = acquire(db, Duration::ZERO).await.into_owner().unwrap();
+    let lock_file = owner.lock_file().unwrap().to_owned();
+    assert_eq!(
+        lock_file,
+        PathBuf::from(format!("{}.work-lock", f.path.display()))
+    );
+    let other = match acquire(db, Duration::ZERO).await {
+        QueueOwnership::OwnedByOther(other) => other,
+        QueueOwnership::Owned(_) => panic!("owned twice"),
+    };
+    assert_eq!(other.pid(), Some(std::process::id()));
+    assert_eq!(other.lock_file(), lock_file);
     assert!(
-        err.to_string()
+        other
+            .to_string()
             .contains("held by another mnemosyne process")
     );
-    drop(held);
-    OwnerLock::acquire(&path, Duration::from_millis(10))
+    drop(owner);
+    let again = acquire(db, Duration::ZERO).await.into_owner().unwrap();
+    assert_eq!(again.lock_file(), Some(lock_file.as_path()));
+}
+
+/// A second acquire waits `work_owner_wait_timeout_ms`, not forever (nor
+/// `pool_wait_timeout_ms`), then says who owns the queue.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_second_owner_waits_its_own_limit_then_hears_who_owns_the_queue() {
+    let f = fixture();
+    let limits = Limits {
+        work_owner_wait_timeout_ms: 200,
+        pool_wait_timeout_ms: 60_000,
+        ..Limits::default()
+    };
+    let wait = Duration::from_millis(limits.work_owner_wait_timeout_ms);
+    let db = QueueDatabase::File(&f.path);
+    let _owner = acquire(db, wait).await.into_owner().unwrap();
+    let other = acquire(db, wait).await.into_owner().unwrap_err();
+    assert_eq!(other.pid(), Some(std::process::id()));
+}
+
+/// Waiting is worth it: an owner that lets go within the wait hands the queue over.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_waiting_owner_takes_over_when_the_owner_lets_go() {
+    let f = fixture();
+    let db = QueueDatabase::File(&f.path);
+    let owner = acquire(db, Duration::ZERO).await.into_owner().unwrap();
+    let release = tokio::spawn(async move {
+        tokio::time::sleep(Duration::from_millis(100)).await;
+        drop(owner);
+    });
+    let taken = acquire(db, Duration::from_secs(5))
         .await
+        .into_owner()
         .unwrap();
+    assert!(taken.lock_file().is_some());
+    release.await.unwrap();
+}
+
+/// A database with no local file takes no lock (ownership through the
+/// database itself is still to come).
+#[tokio::test]
+async fn a_remote_database_is_owned_without_a_lock_file() {
+    let owner = acquire(QueueDatabase::Remote, Duration::ZERO)
+        .await
+        .into_owner()
+        .unwrap();
+    assert_eq!(owner.lock_file(), None);
 }
 
 /// Env var that turns [`crash_child`] into the worker of [`kill_9_keeps_every_acknowledged_transition`].
