@@ -520,18 +520,25 @@ async fn a_remote_database_is_owned_without_a_lock_file() {
     assert_eq!(owner.lock_file(), None);
 }
 
-/// Env var that turns [`crash_child`] into the worker of [`kill_9_keeps_every_acknowledged_transition`].
+/// Set in the child that [`kill_9_keeps_every_acknowledged_transition`]
+/// starts (to the database path): the same test, in that process, is the
+/// worker to kill instead of the checker. The child is this test binary
+/// re-run on that one test, so no other test is a hollow "ok" in an
+/// ordinary run.
 const CRASH_CHILD_DB: &str = "MNEMOSYNE_TEST_WORK_CRASH_DB";
 
-/// In the child: four agents submit, claim and complete in a loop, printing
-/// each transition once it is acknowledged.
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn crash_child() {
+/// The test the child runs: [`kill_9_keeps_every_acknowledged_transition`].
+const CRASH_TEST: &str = "kill_9_keeps_every_acknowledged_transition";
+
+/// The longest the parent waits for the child's next line: a child that
+/// hangs without printing fails the test instead of hanging it.
+const CHILD_LINE_WAIT: Duration = Duration::from_secs(60);
+
+/// The child: four agents submit, claim and complete in a loop, printing
+/// each transition once it is acknowledged, until killed.
+async fn crash_child(path: &Path) {
     use std::io::Write;
-    let Ok(path) = std::env::var(CRASH_CHILD_DB) else {
-        return;
-    };
-    let (queue, _supervisor, _storage) = open(Path::new(&path), &Limits::default()).await;
+    let (queue, _supervisor, _storage) = open(path, &Limits::default()).await;
     let out = Arc::new(std::sync::Mutex::new(std::io::stdout()));
     let mut agents = Vec::new();
     for agent in 0..4 {
@@ -565,13 +572,21 @@ async fn crash_child() {
     }
 }
 
+/// Three rounds: a child process runs the queue and prints what it
+/// acknowledged; it is killed (SIGKILL) at a random point. Every
+/// acknowledged transition must be on disk afterwards.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn kill_9_keeps_every_acknowledged_transition() {
     use rand::Rng;
     use std::collections::HashMap;
     use std::io::{BufRead, BufReader};
     use std::process::{Command, Stdio};
+    use std::sync::mpsc;
 
+    if let Ok(path) = std::env::var(CRASH_CHILD_DB) {
+        crash_child(Path::new(&path)).await;
+        return;
+    }
     let f = fixture();
     let mut rng = rand::rng();
     // The furthest acknowledged state of each item: 0 submitted, 1 claimed, 2 done.
@@ -579,22 +594,33 @@ async fn kill_9_keeps_every_acknowledged_transition() {
     for round in 0..3 {
         let kill_after = rng.random_range(50..600);
         let mut child = Command::new(std::env::current_exe().unwrap())
-            .args([
-                "crash_child",
-                "--exact",
-                "--nocapture",
-                "--test-threads",
-                "1",
-            ])
+            .args([CRASH_TEST, "--exact", "--nocapture", "--test-threads", "1"])
             .env(CRASH_CHILD_DB, &f.path)
             .stdout(Stdio::piped())
             .stderr(Stdio::null())
             .spawn()
             .unwrap();
+        // Lines arrive through a thread, so that a silent child times out.
         let stdout = child.stdout.take().unwrap();
+        let (lines_tx, lines) = mpsc::channel();
+        let reader = std::thread::spawn(move || {
+            for line in BufReader::new(stdout).lines() {
+                if lines_tx.send(line.unwrap()).is_err() {
+                    break;
+                }
+            }
+        });
         let mut seen = 0;
-        for line in BufReader::new(stdout).lines() {
-            let line = line.unwrap();
+        loop {
+            let line = match lines.recv_timeout(CHILD_LINE_WAIT) {
+                Ok(line) => line,
+                Err(mpsc::RecvTimeoutError::Disconnected) => break, // the child's stdout closed
+                Err(mpsc::RecvTimeoutError::Timeout) => {
+                    child.kill().unwrap();
+                    child.wait().unwrap();
+                    panic!("round {round}: the child printed nothing for {CHILD_LINE_WAIT:?}");
+                }
+            };
             let Some((what, id)) = line.split_once(' ') else {
                 continue;
             };
@@ -614,9 +640,11 @@ async fn kill_9_keeps_every_acknowledged_transition() {
             }
         }
         let status = child.wait().unwrap();
+        drop(lines);
+        reader.join().unwrap();
         assert!(
             status.code().is_none(),
-            "round {round}: child not killed: {status}"
+            "round {round}: the child ended by itself ({status}) after {seen} of {kill_after} transitions"
         );
     }
 
