@@ -181,19 +181,24 @@ fn a_full_queue_refuses_the_next_item() {
     assert_eq!(stats["stored"]["pending"], 2);
 }
 
+/// Locks the queue's lock file as another owner would, until the file is dropped.
+fn hold_the_queue_lock(sandbox: &Sandbox) -> std::fs::File {
+    let file = std::fs::OpenOptions::new()
+        .write(true)
+        .open(format!("{}.work-lock", sandbox.db.display()))
+        .unwrap();
+    file.lock().unwrap();
+    file
+}
+
 #[test]
 fn a_second_process_cannot_own_the_queue_meanwhile() {
     let sandbox = Sandbox::new();
     sandbox.ok(&["work", "submit", "held"]);
-    let lock_path = format!("{}.work-lock", sandbox.db.display());
-    let file = std::fs::OpenOptions::new()
-        .write(true)
-        .open(&lock_path)
-        .unwrap();
-    file.lock().unwrap();
+    let file = hold_the_queue_lock(&sandbox);
     let out = sandbox.run_with(
         &["work", "claim", "--agent", "a"],
-        &[("MNEMOSYNE_POOL_WAIT_TIMEOUT_MS", "200")],
+        &[("MNEMOSYNE_WORK_OWNER_WAIT_TIMEOUT_MS", "200")],
     );
     assert_eq!(out.status.code(), Some(1));
     let error = String::from_utf8(out.stderr).unwrap();
@@ -206,4 +211,34 @@ fn a_second_process_cannot_own_the_queue_meanwhile() {
     assert_eq!(claimed["item"]["description"], "held");
     let (state, _) = state_of(&sandbox, claimed["item"]["id"].as_str().unwrap());
     assert_eq!(state, "claimed");
+}
+
+/// `work` waits for the owner with its own limit, `work_owner_wait_timeout_ms`:
+/// an owner that lets go after a second is waited for, however short
+/// `pool_wait_timeout_ms` is.
+#[test]
+fn a_work_command_waits_work_owner_wait_timeout_ms_for_the_owner() {
+    let sandbox = Sandbox::new();
+    sandbox.ok(&["work", "submit", "waited for"]);
+    let file = hold_the_queue_lock(&sandbox);
+    let owner = std::thread::spawn(move || {
+        std::thread::sleep(std::time::Duration::from_secs(1));
+        drop(file);
+    });
+    let out = sandbox.run_with(
+        &["work", "claim", "--agent", "a", "--json"],
+        &[
+            ("MNEMOSYNE_WORK_OWNER_WAIT_TIMEOUT_MS", "60000"),
+            ("MNEMOSYNE_POOL_WAIT_TIMEOUT_MS", "200"),
+        ],
+    );
+    owner.join().unwrap();
+    assert_eq!(
+        out.status.code(),
+        Some(0),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let claimed: Value = serde_json::from_slice(&out.stdout).unwrap();
+    assert_eq!(claimed["item"]["description"], "waited for");
 }

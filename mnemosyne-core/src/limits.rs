@@ -246,6 +246,10 @@ pub struct Limits {
     pub work_commit_batch_max: u32,
     /// Queue transitions waiting to be committed; more is `WorkWriteBacklogFull`.
     pub work_write_backlog_max: u32,
+    /// How long a `work` command waits for another process to let go of the
+    /// work queue of a local database (one process owns it), in
+    /// milliseconds, before it fails naming the owner (0: fail at once).
+    pub work_owner_wait_timeout_ms: u64,
     /// Resident memory, as a percentage of the memory limit (cgroup or
     /// MemTotal), at which the monitor warns.
     pub monitor_rss_warn_percent: u8,
@@ -363,6 +367,7 @@ impl Default for Limits {
             work_item_entries_max: 100,
             work_commit_batch_max: 1_024,
             work_write_backlog_max: 10_000,
+            work_owner_wait_timeout_ms: 5_000,
             monitor_rss_warn_percent: 50,
             monitor_rss_critical_percent: 80,
             monitor_fds_warn_percent: 80,
@@ -683,6 +688,7 @@ mod tests {
         assert_eq!(limits.work_finished_stored_max, 100_000);
         assert_eq!(limits.embedding_backlog_max, 10_000);
         assert_eq!(limits.embedding_backlog_wait_ms, 5_000);
+        assert_eq!(limits.work_owner_wait_timeout_ms, 5_000);
         assert_eq!(limits.context_hops_max, 2);
         assert_eq!(limits.context_fan_out_max, 8);
         assert_eq!(limits.context_memories_max, 50);
@@ -749,6 +755,8 @@ mod tests {
         );
         let no_wait = Limits::from_toml_str("embedding_backlog_wait_ms = 0").unwrap();
         assert_eq!(no_wait.embedding_backlog_wait_ms, 0, "0 fails at once");
+        let no_wait = Limits::from_toml_str("work_owner_wait_timeout_ms = 0").unwrap();
+        assert_eq!(no_wait.work_owner_wait_timeout_ms, 0, "0 fails at once");
         let err = Limits::from_toml_str("blocking_threads_max = 1").unwrap_err();
         assert_eq!(
             err.to_string(),
@@ -813,11 +821,13 @@ mod tests {
         let limits = Limits::default()
             .with_env_overrides(env(&[
                 ("MNEMOSYNE_POOL_READERS_MAX", "8"),
+                ("MNEMOSYNE_WORK_OWNER_WAIT_TIMEOUT_MS", "200"),
                 ("MNEMOSYNE_DB", "/tmp/x.db"),
                 ("HOME", "/root"),
             ]))
             .unwrap();
         assert_eq!(limits.pool_readers_max, 8);
+        assert_eq!(limits.work_owner_wait_timeout_ms, 200);
         assert_eq!(limits.pool_wait_timeout_ms, 5_000);
     }
 

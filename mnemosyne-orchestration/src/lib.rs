@@ -1,5 +1,7 @@
 //! Orchestration for Mnemosyne: the [`Supervisor`] that owns every background
-//! task and stops them on shutdown, and the agents' [`WorkQueue`].
+//! task and stops them on shutdown, the agents' [`WorkQueue`], and
+//! [`QueueOwnership`], which decides whether this process owns a database's
+//! queue.
 //!
 //! Invariants:
 //! - no SQL: whatever this crate persists goes through core's `Storage` trait;
@@ -19,6 +21,6 @@ pub use supervisor::{ABORT_GRACE_MS, ShutdownReport, Supervisor, SupervisorError
 /// depend on tokio-util themselves.
 pub use tokio_util::sync::CancellationToken;
 pub use work_queue::{
-    Completion, NewWorkItem, OwnerLock, OwnerLockError, REAPER_TASK, Review, WRITER_TASK,
-    WorkQueue, WorkQueueGauges, WorkStats,
+    Completion, NewWorkItem, OtherOwner, QueueDatabase, QueueOwner, QueueOwnership,
+    QueueOwnershipError, REAPER_TASK, Review, WRITER_TASK, WorkQueue, WorkQueueGauges, WorkStats,
 };

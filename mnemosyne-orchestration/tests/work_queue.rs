@@ -8,7 +8,7 @@ use std::time::Duration;
 
 use mnemosyne_core::{Error, Limits, Phase, Storage, WorkItemId, WorkState};
 use mnemosyne_orchestration::{
-    Completion, NewWorkItem, OwnerLock, OwnerLockError, REAPER_TASK, Supervisor, WRITER_TASK,
+    Completion, NewWorkItem, QueueDatabase, QueueOwnership, REAPER_TASK, Supervisor, WRITER_TASK,
     WorkQueue,
 };
 use mnemosyne_storage::{Location, open_storage};
@@ -437,42 +437,108 @@ async fn a_closed_store_fails_transitions_instead_of_hanging() {
     assert!(supervisor.shutdown().await.is_clean());
 }
 
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn one_owner_lock_per_database() {
-    let f = fixture();
-    let path = OwnerLock::path_for(&f.path);
-    let held = OwnerLock::acquire(&path, Duration::from_millis(10))
+/// Guard for the ownership tests below: far above any wait they ask for,
+/// so a hang fails instead of blocking the run.
+const OWNERSHIP_TEST_GUARD: Duration = Duration::from_secs(10);
+
+async fn acquire(db: QueueDatabase<'_>, wait: Duration) -> QueueOwnership {
+    tokio::time::timeout(OWNERSHIP_TEST_GUARD, QueueOwnership::acquire(db, wait))
         .await
-        .unwrap();
-    let err = OwnerLock::acquire(&path, Duration::from_millis(100))
-        .await
-        .unwrap_err();
-    match &err {
-        OwnerLockError::Held { pid, .. } => assert_eq!(*pid, Some(std::process::id())),
-        other => panic!("expected Held, got {other}"),
-    }
-    assert!(
-        err.to_string()
-            .contains("held by another mnemosyne process")
-    );
-    drop(held);
-    OwnerLock::acquire(&path, Duration::from_millis(10))
-        .await
-        .unwrap();
+        .expect("acquire hung past its wait")
+        .unwrap()
 }
 
-/// Env var that turns [`crash_child`] into the worker of [`kill_9_keeps_every_acknowledged_transition`].
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn one_owner_per_database() {
+    let f = fixture();
+    let db = QueueDatabase::File(&f.path);
+    let owner = acquire(db, Duration::ZERO).await.into_owner().unwrap();
+    let lock_file = owner.lock_file().unwrap().to_owned();
+    assert_eq!(
+        lock_file,
+        PathBuf::from(format!("{}.work-lock", f.path.display()))
+    );
+    let other = match acquire(db, Duration::ZERO).await {
+        QueueOwnership::OwnedByOther(other) => other,
+        QueueOwnership::Owned(_) => panic!("owned twice"),
+    };
+    assert_eq!(other.pid(), Some(std::process::id()));
+    assert_eq!(other.lock_file(), lock_file);
+    assert!(
+        other
+            .to_string()
+            .contains("held by another mnemosyne process")
+    );
+    drop(owner);
+    let again = acquire(db, Duration::ZERO).await.into_owner().unwrap();
+    assert_eq!(again.lock_file(), Some(lock_file.as_path()));
+}
+
+/// A second acquire waits `work_owner_wait_timeout_ms`, not forever (nor
+/// `pool_wait_timeout_ms`), then says who owns the queue.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_second_owner_waits_its_own_limit_then_hears_who_owns_the_queue() {
+    let f = fixture();
+    let limits = Limits {
+        work_owner_wait_timeout_ms: 200,
+        pool_wait_timeout_ms: 60_000,
+        ..Limits::default()
+    };
+    let wait = Duration::from_millis(limits.work_owner_wait_timeout_ms);
+    let db = QueueDatabase::File(&f.path);
+    let _owner = acquire(db, wait).await.into_owner().unwrap();
+    let other = acquire(db, wait).await.into_owner().unwrap_err();
+    assert_eq!(other.pid(), Some(std::process::id()));
+}
+
+/// Waiting is worth it: an owner that lets go within the wait hands the queue over.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_waiting_owner_takes_over_when_the_owner_lets_go() {
+    let f = fixture();
+    let db = QueueDatabase::File(&f.path);
+    let owner = acquire(db, Duration::ZERO).await.into_owner().unwrap();
+    let release = tokio::spawn(async move {
+        tokio::time::sleep(Duration::from_millis(100)).await;
+        drop(owner);
+    });
+    let taken = acquire(db, Duration::from_secs(5))
+        .await
+        .into_owner()
+        .unwrap();
+    assert!(taken.lock_file().is_some());
+    release.await.unwrap();
+}
+
+/// A database with no local file takes no lock (ownership through the
+/// database itself is still to come).
+#[tokio::test]
+async fn a_remote_database_is_owned_without_a_lock_file() {
+    let owner = acquire(QueueDatabase::Remote, Duration::ZERO)
+        .await
+        .into_owner()
+        .unwrap();
+    assert_eq!(owner.lock_file(), None);
+}
+
+/// Set in the child that [`kill_9_keeps_every_acknowledged_transition`]
+/// starts (to the database path): the same test, in that process, is the
+/// worker to kill instead of the checker. The child is this test binary
+/// re-run on that one test, so no other test is a hollow "ok" in an
+/// ordinary run.
 const CRASH_CHILD_DB: &str = "MNEMOSYNE_TEST_WORK_CRASH_DB";
 
-/// In the child: four agents submit, claim and complete in a loop, printing
-/// each transition once it is acknowledged.
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn crash_child() {
+/// The test the child runs: [`kill_9_keeps_every_acknowledged_transition`].
+const CRASH_TEST: &str = "kill_9_keeps_every_acknowledged_transition";
+
+/// The longest the parent waits for the child's next line: a child that
+/// hangs without printing fails the test instead of hanging it.
+const CHILD_LINE_WAIT: Duration = Duration::from_secs(60);
+
+/// The child: four agents submit, claim and complete in a loop, printing
+/// each transition once it is acknowledged, until killed.
+async fn crash_child(path: &Path) {
     use std::io::Write;
-    let Ok(path) = std::env::var(CRASH_CHILD_DB) else {
-        return;
-    };
-    let (queue, _supervisor, _storage) = open(Path::new(&path), &Limits::default()).await;
+    let (queue, _supervisor, _storage) = open(path, &Limits::default()).await;
     let out = Arc::new(std::sync::Mutex::new(std::io::stdout()));
     let mut agents = Vec::new();
     for agent in 0..4 {
@@ -506,13 +572,21 @@ async fn crash_child() {
     }
 }
 
+/// Three rounds: a child process runs the queue and prints what it
+/// acknowledged; it is killed (SIGKILL) at a random point. Every
+/// acknowledged transition must be on disk afterwards.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn kill_9_keeps_every_acknowledged_transition() {
     use rand::Rng;
     use std::collections::HashMap;
     use std::io::{BufRead, BufReader};
     use std::process::{Command, Stdio};
+    use std::sync::mpsc;
 
+    if let Ok(path) = std::env::var(CRASH_CHILD_DB) {
+        crash_child(Path::new(&path)).await;
+        return;
+    }
     let f = fixture();
     let mut rng = rand::rng();
     // The furthest acknowledged state of each item: 0 submitted, 1 claimed, 2 done.
@@ -520,22 +594,33 @@ async fn kill_9_keeps_every_acknowledged_transition() {
     for round in 0..3 {
         let kill_after = rng.random_range(50..600);
         let mut child = Command::new(std::env::current_exe().unwrap())
-            .args([
-                "crash_child",
-                "--exact",
-                "--nocapture",
-                "--test-threads",
-                "1",
-            ])
+            .args([CRASH_TEST, "--exact", "--nocapture", "--test-threads", "1"])
             .env(CRASH_CHILD_DB, &f.path)
             .stdout(Stdio::piped())
             .stderr(Stdio::null())
             .spawn()
             .unwrap();
+        // Lines arrive through a thread, so that a silent child times out.
         let stdout = child.stdout.take().unwrap();
+        let (lines_tx, lines) = mpsc::channel();
+        let reader = std::thread::spawn(move || {
+            for line in BufReader::new(stdout).lines() {
+                if lines_tx.send(line.unwrap()).is_err() {
+                    break;
+                }
+            }
+        });
         let mut seen = 0;
-        for line in BufReader::new(stdout).lines() {
-            let line = line.unwrap();
+        loop {
+            let line = match lines.recv_timeout(CHILD_LINE_WAIT) {
+                Ok(line) => line,
+                Err(mpsc::RecvTimeoutError::Disconnected) => break, // the child's stdout closed
+                Err(mpsc::RecvTimeoutError::Timeout) => {
+                    child.kill().unwrap();
+                    child.wait().unwrap();
+                    panic!("round {round}: the child printed nothing for {CHILD_LINE_WAIT:?}");
+                }
+            };
             let Some((what, id)) = line.split_once(' ') else {
                 continue;
             };
@@ -555,9 +640,11 @@ async fn kill_9_keeps_every_acknowledged_transition() {
             }
         }
         let status = child.wait().unwrap();
+        drop(lines);
+        reader.join().unwrap();
         assert!(
             status.code().is_none(),
-            "round {round}: child not killed: {status}"
+            "round {round}: the child ended by itself ({status}) after {seen} of {kill_after} transitions"
         );
     }
 

@@ -8,7 +8,7 @@ use anyhow::{Result, bail};
 use mnemosyne_core::Storage;
 use mnemosyne_diagnostics::{LimitSource, MemoryLimit, ProcessStats};
 use mnemosyne_embed::build_embedder;
-use mnemosyne_orchestration::OwnerLock;
+use mnemosyne_orchestration::{QueueDatabase, QueueOwnership};
 use mnemosyne_storage::{Location, MemoryStore};
 use serde::Serialize;
 
@@ -293,10 +293,9 @@ async fn vectors(store: &MemoryStore) -> Check {
 }
 
 async fn work_queue_owner(db: &Path) -> Check {
-    let path = OwnerLock::path_for(db);
-    match OwnerLock::acquire(&path, Duration::ZERO).await {
-        Ok(lock) => {
-            drop(lock);
+    match QueueOwnership::acquire(QueueDatabase::File(db), Duration::ZERO).await {
+        Ok(QueueOwnership::Owned(owner)) => {
+            drop(owner);
             check(
                 "work queue",
                 Status::Ok,
@@ -304,12 +303,15 @@ async fn work_queue_owner(db: &Path) -> Check {
                 None,
             )
         }
-        Err(mnemosyne_orchestration::OwnerLockError::Held { pid, .. }) => check(
+        Ok(QueueOwnership::OwnedByOther(other)) => check(
             "work queue",
             Status::Ok,
             format!(
-                "held by a running mnemosyne{} (a server?); `work` commands will wait for it",
-                pid.map(|p| format!(" (pid {p})")).unwrap_or_default()
+                "held by a running mnemosyne{} (a server?); `work` commands wait up to work_owner_wait_timeout_ms for it",
+                other
+                    .pid()
+                    .map(|p| format!(" (pid {p})"))
+                    .unwrap_or_default()
             ),
             None,
         ),

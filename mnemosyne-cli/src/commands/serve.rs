@@ -10,9 +10,8 @@ use std::time::Duration;
 
 use anyhow::{Context, Result};
 use mnemosyne_diagnostics::Gauge;
-use mnemosyne_orchestration::OwnerLock;
+use mnemosyne_orchestration::QueueOwnership;
 use mnemosyne_server::{AllowLists, HttpListener, McpProject, Server, ShutdownReport};
-use mnemosyne_storage::Location;
 
 use crate::cli::ServeCommand;
 use crate::config::{SERVER_BIND_DEFAULT, Settings};
@@ -121,24 +120,25 @@ pub async fn run(command: ServeCommand, settings: &Settings) -> Result<()> {
                 ]);
             })?;
     }
-    // The work queue decides from memory: one process owns it. A second
-    // server on the same database serves memories and documents, and says
-    // who owns the queue when asked for work.
-    let queue_lock = match &settings.location {
-        Location::File(path) => {
-            match OwnerLock::acquire(&OwnerLock::path_for(path), Duration::ZERO).await {
-                Ok(lock) => Some(lock),
-                Err(error) => {
-                    tracing::warn!(%error, "serving without the work queue");
-                    server.work().set_unavailable(error.to_string());
-                    None
-                }
-            }
+    // A second server on the same database serves memories and documents,
+    // and says who owns the queue when asked for work. A server asks once:
+    // waiting would only delay the memories.
+    let owner = match QueueOwnership::acquire(super::work::queue_database(settings), Duration::ZERO)
+        .await
+    {
+        Ok(QueueOwnership::Owned(owner)) => Some(owner),
+        Ok(QueueOwnership::OwnedByOther(other)) => {
+            tracing::warn!(error = %other, "serving without the work queue");
+            server.work().set_unavailable(other.to_string());
+            None
         }
-        Location::Remote { .. } => None,
+        Err(error) => {
+            tracing::warn!(%error, "serving without the work queue");
+            server.work().set_unavailable(error.to_string());
+            None
+        }
     };
-    let owns_queue = queue_lock.is_some() || matches!(settings.location, Location::Remote { .. });
-    if owns_queue {
+    if owner.is_some() {
         server
             .open_work_queue()
             .await
@@ -157,7 +157,7 @@ pub async fn run(command: ServeCommand, settings: &Settings) -> Result<()> {
         }
     };
     store.close().await;
-    drop(queue_lock);
+    drop(owner);
     let report: ShutdownReport = result.context("server failed")?;
     tracing::info!(
         stopped = report.stopped_in_time,

@@ -1,13 +1,15 @@
 //! `work`: submit, claim, heartbeat, complete, fail, cancel, review, list,
-//! show, stats. Each command opens the queue (taking its owner lock, so two
-//! processes never hand out the same item), runs, and shuts the queue down.
+//! show, stats. Each command takes ownership of the queue (so two processes
+//! never hand out the same item), opens it, runs, and shuts the queue down.
 
 use std::io::{self, Write};
 use std::time::Duration;
 
 use anyhow::{Context, Result};
 use mnemosyne_core::{WorkItem, WorkState};
-use mnemosyne_orchestration::{Completion, NewWorkItem, OwnerLock, Review, Supervisor, WorkQueue};
+use mnemosyne_orchestration::{
+    Completion, NewWorkItem, QueueDatabase, QueueOwnership, Review, Supervisor, WorkQueue,
+};
 use mnemosyne_storage::Location;
 use serde::Serialize;
 
@@ -163,20 +165,18 @@ pub async fn run(command: WorkCommand, settings: &Settings, out: Output) -> Resu
     }
 }
 
-/// Opens the queue on the store under its owner lock (local files), runs
-/// `work`, and shuts the queue's tasks down whatever happened.
+/// Opens the queue on the store once this process owns it (waiting up to
+/// `work_owner_wait_timeout_ms` for another owner to let go), runs `work`,
+/// and shuts the queue's tasks down whatever happened.
 async fn with_queue<T>(
     settings: &Settings,
     work: impl AsyncFnOnce(&WorkQueue) -> Result<T>,
 ) -> Result<T> {
     with_store(settings, async |store| {
-        let _lock = match &settings.location {
-            Location::File(path) => {
-                let wait = Duration::from_millis(settings.limits.pool_wait_timeout_ms);
-                Some(OwnerLock::acquire(&OwnerLock::path_for(path), wait).await?)
-            }
-            Location::Remote { .. } => None,
-        };
+        let wait = Duration::from_millis(settings.limits.work_owner_wait_timeout_ms);
+        let _owner = QueueOwnership::acquire(queue_database(settings), wait)
+            .await?
+            .into_owner()?;
         let supervisor = Supervisor::from_limits(&settings.limits);
         let result = match WorkQueue::open(store.storage().clone(), &settings.limits, &supervisor)
             .await
@@ -192,6 +192,14 @@ async fn with_queue<T>(
         result
     })
     .await
+}
+
+/// The configured database, as queue ownership sees it.
+pub(super) fn queue_database(settings: &Settings) -> QueueDatabase<'_> {
+    match &settings.location {
+        Location::File(path) => QueueDatabase::File(path),
+        Location::Remote { .. } => QueueDatabase::Remote,
+    }
 }
 
 fn lease_end(item: &WorkItem) -> String {

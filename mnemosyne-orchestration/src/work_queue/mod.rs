@@ -21,6 +21,7 @@
 //! is cancelled takes its dependents with it, so nothing waits forever.
 
 mod lock;
+mod ownership;
 mod state;
 mod writer;
 
@@ -38,7 +39,7 @@ use tokio::sync::{Notify, mpsc, oneshot};
 use tokio::time::Instant;
 use tokio_util::sync::CancellationToken;
 
-pub use lock::{OwnerLock, OwnerLockError};
+pub use ownership::{OtherOwner, QueueDatabase, QueueOwner, QueueOwnership, QueueOwnershipError};
 use state::{LookedUp, QueueRules, QueueState, Submit};
 use writer::WriteRequest;
 
@@ -190,8 +191,9 @@ struct Shared {
 
 /// The persistent work queue; cheap to clone (all clones share one queue).
 ///
-/// One process should own the queue of a database at a time (see
-/// [`OwnerLock`]): the queue decides from its memory, not from the database.
+/// One process should own the queue of a database at a time: open it only
+/// under the [`QueueOwner`] that [`QueueOwnership::acquire`] returns (the
+/// queue decides from its memory, not from the database).
 #[derive(Clone, Debug)]
 pub struct WorkQueue {
     shared: Arc<Shared>,
