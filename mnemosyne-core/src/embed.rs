@@ -30,7 +30,7 @@ pub fn check_vector(vector: &[f32], what: &str) -> Result<()> {
     Ok(())
 }
 
-/// Turns texts into vectors. Implementations live in `mnemosyne-storage`
+/// Turns texts into vectors. Implementations live in `mnemosyne-embed`
 /// (`hash`, offline and deterministic; `http`, any OpenAI-compatible endpoint).
 #[async_trait]
 pub trait Embedder: Send + Sync + Debug {
