@@ -9,6 +9,7 @@
 
 pub mod cache;
 pub mod config;
+pub mod dims;
 pub mod hash;
 pub mod http;
 pub mod minilm;
@@ -16,7 +17,8 @@ pub mod minilm;
 use std::sync::Arc;
 
 pub use cache::{CACHE_ENTRY_OVERHEAD_BYTES, CachedEmbedder};
-pub use config::{DEFAULT_API_KEY_ENV, EMBEDDING_DIMS_MAX, EmbedderConfig};
+pub use config::{DEFAULT_API_KEY_ENV, EmbedderConfig};
+pub use dims::EMBEDDING_DIMS_MAX;
 pub use hash::{HASH_DEFAULT_DIMS, HASH_SCHEME, HashEmbedder};
 pub use http::{HttpEmbedder, HttpEmbedderOptions};
 pub use minilm::{
