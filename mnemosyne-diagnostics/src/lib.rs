@@ -15,6 +15,7 @@
 #![deny(missing_docs)]
 
 mod allocator;
+mod gauge;
 mod memory_limit;
 mod monitor;
 mod process;
@@ -22,11 +23,12 @@ mod snapshot;
 mod tracker;
 
 pub use allocator::{AllocatorError, AllocatorStats};
+pub use gauge::Gauge;
 pub use memory_limit::{LimitSource, MemoryLimit};
 pub use monitor::{Alert, Level, MONITOR_TASK, Monitor, Thresholds};
 pub use process::{ProcessStats, mem_total_bytes};
 pub use snapshot::Snapshot;
-pub use tracker::{Gauge, MemoryTracker, SOURCES_MAX, TrackerError};
+pub use tracker::{MemoryTracker, SOURCES_MAX, TASKS_ALIVE, TASKS_PANICKED_TOTAL, TrackerError};
 
 #[cfg(test)]
 mod tests;

@@ -7,9 +7,9 @@ use chrono::{DateTime, Utc};
 use serde::{Deserialize, Serialize};
 
 use crate::allocator::AllocatorStats;
+use crate::gauge::Gauge;
 use crate::memory_limit::MemoryLimit;
 use crate::process::ProcessStats;
-use crate::tracker::Gauge;
 
 /// One sample of the process and every gauge.
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]

@@ -9,56 +9,21 @@ use std::sync::{Arc, RwLock};
 
 use mnemosyne_core::Storage;
 use mnemosyne_orchestration::{Supervisor, WorkQueue};
-use serde::{Deserialize, Serialize};
 
+use crate::gauge::Gauge;
 use crate::snapshot::Snapshot;
 
 /// Sources one tracker holds; registering more is refused.
 pub const SOURCES_MAX: usize = 32;
 
-/// One figure, with the limit it must stay under when it has one.
-#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
-pub struct Gauge {
-    /// Prometheus-style name, `mnemosyne_` prefix included.
-    pub name: String,
-    /// What it counts.
-    pub help: String,
-    /// The value now.
-    pub value: u64,
-    /// The named limit it must not exceed, if any.
-    pub max: Option<u64>,
-    /// The structure fills up to `max` in normal work (a cache, a
-    /// retention ring, a compaction trigger): being near it is no warning.
-    #[serde(default)]
-    pub full_by_design: bool,
-}
+/// Name of the gauge of supervised tasks running ([`MemoryTracker::watch_supervisor`];
+/// the server's `/metrics` renders the same figure under it).
+pub const TASKS_ALIVE: &str = "mnemosyne_tasks_alive";
 
-impl Gauge {
-    /// A gauge without a limit.
-    pub fn new(name: impl Into<String>, help: impl Into<String>, value: u64) -> Self {
-        Self {
-            name: name.into(),
-            help: help.into(),
-            value,
-            max: None,
-            full_by_design: false,
-        }
-    }
-
-    /// The same gauge, bounded by `max`.
-    pub fn with_max(mut self, max: u64) -> Self {
-        self.max = Some(max);
-        self
-    }
-
-    /// The same gauge, bounded by `max`, which it reaches in normal work
-    /// (the monitor raises an alert only past `max`, not near it).
-    pub fn with_cap(mut self, max: u64) -> Self {
-        self.max = Some(max);
-        self.full_by_design = true;
-        self
-    }
-}
+/// Name of the count of supervised tasks that panicked since start
+/// ([`MemoryTracker::watch_supervisor`]; the server's `/metrics` renders the
+/// same figure under it).
+pub const TASKS_PANICKED_TOTAL: &str = "mnemosyne_tasks_panicked_total";
 
 /// Why a source was not registered.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
@@ -226,12 +191,12 @@ impl MemoryTracker {
         self.register("supervisor", move |gauges| {
             gauges.extend([
                 Gauge::new(
-                    "mnemosyne_tasks_alive",
+                    TASKS_ALIVE,
                     "supervised background tasks running",
                     supervisor.alive() as u64,
                 ),
                 Gauge::new(
-                    "mnemosyne_tasks_panicked_total",
+                    TASKS_PANICKED_TOTAL,
                     "supervised tasks that panicked since start",
                     supervisor.panicked_total(),
                 ),

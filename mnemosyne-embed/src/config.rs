@@ -3,10 +3,9 @@
 use mnemosyne_core::{Error, Result};
 use serde::{Deserialize, Serialize};
 
-use super::hash::HASH_DEFAULT_DIMS;
-
-/// Largest number of dimensions an embedder may be configured with.
-pub const EMBEDDING_DIMS_MAX: usize = 16_384;
+use crate::hash::HASH_DEFAULT_DIMS;
+use crate::http::endpoint_url;
+pub use mnemosyne_core::EMBEDDING_DIMS_MAX;
 
 /// Environment variable read for the API key of an `http` embedder when the
 /// config names none; when it is unset, no key is sent.
@@ -90,7 +89,7 @@ impl EmbedderConfig {
                 dims,
                 api_key_env,
             } => {
-                super::http::endpoint_url(base_url)?;
+                endpoint_url(base_url)?;
                 if model.trim().is_empty() {
                     return Err(Error::invalid("embedder model must not be empty"));
                 }

@@ -53,8 +53,8 @@
 use async_trait::async_trait;
 use mnemosyne_core::{Embedder, Error, Result};
 
-use super::config::EMBEDDING_DIMS_MAX;
 use super::{STABLE_SEED, l2_normalise, stable_hash};
+use mnemosyne_core::EMBEDDING_DIMS_MAX;
 
 /// Dimensions of the default hash embedder.
 pub const HASH_DEFAULT_DIMS: usize = 384;

@@ -29,8 +29,8 @@ use reqwest::header::{ACCEPT, AUTHORIZATION, CONTENT_TYPE, HeaderValue};
 use reqwest::{StatusCode, Url};
 use serde::{Deserialize, Serialize};
 
-use super::config::EMBEDDING_DIMS_MAX;
 use super::{l2_normalise, plural};
+use mnemosyne_core::EMBEDDING_DIMS_MAX;
 
 /// Longest single wait between two attempts, in milliseconds, however many
 /// times the backoff has doubled.

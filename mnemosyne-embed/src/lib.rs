@@ -16,13 +16,14 @@ pub mod minilm;
 use std::sync::Arc;
 
 pub use cache::{CACHE_ENTRY_OVERHEAD_BYTES, CachedEmbedder};
-pub use config::{DEFAULT_API_KEY_ENV, EMBEDDING_DIMS_MAX, EmbedderConfig};
+pub use config::{DEFAULT_API_KEY_ENV, EmbedderConfig};
 pub use hash::{HASH_DEFAULT_DIMS, HASH_SCHEME, HashEmbedder};
 pub use http::{HttpEmbedder, HttpEmbedderOptions};
 pub use minilm::{
     MINILM_DIMS, MINILM_MODEL_ID, MiniLmEmbedder, MiniLmModel, MiniLmStats, RUN_PADDED_TOKENS_MAX,
     Tokenized, plan_runs,
 };
+pub use mnemosyne_core::EMBEDDING_DIMS_MAX;
 use mnemosyne_core::{Embedder, Limits, Result};
 
 /// Builds the embedder `config` describes, wrapped in a [`CachedEmbedder`]

@@ -7,7 +7,7 @@
 //! (a document chunk) or incrementally (change chunks), so any other kind is
 //! refused as damage before it reaches that parser.
 
-use crate::crdt::LoadError;
+use crate::load_error::LoadError;
 
 /// Every chunk starts with these bytes.
 const MAGIC: [u8; 4] = [0x85, 0x6f, 0x4a, 0x83];

@@ -8,6 +8,7 @@ use automerge::{
 };
 
 use crate::Splice;
+use crate::load_error::LoadError;
 
 /// Key of the text object in the document's root map.
 const TEXT_KEY: &str = "text";
@@ -17,10 +18,6 @@ const RANGE_BY_CHAR_MAX: usize = 1_024;
 
 /// Positions count Unicode code points (Rust `char`s), on every replica.
 const ENCODING: TextEncoding = TextEncoding::UnicodeCodePoint;
-
-/// Why bytes could not be loaded as a document.
-#[derive(Debug)]
-pub struct LoadError(pub String);
 
 /// An Automerge text document.
 ///

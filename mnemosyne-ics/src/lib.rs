@@ -18,11 +18,13 @@
 mod chunks;
 mod crdt;
 mod diff;
+mod load_error;
 mod store;
 mod undo;
 
-pub use crdt::{CrdtText, LoadError};
+pub use crdt::CrdtText;
 pub use diff::{Splice, apply_to_string, splices};
+pub use load_error::LoadError;
 pub use store::{
     Action, Attribution, Base, CONFLICT_RETRIES_MAX, Change, Clock, DocumentStore, DocumentView,
     Edit, EditOutcome, History, NewDocument, UndoDepth,

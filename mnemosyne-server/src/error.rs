@@ -1,8 +1,12 @@
 //! Errors as clients see them: a stable code, an HTTP status and a plain
 //! one-line message. The same mapping serves MCP and HTTP. Internal details
-//! (SQL, backend messages) are logged, never sent.
+//! (SQL, backend messages) are logged, never sent. And [`ServerError`]: why
+//! a server did not start or stopped badly.
+
+use std::net::SocketAddr;
 
 use mnemosyne_core::Error;
+use mnemosyne_orchestration::SupervisorError;
 use serde::Serialize;
 
 /// An error answer: `{"error": {"code": "...", "message": "..."}}` in JSON.
@@ -102,6 +106,47 @@ impl From<Error> for ApiError {
             }
         }
     }
+}
+
+/// Why a server did not start or stopped badly.
+#[derive(Debug, thiserror::Error)]
+pub enum ServerError {
+    /// A non-loopback bind without a token.
+    #[error(
+        "refusing to listen on {addr} without a token: binding an address other than loopback \
+         requires a bearer token (`[server] token` in the config file or MNEMOSYNE_TOKEN)"
+    )]
+    TokenRequired {
+        /// The address asked for.
+        addr: SocketAddr,
+    },
+    /// The token is unusable (empty, or not printable ASCII).
+    #[error("invalid token: {0}")]
+    InvalidToken(&'static str),
+    /// An entry of the allowed hosts or origins is not one.
+    #[error("invalid {what} {value:?}: expected {rule}")]
+    InvalidAllowList {
+        /// Which list.
+        what: &'static str,
+        /// The entry.
+        value: String,
+        /// What an entry looks like.
+        rule: &'static str,
+    },
+    /// The listening socket could not be opened.
+    #[error("cannot listen on {addr}: {source}")]
+    Bind {
+        /// The address asked for.
+        addr: SocketAddr,
+        /// Why.
+        source: std::io::Error,
+    },
+    /// A background task was refused (the server is stopping).
+    #[error(transparent)]
+    Supervisor(#[from] SupervisorError),
+    /// The work queue could not be opened.
+    #[error("cannot open the work queue: {0}")]
+    WorkQueue(mnemosyne_core::Error),
 }
 
 #[cfg(test)]

@@ -13,6 +13,7 @@
 //! connection past `http_connections_max`.
 
 pub(crate) mod access;
+pub(crate) mod bearer;
 mod routes;
 
 use std::sync::Arc;
@@ -26,66 +27,21 @@ use axum::response::{IntoResponse, Response};
 use hyper_util::rt::{TokioIo, TokioTimer};
 use hyper_util::service::TowerToHyperService;
 use mnemosyne_orchestration::CancellationToken;
-use subtle::ConstantTimeEq;
 use tokio::net::{TcpListener, TcpStream};
 use tokio::sync::Semaphore;
 use tower::limit::ConcurrencyLimitLayer;
 use tower_http::limit::RequestBodyLimitLayer;
 use tower_http::timeout::TimeoutLayer;
 
+use bearer::BearerToken;
+use routes::AppState;
+
 use crate::error::ApiError;
-use crate::server::{Core, ServerError};
+use crate::shared_core::Core;
 
 /// Pause after a failed `accept` (out of file descriptors, mostly) before
 /// trying again, so that the loop does not spin.
 pub const ACCEPT_ERROR_PAUSE_MS: u64 = 100;
-
-/// The bearer token of the HTTP API, compared in constant time.
-#[derive(Clone)]
-pub struct BearerToken(Arc<[u8]>);
-
-impl std::fmt::Debug for BearerToken {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.write_str("BearerToken(..)")
-    }
-}
-
-impl BearerToken {
-    /// A token; it must be non-empty printable ASCII without spaces.
-    pub fn new(token: String) -> Result<Self, ServerError> {
-        if token.is_empty() {
-            return Err(ServerError::InvalidToken("the token is empty"));
-        }
-        if !token.bytes().all(|b| b.is_ascii_graphic()) {
-            return Err(ServerError::InvalidToken(
-                "the token must be printable ASCII without spaces",
-            ));
-        }
-        Ok(Self(token.into_bytes().into()))
-    }
-
-    /// Whether an `Authorization` header value carries this token. The
-    /// comparison takes the same time wherever the first difference is
-    /// (only the length may show).
-    pub fn accepts(&self, header: Option<&HeaderValue>) -> bool {
-        let Some(given) = header
-            .map(HeaderValue::as_bytes)
-            .and_then(|value| value.strip_prefix(b"Bearer "))
-        else {
-            return false;
-        };
-        bool::from(given.ct_eq(&self.0))
-    }
-}
-
-/// What every handler gets.
-#[derive(Clone, Debug)]
-pub(crate) struct AppState {
-    pub(crate) core: Arc<Core>,
-    pub(crate) token: Option<BearerToken>,
-    /// Cancelled when the server shuts down: SSE streams end on it.
-    pub(crate) shutdown: CancellationToken,
-}
 
 impl IntoResponse for ApiError {
     fn into_response(self) -> Response {
@@ -313,24 +269,5 @@ fn refusal_response(connections_max: u32) -> Vec<u8> {
 fn refuse(stream: &TcpStream, refusal: &[u8]) {
     if let Err(error) = stream.try_write(refusal) {
         tracing::debug!(%error, "cannot answer a refused connection");
-    }
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn the_token_is_checked_whole() {
-        let token = BearerToken::new("s3cret-token".into()).unwrap();
-        let header = |v: &'static str| HeaderValue::from_static(v);
-        assert!(token.accepts(Some(&header("Bearer s3cret-token"))));
-        assert!(!token.accepts(Some(&header("Bearer s3cret-tokeN"))));
-        assert!(!token.accepts(Some(&header("Bearer s3cret"))));
-        assert!(!token.accepts(Some(&header("Bearer s3cret-token-and-more"))));
-        assert!(!token.accepts(Some(&header("s3cret-token"))));
-        assert!(!token.accepts(None));
-        assert!(BearerToken::new(String::new()).is_err());
-        assert!(BearerToken::new("has space".into()).is_err());
     }
 }

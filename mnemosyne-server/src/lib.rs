@@ -24,23 +24,28 @@
 //! - nothing here prints: stdout is the MCP channel; logs go through `tracing`.
 #![deny(missing_docs)]
 
+mod diagnostics_view;
 pub mod docs;
 pub mod error;
 pub mod events;
+mod gauges;
 mod http;
 pub mod mcp;
 mod mcp_lines;
+mod mcp_project;
 pub mod metrics;
 pub mod ops;
 pub mod params;
 mod server;
+mod shared_core;
 pub mod work;
 
-pub use error::ApiError;
+pub use error::{ApiError, ServerError};
 pub use events::{Event, EventBus, Received, Subscriber};
-pub use http::BearerToken;
 pub use http::access::AllowLists;
+pub use http::bearer::BearerToken;
 pub use mcp::McpServer;
+pub use mcp_project::McpProject;
 /// The report of a shutdown, re-exported from orchestration.
 pub use mnemosyne_orchestration::ShutdownReport;
-pub use server::{HttpListener, McpProject, Server, ServerError};
+pub use server::{HttpListener, Server};

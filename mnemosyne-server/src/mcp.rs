@@ -24,13 +24,15 @@ use rmcp::service::RequestContext;
 use rmcp::{ErrorData, RoleServer, ServerHandler, tool, tool_router};
 use serde::Serialize;
 
+use crate::diagnostics_view;
 use crate::docs::{DocActorParams, DocEditParams, DocListParams, DocNameParams, DocWriteParams};
 use crate::error::ApiError;
+use crate::mcp_project::McpProject;
 use crate::params::{
     ContextParams, ForgetParams, IdParams, LinkMemoriesParams, LinkParams, ListParams,
     RecallParams, RememberParams, UpdateParams,
 };
-use crate::server::{Core, McpProject};
+use crate::shared_core::Core;
 use crate::work::{
     ClaimParams, CompleteParams, FailParams, HeartbeatParams, ReviewParams, SubmitParams,
     WorkListParams,
@@ -358,7 +360,7 @@ with its limit (pool, work queue, caches), plus the monitor's active alerts, and
 session remembers into when a call names no namespace (and why)."
     )]
     async fn diagnostics(&self, Parameters(_params): Parameters<NoParams>) -> CallToolResult {
-        let mut view = crate::server::diagnostics(&self.core);
+        let mut view = diagnostics_view::diagnostics(&self.core);
         view.project.clone_from(&self.project);
         answer(Ok::<_, ApiError>(view))
     }

@@ -4,9 +4,10 @@
 use std::fmt::Write;
 use std::sync::atomic::{AtomicU64, Ordering};
 
+use mnemosyne_diagnostics::{MemoryTracker, TASKS_ALIVE, TASKS_PANICKED_TOTAL};
 use mnemosyne_orchestration::Supervisor;
 
-use crate::server::Core;
+use crate::events::EventBus;
 
 /// Request counters, updated by the HTTP layers and the MCP handler.
 #[derive(Debug, Default)]
@@ -74,12 +75,16 @@ impl Metrics {
     }
 }
 
-/// Everything `/metrics` serves, in the Prometheus text exposition format.
-/// Task gauges are 0 once the supervisor is gone.
-pub(crate) fn render(core: &Core, supervisor: Option<&Supervisor>) -> String {
+/// Everything `/metrics` serves, in the Prometheus text exposition format:
+/// the counters of `metrics`, the figures of `events` and `supervisor`, and
+/// every gauge of `tracker`. Task gauges are 0 once the supervisor is gone.
+pub(crate) fn render(
+    metrics: &Metrics,
+    events: &EventBus,
+    tracker: &MemoryTracker,
+    supervisor: Option<&Supervisor>,
+) -> String {
     let mut out = String::with_capacity(4096);
-    let events = &core.events;
-    let metrics = &core.metrics;
     let tasks = |f: fn(&Supervisor) -> u64| supervisor.map_or(0, f);
     let load = |a: &AtomicU64| a.load(Ordering::Relaxed);
     let rest: [(&str, &str, &str, u64); 12] = [
@@ -102,7 +107,7 @@ pub(crate) fn render(core: &Core, supervisor: Option<&Supervisor>) -> String {
             events.lagged_total(),
         ),
         (
-            "mnemosyne_tasks_alive",
+            TASKS_ALIVE,
             "gauge",
             "Background tasks alive under the supervisor.",
             tasks(|s| s.alive() as u64),
@@ -114,7 +119,7 @@ pub(crate) fn render(core: &Core, supervisor: Option<&Supervisor>) -> String {
             tasks(Supervisor::spawned_total),
         ),
         (
-            "mnemosyne_tasks_panicked_total",
+            TASKS_PANICKED_TOTAL,
             "counter",
             "Background tasks that panicked.",
             tasks(Supervisor::panicked_total),
@@ -175,7 +180,7 @@ pub(crate) fn render(core: &Core, supervisor: Option<&Supervisor>) -> String {
     // Process figures and every tracked gauge (pool, work queue, caches),
     // each bounded one with its limit as `<name>_max`: the same gauges the
     // monitor judges and `diagnostics` shows.
-    out.push_str(&core.tracker.snapshot().to_prometheus());
+    out.push_str(&tracker.snapshot().to_prometheus());
     out
 }
 

@@ -1,140 +1,42 @@
 //! [`Server`]: what both front ends share (store, event bus, counters,
-//! supervisor), the heartbeat, and the serve functions that run a front end
-//! until a stop is asked and then stop every task.
+//! supervisor: its [`Core`]), the heartbeat, and the serve functions that
+//! run a front end until a stop is asked and then stop every task.
 
 use std::future::Future;
 use std::net::SocketAddr;
-use std::sync::{Arc, Weak};
+use std::sync::Arc;
 use std::time::Duration;
 
-use mnemosyne_core::{Limits, Namespace};
-use mnemosyne_orchestration::{CancellationToken, ShutdownReport, Supervisor, SupervisorError};
+use mnemosyne_core::Limits;
+use mnemosyne_orchestration::{CancellationToken, ShutdownReport, Supervisor};
 use mnemosyne_storage::MemoryStore;
 use rmcp::ServiceExt;
 use rmcp::transport::async_rw::AsyncRwTransport;
 use tokio::io::{AsyncRead, AsyncWrite};
 use tokio::net::TcpListener;
 
-use mnemosyne_diagnostics::{Gauge, MemoryTracker, Monitor, Thresholds};
+use mnemosyne_diagnostics::{MemoryTracker, Monitor, Thresholds};
 use mnemosyne_ics::DocumentStore;
 use mnemosyne_orchestration::WorkQueue;
 
 use crate::docs::Docs;
+use crate::error::ServerError;
 use crate::events::{Event, EventBus};
+use crate::gauges;
+use crate::http;
 use crate::http::access::{AccessPolicy, AllowLists};
-use crate::http::{self, BearerToken};
+use crate::http::bearer::BearerToken;
 use crate::mcp::McpServer;
 use crate::mcp_lines;
+use crate::mcp_project::McpProject;
 use crate::metrics::Metrics;
 use crate::ops::Memories;
+use crate::shared_core::Core;
 use crate::work::Work;
 
 /// Bytes each in-process pipe between the MCP line gate, rmcp and the
 /// writer buffers; a full pipe makes its writer wait.
 const MCP_PIPE_BYTES: usize = 64 * 1024;
-
-/// Why a server did not start or stopped badly.
-#[derive(Debug, thiserror::Error)]
-pub enum ServerError {
-    /// A non-loopback bind without a token.
-    #[error(
-        "refusing to listen on {addr} without a token: binding an address other than loopback \
-         requires a bearer token (`[server] token` in the config file or MNEMOSYNE_TOKEN)"
-    )]
-    TokenRequired {
-        /// The address asked for.
-        addr: SocketAddr,
-    },
-    /// The token is unusable (empty, or not printable ASCII).
-    #[error("invalid token: {0}")]
-    InvalidToken(&'static str),
-    /// An entry of the allowed hosts or origins is not one.
-    #[error("invalid {what} {value:?}: expected {rule}")]
-    InvalidAllowList {
-        /// Which list.
-        what: &'static str,
-        /// The entry.
-        value: String,
-        /// What an entry looks like.
-        rule: &'static str,
-    },
-    /// The listening socket could not be opened.
-    #[error("cannot listen on {addr}: {source}")]
-    Bind {
-        /// The address asked for.
-        addr: SocketAddr,
-        /// Why.
-        source: std::io::Error,
-    },
-    /// A background task was refused (the server is stopping).
-    #[error(transparent)]
-    Supervisor(#[from] SupervisorError),
-    /// The work queue could not be opened.
-    #[error("cannot open the work queue: {0}")]
-    WorkQueue(mnemosyne_core::Error),
-}
-
-/// State shared with the tasks and handlers. It holds the supervisor weakly,
-/// so that no task keeps its own owner alive: dropping the [`Server`] drops
-/// the supervisor, which aborts whatever still runs.
-#[derive(Debug)]
-pub(crate) struct Core {
-    pub(crate) memories: Memories,
-    pub(crate) work: Work,
-    pub(crate) docs: Docs,
-    pub(crate) tracker: Arc<MemoryTracker>,
-    pub(crate) monitor: std::sync::OnceLock<Monitor>,
-    pub(crate) events: EventBus,
-    pub(crate) metrics: Metrics,
-    pub(crate) limits: Limits,
-    pub(crate) supervisor: Weak<Supervisor>,
-    /// Set once the embedding worker was started (or found unneeded).
-    pub(crate) embedding_worker: std::sync::OnceLock<()>,
-}
-
-/// Tracker gauges of the open CRDT documents and of the event bus
-/// (its lag counter is a counter, rendered with the request counters). The
-/// source holds the core weakly: the tracker lives inside it.
-fn watch_documents_and_events(core: &Arc<Core>) {
-    let weak = Arc::downgrade(core);
-    let limits = &core.limits;
-    let (docs_max, ops_max, connections_max) = (
-        u64::from(limits.doc_open_max),
-        u64::from(limits.crdt_compact_every_ops),
-        u64::from(limits.http_connections_max),
-    );
-    // The second source of a fresh tracker: cannot be refused.
-    let _ = core.tracker.register("documents_and_events", move |gauges| {
-        let Some(core) = weak.upgrade() else {
-            return;
-        };
-        let docs = core.docs.store();
-        gauges.push(
-            Gauge::new(
-                "mnemosyne_docs_open",
-                "context documents held open in memory (doc_open_max)",
-                docs.open_count() as u64,
-            )
-            .with_max(docs_max),
-        );
-        gauges.push(
-            Gauge::new(
-                "mnemosyne_crdt_ops_since_compaction",
-                "most CRDT operations an open document holds since its last compaction (crdt_compact_every_ops)",
-                docs.open_ops_since_compaction_max(),
-            )
-            .with_cap(ops_max),
-        );
-        gauges.push(
-            Gauge::new(
-                "mnemosyne_event_subscribers",
-                "event subscribers alive (SSE streams; each holds an HTTP connection)",
-                core.events.subscribers() as u64,
-            )
-            .with_max(connections_max),
-        );
-    });
-}
 
 /// The server: one store, one event bus, one supervisor owning every
 /// background task, shared by the MCP and HTTP front ends.
@@ -169,7 +71,7 @@ impl Server {
             supervisor: Arc::downgrade(&supervisor),
             embedding_worker: std::sync::OnceLock::new(),
         });
-        watch_documents_and_events(&core);
+        gauges::watch_documents_and_events(&core);
         Self {
             core,
             supervisor,
@@ -196,7 +98,7 @@ impl Server {
 
     /// Opens the work queue of the store's database under this server's
     /// supervisor and serves it from now on. Call it only when this process
-    /// owns the queue (see `mnemosyne_orchestration::OwnerLock`).
+    /// owns the queue (see `mnemosyne_orchestration::QueueOwnership`).
     pub async fn open_work_queue(&self) -> Result<(), ServerError> {
         let storage = Arc::clone(self.core.memories.store().storage());
         let queue = WorkQueue::open(storage, &self.core.limits, &self.supervisor)
@@ -311,33 +213,7 @@ impl Server {
         self.supervisor
             .spawn("embedding-worker", move |token| worker.run(token))?;
         let _ = self.core.embedding_worker.set(());
-        let registered = self.core.tracker.register("embedding_worker", move |gauges| {
-            gauges.push(
-                Gauge::new(
-                    "mnemosyne_embedding_backlog",
-                    "remembered memories waiting for their vector, queued or being embedded (embedding_backlog_max)",
-                    backlog.waiting(),
-                )
-                .with_max(backlog.capacity().into()),
-            );
-            gauges.push(Gauge::new(
-                "mnemosyne_embeddings_stored_total",
-                "vectors the embedding worker stored since start",
-                backlog.embedded_total(),
-            ));
-            gauges.push(Gauge::new(
-                "mnemosyne_embedding_errors_total",
-                "embedding batches that failed (embedder or store) since start; each was kept and retried",
-                backlog.errors_total(),
-            ));
-            if let Some(missing) = backlog.missing() {
-                gauges.push(Gauge::new(
-                    "mnemosyne_embeddings_missing",
-                    "memories with no vector on disk, as the embedding worker last counted them",
-                    missing,
-                ));
-            }
-        });
+        let registered = gauges::watch_embedding_worker(&self.core.tracker, backlog);
         if let Err(error) = registered {
             tracing::warn!(%error, "embedding worker gauges not registered");
         }
@@ -509,40 +385,6 @@ impl Server {
             AccessPolicy::new(bound, lists),
             self.supervisor.cancellation_token(),
         )
-    }
-}
-
-/// The namespace MCP calls without one use, and why it is that one.
-#[derive(Clone, Debug, PartialEq, Eq, serde::Serialize)]
-pub struct McpProject {
-    /// Where `remember` goes and what `recall` searches (with its ancestors).
-    pub namespace: Namespace,
-    /// How it was found, e.g. "the git repository at /src/atlas".
-    pub reason: String,
-}
-
-/// What `diagnostics` (MCP) and `GET /v1/diagnostics` answer.
-#[derive(Debug, serde::Serialize)]
-pub struct DiagnosticsView {
-    /// Process figures and every gauge, now.
-    pub snapshot: mnemosyne_diagnostics::Snapshot,
-    /// The monitor's alerts in its last sample.
-    pub alerts: Vec<mnemosyne_diagnostics::Alert>,
-    /// The MCP session's project (MCP only, when the server was given one).
-    #[serde(skip_serializing_if = "Option::is_none")]
-    pub project: Option<McpProject>,
-}
-
-pub(crate) fn diagnostics(core: &Core) -> DiagnosticsView {
-    let snapshot = core.tracker.snapshot();
-    let alerts = match core.monitor.get() {
-        Some(monitor) => monitor.active_alerts(),
-        None => Thresholds::from_limits(&core.limits).judge(&snapshot),
-    };
-    DiagnosticsView {
-        snapshot,
-        alerts,
-        project: None,
     }
 }
 

@@ -26,7 +26,7 @@ use mnemosyne_storage::MemoryStore;
 use serde::Serialize;
 use tokio::sync::mpsc;
 
-use super::import::{embed_missing, embedding_stopped, line_bytes_max};
+use super::import_common::{embed_missing, embedding_stopped, line_bytes_max};
 use super::import_record::NewIds;
 use super::original_format::{BoundedCounts, Mapped, map_record};
 use super::original_reader::{RawRecord, Shape, Stopped, read_records};

@@ -10,6 +10,7 @@ mod doctor;
 mod export;
 pub mod hook;
 mod import;
+mod import_common;
 mod import_original;
 mod import_record;
 mod memory;

@@ -14,8 +14,7 @@ use axum::http::{HeaderMap, HeaderValue, Method, StatusCode, Version, header};
 use axum::middleware::Next;
 use axum::response::{IntoResponse, Response};
 
-use crate::error::ApiError;
-use crate::server::ServerError;
+use crate::error::{ApiError, ServerError};
 
 /// Seconds a browser may cache a preflight answer.
 pub const PREFLIGHT_MAX_AGE_S: u32 = 600;

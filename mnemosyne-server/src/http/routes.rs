@@ -1,7 +1,9 @@
-//! The routes. Handlers parse, call [`crate::ops::Memories`], and answer
-//! JSON. The work queue and documents add their routes in [`protected`].
+//! The routes and [`AppState`], what their handlers get. Handlers parse,
+//! call [`crate::ops::Memories`], and answer JSON. The work queue and
+//! documents add their routes in [`protected`].
 
 use std::convert::Infallible;
+use std::sync::Arc;
 use std::time::Duration;
 
 use axum::Router;
@@ -12,6 +14,7 @@ use axum::http::{StatusCode, header};
 use axum::response::sse::{Event as SseEvent, KeepAlive, Sse};
 use axum::response::{IntoResponse, Response};
 use axum::routing::{get, post};
+use mnemosyne_orchestration::CancellationToken;
 
 use crate::docs::{DocActorParams, DocEditParams, DocListParams, DocWriteParams};
 use crate::work::{
@@ -22,13 +25,24 @@ use futures_util::Stream;
 use serde::Deserialize;
 use serde::de::DeserializeOwned;
 
-use super::AppState;
+use super::bearer::BearerToken;
+use crate::diagnostics_view::{self, DiagnosticsView};
 use crate::error::ApiError;
 use crate::events::Received;
 use crate::ops::{ContextView, ForgetView, LinkView, ListView, MemoryView, RecallView};
 use crate::params::{
     ContextParams, ForgetParams, LinkParams, ListParams, RecallParams, RememberParams, UpdateFields,
 };
+use crate::shared_core::Core;
+
+/// What every handler gets.
+#[derive(Clone, Debug)]
+pub(crate) struct AppState {
+    pub(crate) core: Arc<Core>,
+    pub(crate) token: Option<BearerToken>,
+    /// Cancelled when the server shuts down: SSE streams end on it.
+    pub(crate) shutdown: CancellationToken,
+}
 
 /// Routes behind the bearer token (when one is set).
 pub(super) fn protected() -> Router<AppState> {
@@ -297,7 +311,13 @@ async fn health(State(state): State<AppState>) -> Response {
 }
 
 async fn metrics(State(state): State<AppState>) -> Response {
-    let text = crate::metrics::render(&state.core, state.core.supervisor.upgrade().as_deref());
+    let core = &state.core;
+    let text = crate::metrics::render(
+        &core.metrics,
+        &core.events,
+        &core.tracker,
+        core.supervisor.upgrade().as_deref(),
+    );
     (
         [(
             header::CONTENT_TYPE,
@@ -464,8 +484,8 @@ async fn doc_undo(
     Ok(axum::Json(state.core.docs.undo(params).await?))
 }
 
-async fn diagnostics(State(state): State<AppState>) -> Answer<crate::server::DiagnosticsView> {
-    Ok(axum::Json(crate::server::diagnostics(&state.core)))
+async fn diagnostics(State(state): State<AppState>) -> Answer<DiagnosticsView> {
+    Ok(axum::Json(diagnostics_view::diagnostics(&state.core)))
 }
 
 #[cfg(test)]
