@@ -24,7 +24,7 @@ use async_trait::async_trait;
 use mnemosyne_core::{Embedder, Error, Result};
 use moka::policy::EvictionPolicy;
 
-use super::{STABLE_SEED, plural, stable_hash};
+use crate::shared::{STABLE_SEED, plural, stable_hash};
 
 /// Bytes added to each entry's weight besides its vector: the key (16), the
 /// value's `Arc` pointer and counts (32) and moka's per-entry bookkeeping

@@ -53,7 +53,7 @@
 use async_trait::async_trait;
 use mnemosyne_core::{Embedder, Error, Result};
 
-use super::{STABLE_SEED, l2_normalise, stable_hash};
+use crate::shared::{STABLE_SEED, l2_normalise, stable_hash};
 use mnemosyne_core::EMBEDDING_DIMS_MAX;
 
 /// Dimensions of the default hash embedder.

@@ -29,7 +29,7 @@ use reqwest::header::{ACCEPT, AUTHORIZATION, CONTENT_TYPE, HeaderValue};
 use reqwest::{StatusCode, Url};
 use serde::{Deserialize, Serialize};
 
-use super::{l2_normalise, plural};
+use crate::shared::{l2_normalise, plural};
 use mnemosyne_core::EMBEDDING_DIMS_MAX;
 
 /// Longest single wait between two attempts, in milliseconds, however many

@@ -4,7 +4,7 @@ use anyhow::Result;
 use mnemosyne_core::Memory;
 use mnemosyne_storage::{ContextQuery, LinkDirection, Neighbourhood};
 
-use super::with_store;
+use super::store_session::with_store;
 use crate::cli::ContextArgs;
 use crate::config::Settings;
 use crate::output::{self, Output};

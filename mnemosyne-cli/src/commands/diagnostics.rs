@@ -13,7 +13,7 @@ use mnemosyne_diagnostics::{Gauge, MemoryTracker, Snapshot, Thresholds};
 use mnemosyne_storage::{Location, MemoryStore};
 use serde::Serialize;
 
-use super::with_store;
+use super::store_session::with_store;
 use crate::cli::DiagnosticsArgs;
 use crate::config::Settings;
 use crate::output::Output;

@@ -8,7 +8,7 @@ use mnemosyne_core::{DocumentMeta, Error, Limits};
 use mnemosyne_ics::{Base, DocumentStore, EditOutcome, History, NewDocument};
 use serde::Serialize;
 
-use super::with_store;
+use super::store_session::with_store;
 use crate::cli::{
     DocActorArgs, DocCommand, DocEditArgs, DocHistoryArgs, DocListArgs, DocNameArgs, DocWriteArgs,
 };

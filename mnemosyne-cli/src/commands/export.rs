@@ -11,7 +11,7 @@ use mnemosyne_core::{ListQuery, ListSort};
 use mnemosyne_storage::MemoryStore;
 use serde::Serialize;
 
-use super::with_store;
+use super::store_session::with_store;
 use crate::cli::ExportArgs;
 use crate::config::Settings;
 use crate::output::Output;

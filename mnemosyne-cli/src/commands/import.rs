@@ -32,7 +32,7 @@ use serde::de::DeserializeOwned;
 
 use super::import_common::{embed_missing, embedding_stopped, line_bytes_max};
 use super::import_record::{ImportRecord, LinksOnly, NewIds};
-use super::with_store;
+use super::store_session::with_store;
 use crate::cli::ImportArgs;
 use crate::config::Settings;
 use crate::output::Output;

@@ -30,7 +30,7 @@ use super::import_common::{embed_missing, embedding_stopped, line_bytes_max};
 use super::import_record::NewIds;
 use super::original_format::{BoundedCounts, Mapped, map_record};
 use super::original_reader::{RawRecord, Shape, Stopped, read_records};
-use super::with_store;
+use super::store_session::with_store;
 use crate::cli::ImportArgs;
 use crate::config::Settings;
 use crate::output::Output;

@@ -5,7 +5,8 @@ use mnemosyne_core::{LinkType, ListQuery, Memory, MemoryId, MemoryPatch, NewMemo
 use mnemosyne_storage::{Recall, RecallMode, RecallQuery};
 use serde::Serialize;
 
-use super::{content_arg, with_store};
+use super::stdin_content::content_arg;
+use super::store_session::with_store;
 use crate::cli::{
     CountArgs, ForgetArgs, GetArgs, LinkArgs, ListArgs, RecallArgs, RememberArgs, UpdateArgs,
 };

@@ -12,7 +12,7 @@ use anyhow::Result;
 use mnemosyne_core::PendingKind;
 use serde::Serialize;
 
-use super::with_store;
+use super::store_session::with_store;
 use crate::config::Settings;
 use crate::output::Output;
 

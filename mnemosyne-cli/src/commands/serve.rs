@@ -64,7 +64,7 @@ pub async fn run(command: ServeCommand, settings: &Settings) -> Result<()> {
             )
         }
     };
-    let embedder = super::embedder_parts(settings)?;
+    let embedder = super::store_session::embedder_parts(settings)?;
     // The local model loads before the database opens: a server that cannot
     // embed stops here, having touched nothing, and its first recall is fast.
     if let Some(minilm) = &embedder.minilm {
@@ -73,7 +73,7 @@ pub async fn run(command: ServeCommand, settings: &Settings) -> Result<()> {
             .await
             .context("cannot load the local embedding model")?;
     }
-    let store = super::open_store_with_embedder(settings, &embedder).await?;
+    let store = super::store_session::open_store_with_embedder(settings, &embedder).await?;
     let mut server = Server::new(store.clone());
     if let Some(project) = mcp_project {
         server = server.with_mcp_project(project);

@@ -13,7 +13,7 @@ use mnemosyne_orchestration::{
 use mnemosyne_storage::Location;
 use serde::Serialize;
 
-use super::with_store;
+use super::store_session::with_store;
 use crate::config::Settings;
 use crate::output::{self, Output};
 use crate::work_cli::WorkCommand;

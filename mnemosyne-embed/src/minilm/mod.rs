@@ -8,6 +8,7 @@
 //! that embeds nothing never pays for it) or at once with
 //! [`MiniLmEmbedder::preload`] (a server, so that its first recall is fast).
 
+mod assets;
 mod fold;
 mod model;
 #[cfg(test)]
@@ -20,26 +21,13 @@ use async_trait::async_trait;
 use mnemosyne_core::{Embedder, Error, Limits, Result};
 use tokio::sync::{OnceCell, Semaphore};
 
+pub use assets::{MINILM_DIMS, MINILM_MODEL_ID};
 pub use fold::{FoldError, fold_weight_dequantisation};
 pub use model::{Embedded, MiniLmModel, RUN_PADDED_TOKENS_MAX, Tokenized, plan_runs};
 
 /// The token the warm-up run of [`MiniLmEmbedder::preload`] repeats (`the`
 /// in the model's vocabulary; any id below its 30 522 would do).
 const WARM_UP_TOKEN_ID: u32 = 1_996;
-
-/// Length of every vector of the model.
-pub const MINILM_DIMS: usize = 384;
-
-/// The model's id: its name, its weights (int8) and the first 8 hex digits
-/// of the sha256 of `model.onnx`, so that vectors of any other model or file
-/// are stale and `reindex` replaces them.
-pub const MINILM_MODEL_ID: &str = "minilm-l6-v2-int8-8199be6f";
-
-/// `model/model.onnx`: all-MiniLM-L6-v2, int8 weights (see `model/NOTICE`).
-pub(crate) static MODEL_ONNX: &[u8] = include_bytes!("../../model/model.onnx");
-
-/// `model/tokenizer.json`: its WordPiece tokenizer.
-pub(crate) static TOKENIZER_JSON: &[u8] = include_bytes!("../../model/tokenizer.json");
 
 /// What the embedder has done since it was made; read by the diagnostics.
 #[derive(Debug, Default)]

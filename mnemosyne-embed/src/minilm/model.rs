@@ -8,9 +8,9 @@ use mnemosyne_core::{Error, Result};
 use tokenizers::{Tokenizer, TruncationDirection, TruncationParams, TruncationStrategy};
 use tract_onnx::prelude::*;
 
+use super::assets::{MINILM_DIMS, MODEL_ONNX, TOKENIZER_JSON};
 use super::fold::fold_weight_dequantisation;
-use super::{MINILM_DIMS, MODEL_ONNX, TOKENIZER_JSON};
-use crate::l2_normalise;
+use crate::shared::l2_normalise;
 
 /// Padded tokens (texts × longest text) of one run of the transformer; a
 /// text longer than this runs alone. Its attention holds 12 heads × batch ×

@@ -20,28 +20,30 @@
 //! An item is ready when every dependency is done; a dependency that fails or
 //! is cancelled takes its dependents with it, so nothing waits forever.
 
+mod gauges;
 mod lock;
 mod ownership;
+mod requests;
+mod shared;
 mod state;
 mod writer;
 
 use std::collections::HashMap;
 use std::sync::atomic::{AtomicU64, Ordering};
-use std::sync::{Arc, Mutex, MutexGuard, PoisonError};
+use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use chrono::Utc;
-use mnemosyne_core::{
-    Error, Limits, MemoryId, Phase, Result, WorkItem, WorkItemId, WorkState, WorkStorage,
-};
-use serde::Serialize;
-use tokio::sync::{Notify, mpsc, oneshot};
+use mnemosyne_core::{Error, Limits, Phase, Result, WorkItem, WorkItemId, WorkState, WorkStorage};
+use tokio::sync::{Notify, mpsc};
 use tokio::time::Instant;
 use tokio_util::sync::CancellationToken;
 
+pub use gauges::{WorkQueueGauges, WorkStats};
 pub use ownership::{OtherOwner, QueueDatabase, QueueOwner, QueueOwnership, QueueOwnershipError};
+pub use requests::{Completion, NewWorkItem, Review};
+use shared::{Inner, Shared, Status, load_state};
 use state::{LookedUp, QueueRules, QueueState, Submit};
-use writer::WriteRequest;
 
 use crate::Supervisor;
 
@@ -54,141 +56,6 @@ pub const REAPER_TASK: &str = "work-lease-reaper";
 const DEPENDENCY_LOOKUPS_MAX: u32 = 20;
 /// Pause between two of those reads.
 const DEPENDENCY_LOOKUP_PAUSE_MS: u64 = 2;
-/// Pause before a failed reload of the queue is tried again.
-const RELOAD_RETRY_MS: u64 = 1_000;
-
-/// A work item to submit.
-#[derive(Clone, Debug, PartialEq, Eq)]
-pub struct NewWorkItem {
-    /// Its id, when the caller chooses it (so items of one batch can depend
-    /// on each other); a fresh UUIDv7 otherwise.
-    pub id: Option<WorkItemId>,
-    /// What to do.
-    pub description: String,
-    /// The phase it starts in (not `done`).
-    pub phase: Phase,
-    /// Higher is claimed first.
-    pub priority: i32,
-    /// Items that must be done first: existing items, or items of the same batch.
-    pub dependencies: Vec<WorkItemId>,
-    /// What it must satisfy (all unmet at first).
-    pub requirements: Vec<String>,
-    /// Tests a planner suggests.
-    pub suggested_tests: Vec<String>,
-    /// Whether finishing `implement` sends it to `review` instead of done.
-    pub review_required: bool,
-}
-
-impl NewWorkItem {
-    /// An item to implement, priority 0, no dependencies, no review.
-    pub fn new(description: impl Into<String>) -> Self {
-        Self {
-            id: None,
-            description: description.into(),
-            phase: Phase::Implement,
-            priority: 0,
-            dependencies: Vec::new(),
-            requirements: Vec::new(),
-            suggested_tests: Vec::new(),
-            review_required: false,
-        }
-    }
-}
-
-/// What an agent reports when it finishes the phase it claimed.
-#[derive(Clone, Debug, Default, PartialEq, Eq)]
-pub struct Completion {
-    /// The claimant; when given, it must hold the claim.
-    pub agent: Option<String>,
-    /// Stored memories showing the work (added to the item's evidence).
-    pub evidence: Vec<MemoryId>,
-    /// Indexes of the requirements now met.
-    pub met: Vec<usize>,
-}
-
-/// A reviewer's verdict on an item in `review`.
-#[derive(Clone, Debug, Default, PartialEq, Eq)]
-pub struct Review {
-    /// The reviewer; when the item is claimed, it must be the claimant.
-    pub agent: Option<String>,
-    /// Approve (done) or reject (back to implement).
-    pub approve: bool,
-    /// What the reviewer says; required to reject.
-    pub feedback: Option<String>,
-    /// Tests the reviewer asks for.
-    pub suggested_tests: Vec<String>,
-}
-
-/// Live figures of the queue (for diagnostics and `/metrics`).
-#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Serialize)]
-pub struct WorkQueueGauges {
-    /// Pending and claimed items (at most `capacity`).
-    pub active: usize,
-    /// Pending items whose dependencies are all done.
-    pub ready: usize,
-    /// Items claimed under a lease.
-    pub claimed: usize,
-    /// Pending items waiting for a dependency.
-    pub waiting: usize,
-    /// Finished items still held in memory.
-    pub finished_retained: usize,
-    /// `work_items_max`.
-    pub capacity: u32,
-    /// `work_completed_retained_max`.
-    pub finished_retained_max: u32,
-    /// Finished items stored on disk, as of the last prune plus those
-    /// finished since (an upper bound).
-    pub finished_stored: u64,
-    /// `work_finished_stored_max`.
-    pub finished_stored_max: u64,
-    /// Transitions waiting for their commit.
-    pub write_backlog: usize,
-}
-
-/// The queue's figures plus the stored items per state.
-#[derive(Clone, Debug, PartialEq, Eq, Serialize)]
-pub struct WorkStats {
-    /// Live figures.
-    pub queue: WorkQueueGauges,
-    /// Stored items per state, every state listed; serialised as an object
-    /// (`{"pending": 3, ...}`), the same over HTTP, MCP and the CLI.
-    #[serde(serialize_with = "states_as_object")]
-    pub stored: Vec<(WorkState, u64)>,
-}
-
-fn states_as_object<S: serde::Serializer>(
-    stored: &[(WorkState, u64)],
-    serializer: S,
-) -> std::result::Result<S::Ok, S::Error> {
-    serializer.collect_map(stored.iter().map(|(state, count)| (state.as_str(), count)))
-}
-
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
-enum Status {
-    Open,
-    Reloading,
-    Closed,
-}
-
-#[derive(Debug)]
-struct Inner {
-    state: QueueState,
-    status: Status,
-}
-
-#[derive(Debug)]
-struct Shared {
-    storage: Arc<dyn WorkStorage>,
-    inner: Mutex<Inner>,
-    writes: mpsc::Sender<WriteRequest>,
-    backlog_max: u32,
-    list_rows_max: u32,
-    reaper_wake: Notify,
-    /// See [`WorkQueueGauges::finished_stored`]; only the writer changes it.
-    finished_stored: AtomicU64,
-    finished_stored_max: u64,
-}
-
 /// The persistent work queue; cheap to clone (all clones share one queue).
 ///
 /// One process should own the queue of a database at a time: open it only
@@ -483,85 +350,6 @@ impl WorkQueue {
             }
         }
     }
-}
-
-impl Shared {
-    fn lock(&self) -> MutexGuard<'_, Inner> {
-        // The state is only mutated by transitions that validate before they
-        // change anything, so a panic elsewhere cannot leave it half-changed.
-        self.inner.lock().unwrap_or_else(PoisonError::into_inner)
-    }
-
-    /// Applies `change` to the state and waits until the items it returns are
-    /// committed. Nothing changes when `change` fails, the queue is closed or
-    /// reloading, or the write backlog is full.
-    async fn transition<T>(
-        &self,
-        change: impl FnOnce(&mut QueueState) -> Result<(T, Vec<WorkItem>)>,
-    ) -> Result<T> {
-        let (value, written) = {
-            let mut inner = self.lock();
-            match inner.status {
-                Status::Open => {}
-                Status::Reloading => {
-                    return Err(Error::Storage(
-                        "work queue is reloading after a failed write; retry".into(),
-                    ));
-                }
-                Status::Closed => return Err(closed()),
-            }
-            let permit = self.writes.try_reserve().map_err(|error| match error {
-                mpsc::error::TrySendError::Full(()) => Error::WorkWriteBacklogFull {
-                    capacity: self.backlog_max,
-                },
-                mpsc::error::TrySendError::Closed(()) => closed(),
-            })?;
-            let (value, items) = change(&mut inner.state)?;
-            if items.is_empty() {
-                return Ok(value);
-            }
-            let (done, written) = oneshot::channel();
-            permit.send(WriteRequest { items, done });
-            (value, written)
-        };
-        written.await.map_err(|_| {
-            Error::Storage("work queue writer stopped before the change was written".into())
-        })??;
-        Ok(value)
-    }
-}
-
-fn closed() -> Error {
-    Error::Storage("work queue is shut down".into())
-}
-
-/// The queue's state as storage holds it; items that can never become ready
-/// are failed and persisted first.
-async fn load_state(storage: &dyn WorkStorage, rules: QueueRules) -> Result<QueueState> {
-    let items = storage.active_work_items().await?;
-    let active: std::collections::HashSet<WorkItemId> = items.iter().map(|i| i.id).collect();
-    let mut outside: Vec<WorkItemId> = items
-        .iter()
-        .flat_map(|item| item.dependencies.iter().copied())
-        .filter(|id| !active.contains(id))
-        .collect();
-    outside.sort_unstable();
-    outside.dedup();
-    let dependency_states: HashMap<WorkItemId, WorkState> = if outside.is_empty() {
-        HashMap::new()
-    } else {
-        storage
-            .work_item_states(&outside)
-            .await?
-            .into_iter()
-            .collect()
-    };
-    let (state, failed) =
-        QueueState::load(rules, items, &dependency_states, Utc::now(), Instant::now());
-    if !failed.is_empty() {
-        storage.save_work_items(&failed).await?;
-    }
-    Ok(state)
 }
 
 #[cfg(test)]

@@ -21,7 +21,8 @@ use chrono::{DateTime, Utc};
 use mnemosyne_core::{Error, Limits, Phase, Requirement, Result, WorkItem, WorkItemId, WorkState};
 use tokio::time::Instant;
 
-use super::{Completion, NewWorkItem, Review, WorkQueueGauges};
+use super::gauges::WorkQueueGauges;
+use super::requests::{Completion, NewWorkItem, Review};
 
 /// The limits the rules use, copied out of [`Limits`].
 #[derive(Clone, Debug)]

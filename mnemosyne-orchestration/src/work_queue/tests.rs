@@ -6,8 +6,8 @@ use chrono::Utc;
 use mnemosyne_core::{Error, Phase, WorkItemId, WorkState};
 use tokio::time::Instant;
 
+use super::requests::{Completion, NewWorkItem, Review};
 use super::state::{LookedUp, QueueRules, QueueState, Submit};
-use super::{Completion, NewWorkItem, Review};
 
 fn rules(items_max: u32, retained_max: u32) -> QueueRules {
     QueueRules {

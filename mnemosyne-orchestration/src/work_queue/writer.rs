@@ -5,18 +5,11 @@ use std::sync::Arc;
 use std::sync::atomic::Ordering;
 use std::time::Duration;
 
-use mnemosyne_core::{Error, Result, WorkItem, WorkItemId};
-use tokio::sync::{mpsc, oneshot};
+use mnemosyne_core::{Error, WorkItem, WorkItemId};
+use tokio::sync::mpsc;
 use tokio_util::sync::CancellationToken;
 
-use super::{RELOAD_RETRY_MS, Shared, Status, load_state};
-
-/// One transition's changed items and the caller waiting for their commit.
-#[derive(Debug)]
-pub(crate) struct WriteRequest {
-    pub items: Vec<WorkItem>,
-    pub done: oneshot::Sender<Result<()>>,
-}
+use super::shared::{RELOAD_RETRY_MS, Shared, Status, WriteRequest, load_state};
 
 /// Commits what waits, `batch_max` transitions at most per transaction,
 /// until cancelled; then closes the queue and commits what was accepted

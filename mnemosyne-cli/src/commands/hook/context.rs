@@ -9,7 +9,7 @@ use mnemosyne_storage::{MemoryStore, RecallMode, RecallQuery};
 use super::input::HookInput;
 use super::render::{self, Budget};
 use super::seen::{Seen, SeenStore};
-use crate::commands::with_store;
+use crate::commands::store_session::with_store;
 use crate::config::Settings;
 
 /// Memories of the project listed by importance, and again by recency.
@@ -237,7 +237,7 @@ fn open_seen(store: &SeenStore, input: &HookInput) -> Option<Seen> {
     match store.open(id) {
         Ok(seen) => Some(seen),
         Err(error) => {
-            super::report(&error.context("memories given earlier are not tracked"));
+            super::report::report(&error.context("memories given earlier are not tracked"));
             None
         }
     }
@@ -246,6 +246,6 @@ fn open_seen(store: &SeenStore, input: &HookInput) -> Option<Seen> {
 /// Saves the session's state; a failure costs repeats, not the answer.
 fn save_seen(store: &SeenStore, seen: &Seen) {
     if let Err(error) = store.save(seen) {
-        super::report(&error.context("memories given now may be repeated"));
+        super::report::report(&error.context("memories given now may be repeated"));
     }
 }

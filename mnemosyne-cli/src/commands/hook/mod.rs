@@ -17,6 +17,7 @@
 mod context;
 mod input;
 mod render;
+mod report;
 mod seen;
 
 use std::time::Duration;
@@ -27,6 +28,7 @@ use serde::Serialize;
 
 pub use input::Event;
 use input::HookInput;
+pub use report::report;
 
 use crate::cli::HookArgs;
 use crate::config::Settings;
@@ -71,12 +73,6 @@ pub async fn run(args: HookArgs, settings: &Settings) -> Result<()> {
         Err(error) => report(&error),
     }
     Ok(())
-}
-
-/// The one line a failed hook writes (stderr goes to Claude Code's debug log).
-pub fn report(error: &anyhow::Error) {
-    let message = format!("{error:#}").replace(['\n', '\r'], " ");
-    eprintln!("mnemosyne hook: {message}");
 }
 
 /// The event answered and the context to add, if any.

@@ -11,7 +11,7 @@ use std::collections::HashSet;
 use std::path::Path;
 use std::process::ExitCode;
 use std::sync::Arc;
-use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::atomic::Ordering;
 use std::time::{Duration, Instant};
 
 use mnemosyne_core::{Error, Limits, NewMemory, Storage, WorkItemId, WorkState};
@@ -26,9 +26,10 @@ use mnemosyne_storage::LibsqlStorage as Backend;
 #[cfg(feature = "sqlite")]
 use mnemosyne_storage::SqliteStorage as Backend;
 
+mod check_outcome;
 mod server_checks;
 
-type Outcome = Result<String, String>;
+use check_outcome::{Outcome, fail, sample_max};
 
 const CHECKS: &[&str] = &[
     "queue_over_capacity",
@@ -160,10 +161,6 @@ async fn run(only: Vec<String>) -> Report {
     report
 }
 
-fn fail(what: impl std::fmt::Display) -> String {
-    what.to_string()
-}
-
 struct Queue {
     _dir: TempDir,
     storage: Arc<dyn Storage>,
@@ -215,21 +212,6 @@ async fn open_storage(path: &Path, limits: &Limits) -> Result<Arc<dyn Storage>, 
     mnemosyne_storage::open_storage(&Location::File(path.to_owned()), limits)
         .await
         .map_err(fail)
-}
-
-/// Samples `read` every millisecond until dropped; keeps the maximum.
-fn sample_max(
-    read: impl Fn() -> usize + Send + 'static,
-) -> (Arc<AtomicUsize>, tokio::task::JoinHandle<()>) {
-    let max = Arc::new(AtomicUsize::new(0));
-    let seen = Arc::clone(&max);
-    let sampler = tokio::spawn(async move {
-        loop {
-            seen.fetch_max(read(), Ordering::Relaxed);
-            tokio::time::sleep(Duration::from_millis(1)).await;
-        }
-    });
-    (max, sampler)
 }
 
 async fn queue_over_capacity() -> Outcome {

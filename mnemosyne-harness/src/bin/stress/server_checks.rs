@@ -20,7 +20,7 @@ use tokio::io::{AsyncBufReadExt, AsyncReadExt, AsyncWriteExt, BufReader};
 use tokio::net::TcpStream;
 use tokio::sync::oneshot;
 
-use super::{Outcome, fail, sample_max};
+use super::check_outcome::{Outcome, fail, sample_max};
 
 /// Start/stop cycles of the HTTP server over one store.
 const SERVER_CYCLES: usize = 2_000;
