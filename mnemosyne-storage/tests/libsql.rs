@@ -39,42 +39,17 @@ fn main() -> std::process::ExitCode {
         return std::process::ExitCode::SUCCESS;
     }
     let mut trials = conformance_trials!(LibsqlStorage);
-    trials.push(conformance::trial(
-        "migrations_really_apply_with_triggers_and_wal",
+    trials.extend(named_trials![
         migrations_really_apply_with_triggers_and_wal,
-    ));
-    trials.push(conformance::trial(
-        "content_round_trips_unusual_text",
         content_round_trips_unusual_text,
-    ));
-    trials.push(conformance::trial(
-        "a_file_path_with_a_nul_byte_is_an_error_not_a_panic",
         a_file_path_with_a_nul_byte_is_an_error_not_a_panic,
-    ));
-    trials.push(conformance::trial(
-        "an_unreachable_server_is_a_clear_error",
         an_unreachable_server_is_a_clear_error,
-    ));
-    trials.push(conformance::trial(
-        "a_refusing_server_is_a_clear_error",
         a_refusing_server_is_a_clear_error,
-    ));
-    trials.push(conformance::trial(
-        "a_panic_inside_libsql_is_an_error",
         a_panic_inside_libsql_is_an_error,
-    ));
-    trials.push(conformance::trial(
-        "vector_index_rows_follow_the_vectors",
         vector_index_rows_follow_the_vectors,
-    ));
-    trials.push(conformance::trial(
-        "approximate_search_ranks_exactly_and_filters_fall_back",
         approximate_search_ranks_exactly_and_filters_fall_back,
-    ));
-    trials.push(conformance::trial(
-        "opening_bounds_the_sqlite_heap_of_the_process",
-        opening_bounds_the_sqlite_heap_of_the_process,
-    ));
+        opening_bounds_the_sqlite_heap_of_the_process
+    ]);
     conformance::run(trials)
 }
 

@@ -32,14 +32,10 @@ fn main() -> std::process::ExitCode {
         return std::process::ExitCode::SUCCESS;
     }
     let mut trials = conformance_trials!(SqliteStorage);
-    trials.push(conformance::trial(
-        "opening_bounds_the_sqlite_heap_of_the_process",
+    trials.extend(named_trials![
         opening_bounds_the_sqlite_heap_of_the_process,
-    ));
-    trials.push(conformance::trial(
-        "a_reader_that_pinned_the_wal_does_not_leave_it_grown",
-        a_reader_that_pinned_the_wal_does_not_leave_it_grown,
-    ));
+        a_reader_that_pinned_the_wal_does_not_leave_it_grown
+    ]);
     conformance::run(trials)
 }
 

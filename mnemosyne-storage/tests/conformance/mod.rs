@@ -2752,3 +2752,11 @@ macro_rules! conformance_trials {
         ]
     };
 }
+
+/// One trial per backend-specific test function of a test file, named after it.
+#[macro_export]
+macro_rules! named_trials {
+    ($($name:ident),+ $(,)?) => {
+        vec![$(conformance::trial(stringify!($name), $name)),+]
+    };
+}
