@@ -35,6 +35,14 @@ pub trait Backend:
 
     /// Bytes in SQLite's heap now, every connection of the process together.
     fn heap_bytes(&self) -> u64;
+
+    /// True when every read operation should run inside one read
+    /// transaction: a remote server opens a connection of its own for each
+    /// statement outside a transaction, and under load fails to open them
+    /// in time; inside one, an operation's statements share one.
+    fn reads_in_transaction(&self) -> bool {
+        false
+    }
 }
 
 /// Storage over a pooled [`Backend`].
@@ -193,6 +201,13 @@ impl<B: Backend> PooledStorage<B> {
         &self,
         work: impl FnOnce(&mut B::Conn) -> Result<T> + Send + 'static,
     ) -> Result<T> {
+        if self.backend.reads_in_transaction() {
+            return self
+                .run(&self.readers, "reader", move |conn| {
+                    sql::conn::read_transaction(conn, work)
+                })
+                .await;
+        }
         self.run(&self.readers, "reader", work).await
     }
 

@@ -168,6 +168,10 @@ impl Backend for Libsql {
         let used = unsafe { libsql::ffi::sqlite3_memory_used() };
         u64::try_from(used).unwrap_or(0)
     }
+
+    fn reads_in_transaction(&self) -> bool {
+        self.kind == Kind::Remote
+    }
 }
 
 /// libsql storage (local file or remote server) pooled by deadpool.

@@ -223,11 +223,14 @@ pub fn transaction<C: Conn, T>(conn: &mut C, work: impl FnOnce(&mut C) -> Result
 }
 
 /// Runs reads inside one deferred transaction, so that they all see the
-/// same snapshot of the database.
+/// same snapshot of the database; inside a transaction already, in that one.
 pub fn read_transaction<C: Conn, T>(
     conn: &mut C,
     work: impl FnOnce(&mut C) -> Result<T>,
 ) -> Result<T> {
+    if !conn.is_autocommit() {
+        return work(conn);
+    }
     conn.execute("BEGIN", &[])?;
     let outcome = work(conn);
     finish(conn, outcome)

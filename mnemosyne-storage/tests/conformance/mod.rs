@@ -871,8 +871,11 @@ pub async fn concurrent_readers_and_writer_never_see_locks<B: Backend>() {
     assert_eq!(store.count(true).await.unwrap(), 1 + 8 * 40);
     let status = store.pool_status();
     assert!(status.readers_open <= status.readers_max);
-    // Open connections hold page caches: SQLite's heap is measured, not 0.
-    assert!(status.sqlite_heap_bytes > 0, "{status:?}");
+    // Open connections hold page caches: SQLite's heap is measured, not 0
+    // (a remote database keeps its pages on the server).
+    if store.storage().backend_name() != "libsql-remote" {
+        assert!(status.sqlite_heap_bytes > 0, "{status:?}");
+    }
     assert_eq!(
         status.sqlite_heap_bytes_max,
         Limits::default().sqlite_heap_bytes_max

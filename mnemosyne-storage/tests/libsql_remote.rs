@@ -1,0 +1,285 @@
+//! The conformance suite against a real libsql server (sqld), without and
+//! with JWT authentication. Each fixture file gets a server of its own,
+//! started on a free port of 127.0.0.1 with a data directory beside the
+//! file, and stopped by its pid when its test has ended.
+//!
+//! The server binary is named by `MNEMOSYNE_TEST_SQLD` (`.ci/run` sets it
+//! when it has one). Without it the suite says so and passes, unless `CI` is
+//! set: then it is required.
+
+#![allow(clippy::print_stdout, clippy::print_stderr)]
+
+#[macro_use]
+mod conformance;
+
+use std::collections::HashMap;
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Stdio};
+use std::sync::{LazyLock, Mutex};
+use std::time::{Duration, Instant};
+
+use async_trait::async_trait;
+use base64::Engine;
+use base64::engine::general_purpose::URL_SAFE_NO_PAD;
+use mnemosyne_core::{Error, Limits, StorageAdmin};
+use mnemosyne_storage::{LibsqlStorage, Location};
+
+/// Env var naming the sqld binary.
+const SQLD_ENV: &str = "MNEMOSYNE_TEST_SQLD";
+/// Env var that makes this binary run the suite with JWT authentication.
+const JWT_ENV: &str = "MNEMOSYNE_TEST_SQLD_JWT";
+/// How long a starting server may take to answer `/health`.
+const START_TIMEOUT: Duration = Duration::from_secs(20);
+
+/// One running sqld serving one fixture file.
+struct Server {
+    child: Child,
+    port: u16,
+    /// The fixture file it stands for: the server stops once the test's
+    /// directory is gone.
+    fixture: PathBuf,
+}
+
+impl Drop for Server {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+/// Servers by fixture file.
+static SERVERS: LazyLock<Mutex<HashMap<PathBuf, Server>>> =
+    LazyLock::new(|| Mutex::new(HashMap::new()));
+
+/// The signing key of this run and its public half (when JWT is on).
+struct Jwt {
+    key: ring::signature::Ed25519KeyPair,
+    public_key_file: PathBuf,
+    _dir: tempfile::TempDir,
+}
+
+static JWT: LazyLock<Option<Jwt>> = LazyLock::new(|| {
+    std::env::var_os(JWT_ENV)?;
+    let seed: [u8; 32] = rand::random();
+    let key = ring::signature::Ed25519KeyPair::from_seed_unchecked(&seed).expect("an Ed25519 key");
+    let dir = tempfile::tempdir().expect("a temporary directory");
+    let public_key_file = dir.path().join("jwt.pub");
+    use ring::signature::KeyPair;
+    std::fs::write(
+        &public_key_file,
+        URL_SAFE_NO_PAD.encode(key.public_key().as_ref()),
+    )
+    .expect("the public key file");
+    Some(Jwt {
+        key,
+        public_key_file,
+        _dir: dir,
+    })
+});
+
+/// A read-write token signed with `key`: `{"a":"rw"}`, EdDSA.
+fn token(key: &ring::signature::Ed25519KeyPair) -> String {
+    let header = URL_SAFE_NO_PAD.encode(br#"{"alg":"EdDSA","typ":"JWT"}"#);
+    let claims = URL_SAFE_NO_PAD.encode(br#"{"a":"rw"}"#);
+    let signed = format!("{header}.{claims}");
+    let signature = URL_SAFE_NO_PAD.encode(key.sign(signed.as_bytes()).as_ref());
+    format!("{signed}.{signature}")
+}
+
+fn sqld() -> Option<PathBuf> {
+    std::env::var_os(SQLD_ENV).map(PathBuf::from)
+}
+
+fn free_port() -> u16 {
+    std::net::TcpListener::bind("127.0.0.1:0")
+        .and_then(|listener| listener.local_addr())
+        .map(|addr| addr.port())
+        .expect("a free port")
+}
+
+/// Starts a server for `fixture` and waits for its `/health`.
+fn start(fixture: &Path) -> Server {
+    let binary = sqld().expect("MNEMOSYNE_TEST_SQLD names sqld");
+    let data = fixture.with_extension("sqld");
+    for _attempt in 0..3 {
+        let port = free_port();
+        let mut command = Command::new(&binary);
+        command
+            .arg("--db-path")
+            .arg(&data)
+            .args(["--http-listen-addr", &format!("127.0.0.1:{port}")])
+            .arg("--no-welcome")
+            .stdout(Stdio::null())
+            .stderr(Stdio::null());
+        if let Some(jwt) = JWT.as_ref() {
+            command.arg("--auth-jwt-key-file").arg(&jwt.public_key_file);
+        }
+        let child = command.spawn().expect("sqld starts");
+        let mut server = Server {
+            child,
+            port,
+            fixture: fixture.to_owned(),
+        };
+        let deadline = Instant::now() + START_TIMEOUT;
+        while Instant::now() < deadline {
+            if let Ok(Some(_)) = server.child.try_wait() {
+                break; // the port was taken meanwhile: try another
+            }
+            if health(port) {
+                return server;
+            }
+            std::thread::sleep(Duration::from_millis(25));
+        }
+        let _ = server.child.kill();
+    }
+    panic!("sqld did not start for {}", fixture.display());
+}
+
+/// True when the server on `port` answers `GET /health` with 200.
+fn health(port: u16) -> bool {
+    use std::io::{Read, Write};
+    let Ok(mut stream) = std::net::TcpStream::connect(("127.0.0.1", port)) else {
+        return false;
+    };
+    let _ = stream.set_read_timeout(Some(Duration::from_secs(1)));
+    let request =
+        format!("GET /health HTTP/1.1\r\nHost: 127.0.0.1:{port}\r\nConnection: close\r\n\r\n");
+    if stream.write_all(request.as_bytes()).is_err() {
+        return false;
+    }
+    let mut answer = String::new();
+    let _ = stream.read_to_string(&mut answer);
+    answer.starts_with("HTTP/1.1 200")
+}
+
+/// The location of the server standing for `fixture`, started on first use.
+/// Servers of tests that have ended (their directory is gone) are stopped.
+fn location_for(fixture: &Path) -> Location {
+    let mut servers = SERVERS.lock().unwrap_or_else(|e| e.into_inner());
+    servers.retain(|_, server| server.fixture.parent().is_some_and(Path::exists));
+    let port = servers
+        .entry(fixture.to_owned())
+        .or_insert_with(|| start(fixture))
+        .port;
+    Location::Remote {
+        url: format!("http://127.0.0.1:{port}"),
+        auth_token: JWT.as_ref().map(|jwt| token(&jwt.key)),
+    }
+}
+
+#[async_trait]
+impl conformance::Backend for LibsqlStorage {
+    type Held = mnemosyne_storage::HeldConnection;
+
+    async fn open_at(path: &Path, limits: &Limits) -> mnemosyne_core::Result<Self> {
+        let location = location_for(path);
+        LibsqlStorage::open(&location, limits).await
+    }
+
+    async fn hold(&self) -> mnemosyne_core::Result<Self::Held> {
+        self.hold_reader().await
+    }
+
+    async fn exec_raw(path: &Path, sql: &str) {
+        let Location::Remote { url, auth_token } = location_for(path) else {
+            unreachable!()
+        };
+        let database = libsql::Builder::new_remote(url, auth_token.unwrap_or_default())
+            .build()
+            .await
+            .unwrap();
+        database
+            .connect()
+            .unwrap()
+            .execute_batch(sql)
+            .await
+            .unwrap();
+    }
+}
+
+/// Without a token, or with one signed by another key, the server refuses
+/// and opening says so in one line naming the server.
+async fn a_server_that_wants_a_token_refuses_none_and_a_forged_one() {
+    let Some(jwt) = JWT.as_ref() else {
+        return;
+    };
+    let f = conformance::fixture();
+    let Location::Remote { url, .. } = location_for(&f.path) else {
+        unreachable!()
+    };
+    let forged = ring::signature::Ed25519KeyPair::from_seed_unchecked(&[7; 32]).unwrap();
+    for auth_token in [None, Some(token(&forged))] {
+        let err = LibsqlStorage::open(
+            &Location::Remote {
+                url: url.clone(),
+                auth_token,
+            },
+            &Limits::default(),
+        )
+        .await
+        .unwrap_err();
+        assert!(
+            matches!(&err, Error::Storage(m) if m.contains(&url) && !m.contains('\n')),
+            "{err:?}"
+        );
+    }
+    let storage = LibsqlStorage::open(
+        &Location::Remote {
+            url,
+            auth_token: Some(token(&jwt.key)),
+        },
+        &Limits::default(),
+    )
+    .await
+    .unwrap();
+    assert_eq!(storage.backend_name(), "libsql-remote");
+    storage.close().await;
+}
+
+/// The conformance checks that hold for any location: those of the local
+/// file itself (its WAL, its open files, a crash of the writing process, the
+/// heap limit of this process) are not here.
+fn remote_trials() -> Vec<libtest_mimic::Trial> {
+    let local_only = [
+        "a_large_write_does_not_leave_a_large_wal",
+        "open_files_stay_bounded",
+        "crash_keeps_acknowledged_writes",
+    ];
+    let mut trials: Vec<_> = conformance_trials!(LibsqlStorage)
+        .into_iter()
+        .filter(|trial| !local_only.contains(&trial.name()))
+        .collect();
+    trials.extend(named_trials![
+        a_server_that_wants_a_token_refuses_none_and_a_forged_one
+    ]);
+    trials
+}
+
+fn main() -> std::process::ExitCode {
+    if sqld().is_none() {
+        if std::env::var_os("CI").is_some() {
+            eprintln!("{SQLD_ENV} is not set: CI requires the remote libsql tests");
+            return std::process::ExitCode::FAILURE;
+        }
+        println!("skipped: set {SQLD_ENV} to a sqld binary to run the remote libsql suite");
+        return std::process::ExitCode::SUCCESS;
+    }
+    let code = conformance::run(remote_trials());
+    SERVERS.lock().unwrap_or_else(|e| e.into_inner()).clear();
+    if JWT.is_some() || code != std::process::ExitCode::SUCCESS {
+        return code;
+    }
+    // The same suite again, every server asking for a JWT: this binary
+    // once more, with the same arguments (a filter applies to both).
+    println!("\nthe remote suite again, with JWT authentication:");
+    let with_jwt = Command::new(std::env::current_exe().expect("this binary"))
+        .args(std::env::args_os().skip(1))
+        .env(JWT_ENV, "1")
+        .status()
+        .expect("this binary runs again");
+    if with_jwt.success() {
+        std::process::ExitCode::SUCCESS
+    } else {
+        std::process::ExitCode::FAILURE
+    }
+}
