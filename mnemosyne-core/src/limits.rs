@@ -61,6 +61,10 @@ pub struct Limits {
     /// Time a remote (libsql server) database has to answer the first
     /// request when it is opened.
     pub remote_connect_timeout_ms: u64,
+    /// Time a remote (libsql server) database has to answer each request
+    /// (one statement, or a transaction's begin or commit); past it the
+    /// operation fails with one line naming the server, never hangs.
+    pub remote_request_timeout_ms: u64,
     /// SQLite's page cache of each connection, in bytes (`PRAGMA
     /// cache_size`; SQLite's own default is 2 MiB).
     pub sqlite_page_cache_bytes_max: u64,
@@ -302,6 +306,7 @@ impl Default for Limits {
             // stdin work; a soak at 200 requests/s used up to 16.
             blocking_threads_max: 16,
             remote_connect_timeout_ms: 10_000,
+            remote_request_timeout_ms: 30_000,
             work_items_max: 10_000,
             work_completed_retained_max: 1_000,
             // About 50 MB of rows with short descriptions; a soak finishing
@@ -434,7 +439,7 @@ impl Limits {
     /// Checks that every limit is usable: positive where zero would wedge the
     /// system, and `recall_results_max` within its hard cap.
     pub fn validate(&self) -> Result<(), LimitsError> {
-        let positive: [(&'static str, u64); 44] = [
+        let positive: [(&'static str, u64); 45] = [
             ("allocator_arenas_max", self.allocator_arenas_max.into()),
             ("sqlite_heap_bytes_max", self.sqlite_heap_bytes_max),
             ("embedding_batch_max", self.embedding_batch_max.into()),
@@ -451,6 +456,7 @@ impl Limits {
             ("reindex_batch_rows", self.reindex_batch_rows.into()),
             ("pool_readers_max", self.pool_readers_max.into()),
             ("pool_wait_timeout_ms", self.pool_wait_timeout_ms),
+            ("remote_request_timeout_ms", self.remote_request_timeout_ms),
             ("work_items_max", self.work_items_max.into()),
             ("work_finished_stored_max", self.work_finished_stored_max),
             ("events_capacity", self.events_capacity.into()),

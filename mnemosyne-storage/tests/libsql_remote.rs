@@ -236,6 +236,77 @@ async fn a_server_that_wants_a_token_refuses_none_and_a_forged_one() {
     storage.close().await;
 }
 
+/// Sends `signal` to the server standing for `fixture`.
+fn signal_server(fixture: &Path, signal: rustix::process::Signal) {
+    let servers = SERVERS.lock().unwrap_or_else(|e| e.into_inner());
+    let server = servers.get(fixture).expect("a server for the fixture");
+    let pid = rustix::process::Pid::from_raw(server.child.id() as i32).expect("a pid");
+    rustix::process::kill_process(pid, signal).expect("the signal is sent");
+}
+
+fn server_url(fixture: &Path) -> String {
+    let Location::Remote { url, .. } = location_for(fixture) else {
+        unreachable!()
+    };
+    url
+}
+
+/// Asserts a one-line storage error naming the server and saying `what`.
+fn assert_names_server(err: &Error, url: &str, what: &str) {
+    assert!(
+        matches!(err, Error::Storage(m) if m.contains(url) && m.contains(what) && !m.contains('\n')),
+        "{err:?}"
+    );
+}
+
+/// A server that stops answering fails each operation after
+/// `remote_request_timeout_ms` with one line naming it, never a hang; once
+/// it answers again so does the store. A server that is gone fails at once.
+async fn a_server_that_stops_answering_is_a_clear_error_not_a_hang() {
+    use rustix::process::Signal;
+    let f = conformance::fixture();
+    let limits = Limits {
+        remote_request_timeout_ms: 500,
+        ..Limits::default()
+    };
+    let store = conformance::open::<LibsqlStorage>(&f.path, limits).await;
+    let kept = store
+        .remember(conformance::new_memory("before the freeze", "global"))
+        .await
+        .unwrap();
+    let url = server_url(&f.path);
+
+    signal_server(&f.path, Signal::STOP);
+    let started = Instant::now();
+    let read = store.get(kept.id).await.unwrap_err();
+    let write = store
+        .remember(conformance::new_memory("during the freeze", "global"))
+        .await
+        .unwrap_err();
+    let waited = started.elapsed();
+    signal_server(&f.path, Signal::CONT);
+    assert_names_server(&read, &url, "remote_request_timeout_ms");
+    assert_names_server(&write, &url, "remote_request_timeout_ms");
+    assert!(waited < Duration::from_secs(10), "waited {waited:?}");
+
+    assert_eq!(
+        store.get(kept.id).await.unwrap().content,
+        "before the freeze",
+        "the store answers again once the server does"
+    );
+    store
+        .remember(conformance::new_memory("after the freeze", "global"))
+        .await
+        .unwrap();
+
+    signal_server(&f.path, Signal::KILL);
+    let started = Instant::now();
+    let gone = store.get(kept.id).await.unwrap_err();
+    assert_names_server(&gone, &url, "libsql");
+    assert!(started.elapsed() < Duration::from_secs(10));
+    store.close().await;
+}
+
 /// The conformance checks that hold for any location: those of the local
 /// file itself (its WAL, its open files, a crash of the writing process, the
 /// heap limit of this process) are not here.
@@ -250,7 +321,8 @@ fn remote_trials() -> Vec<libtest_mimic::Trial> {
         .filter(|trial| !local_only.contains(&trial.name()))
         .collect();
     trials.extend(named_trials![
-        a_server_that_wants_a_token_refuses_none_and_a_forged_one
+        a_server_that_wants_a_token_refuses_none_and_a_forged_one,
+        a_server_that_stops_answering_is_a_clear_error_not_a_hang
     ]);
     trials
 }

@@ -71,10 +71,51 @@ fn values(params: &[SqlValue]) -> Vec<Value> {
     params.iter().map(value).collect()
 }
 
+/// How long a remote server has to answer one request, and its name.
+#[derive(Clone, Debug)]
+pub(super) struct RequestTimeout {
+    pub(super) server: String,
+    pub(super) timeout: std::time::Duration,
+}
+
 /// A pooled libsql connection and the runtime that drives its calls.
 pub struct LibsqlConn {
     pub(super) conn: libsql::Connection,
     pub(super) runtime: Handle,
+    /// For a remote server: each call fails after this long.
+    pub(super) request_timeout: Option<RequestTimeout>,
+}
+
+impl LibsqlConn {
+    /// Drives one call of libsql to its end, or (remote) to its timeout.
+    fn call<T>(
+        &self,
+        call: impl std::future::Future<Output = libsql::Result<T>>,
+    ) -> std::result::Result<T, DbError> {
+        match &self.request_timeout {
+            None => self.runtime.block_on(call).map_err(db),
+            Some(limit) => match self
+                .runtime
+                .block_on(async { tokio::time::timeout(limit.timeout, call).await })
+            {
+                Ok(done) => done.map_err(|e| {
+                    let e = db(e);
+                    DbError {
+                        kind: e.kind,
+                        message: format!("libsql server {}: {}", limit.server, e.message),
+                    }
+                }),
+                Err(_elapsed) => Err(DbError {
+                    kind: DbErrorKind::Other,
+                    message: format!(
+                        "libsql server {}: no answer within {} ms (remote_request_timeout_ms)",
+                        limit.server,
+                        limit.timeout.as_millis()
+                    ),
+                }),
+            },
+        }
+    }
 }
 
 impl std::fmt::Debug for LibsqlConn {
@@ -107,16 +148,11 @@ impl Row for LibsqlRow<'_> {
 
 impl Conn for LibsqlConn {
     fn execute(&mut self, sql: &str, params: &[SqlValue]) -> std::result::Result<u64, DbError> {
-        self.runtime
-            .block_on(self.conn.execute(sql, values(params)))
-            .map_err(db)
+        self.call(self.conn.execute(sql, values(params)))
     }
 
     fn execute_batch(&mut self, sql: &str) -> std::result::Result<(), DbError> {
-        self.runtime
-            .block_on(self.conn.execute_batch(sql))
-            .map(|_| ())
-            .map_err(db)
+        self.call(self.conn.execute_batch(sql)).map(|_| ())
     }
 
     fn for_each_row(
@@ -125,13 +161,10 @@ impl Conn for LibsqlConn {
         params: &[SqlValue],
         each: &mut dyn FnMut(&dyn Row) -> Result<()>,
     ) -> Result<()> {
-        let runtime = self.runtime.clone();
-        let mut rows = runtime
-            .block_on(self.conn.query(sql, values(params)))
-            .map_err(db)?;
+        let mut rows = self.call(self.conn.query(sql, values(params)))?;
         // Each row is decoded before the next is fetched: a local row is
         // only a view of the statement's current row.
-        while let Some(row) = runtime.block_on(rows.next()).map_err(db)? {
+        while let Some(row) = self.call(rows.next())? {
             each(&LibsqlRow(&row))?;
         }
         Ok(())

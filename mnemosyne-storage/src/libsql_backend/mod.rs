@@ -16,7 +16,7 @@ use mnemosyne_core::{Error, Limits, Result};
 use tokio::runtime::Handle;
 
 pub use conn::LibsqlConn;
-use conn::db;
+use conn::{RequestTimeout, db};
 
 use crate::location::Location;
 use crate::pooled::{Backend, Managers, PooledStorage};
@@ -38,6 +38,8 @@ pub enum Kind {
 pub struct Manager {
     database: Arc<libsql::Database>,
     kind: Kind,
+    /// A remote server's name and how long it has to answer a request.
+    request_timeout: Option<RequestTimeout>,
     read_only: bool,
     busy_timeout_ms: u64,
     page_cache_bytes_max: u64,
@@ -46,10 +48,26 @@ pub struct Manager {
 }
 
 impl Manager {
-    fn new(database: &Arc<libsql::Database>, kind: Kind, limits: &Limits, read_only: bool) -> Self {
+    fn new(
+        database: &Arc<libsql::Database>,
+        location: &Location,
+        limits: &Limits,
+        read_only: bool,
+    ) -> Self {
+        let (kind, request_timeout) = match location {
+            Location::File(_) => (Kind::Local, None),
+            Location::Remote { url, .. } => (
+                Kind::Remote,
+                Some(RequestTimeout {
+                    server: url.clone(),
+                    timeout: Duration::from_millis(limits.remote_request_timeout_ms),
+                }),
+            ),
+        };
         Self {
             database: database.clone(),
             kind,
+            request_timeout,
             read_only,
             busy_timeout_ms: limits.sqlite_busy_timeout_ms,
             page_cache_bytes_max: limits.sqlite_page_cache_bytes_max,
@@ -75,6 +93,7 @@ impl Manager {
                 .connect()
                 .map_err(|e| Error::Storage(format!("cannot create a libsql client: {e}")))?,
             runtime: Handle::current(),
+            request_timeout: self.request_timeout.clone(),
         })
     }
 }
@@ -211,6 +230,7 @@ impl PooledStorage<Libsql> {
         let mut conn = LibsqlConn {
             conn: database.connect().map_err(|e| Error::from(db(e)))?,
             runtime: Handle::current(),
+            request_timeout: None,
         };
         tokio::task::spawn_blocking(move || sql::admin::migrate_to(&mut conn, version))
             .await
@@ -230,8 +250,8 @@ impl PooledStorage<Libsql> {
         };
         let database = Arc::new(database);
         let managers = Managers {
-            writer: Manager::new(&database, kind, limits, false),
-            reader: Manager::new(&database, kind, limits, true),
+            writer: Manager::new(&database, location, limits, false),
+            reader: Manager::new(&database, location, limits, true),
         };
         let storage = Self::new(Libsql { kind }, path, managers, limits)?;
         if let Location::Remote { url, .. } = location {
